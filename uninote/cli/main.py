@@ -1,0 +1,59 @@
+"""The ``uninote`` console script: one entry point, one subcommand per job.
+
+Each subcommand lives in its own module under ``uninote/cli/`` and exposes
+``register(subparsers)``; heavy imports (torch, faiss) happen inside the command, so ``--help``
+is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# module name under uninote.cli, in the order --help lists them
+COMMAND_MODULES = [
+    "prepare",
+    "train_sft",
+    "embed",
+    "eval_cmd",
+    "index_cmd",
+    "bench",
+    "annotations_cmd",
+    "train_rl",
+    "worker",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="uninote",
+        description="UniNote: one embedding model for multimodal note-to-note retrieval. "
+        "Prepare a corpus, train (SFT then RL), embed, index, evaluate, benchmark, annotate.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"uninote.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # user-facing errors: one clear line, no traceback
+        from uninote.errors import UniNoteError
+
+        if isinstance(exc, UniNoteError):
+            print(f"uninote {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
