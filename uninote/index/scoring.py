@@ -15,6 +15,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def _per_note_max(sims: np.ndarray, owner: np.ndarray, n_notes: int) -> np.ndarray:
+    """Row-wise max of ``sims`` (q, M) over the vectors each note owns -> (q, n_notes)."""
+    out = np.full((sims.shape[0], n_notes), -np.inf, dtype=np.float32)
+    if sims.shape[1] == 0:
+        return out
+    if np.all(owner[1:] >= owner[:-1]):  # contiguous owners: one vectorised reduce
+        starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        out[:, owner[starts]] = np.maximum.reduceat(sims, starts, axis=1)
+    else:
+        for qi in range(sims.shape[0]):
+            np.maximum.at(out[qi], owner, sims[qi])
+    return out
+
+
 def maxsim_scores(query: np.ndarray, vectors: np.ndarray, owner: np.ndarray | None,
                   n_notes: int) -> np.ndarray:
     """Scores (n_notes,) of every note for the query vectors ``query`` (q, D)."""
@@ -22,10 +36,16 @@ def maxsim_scores(query: np.ndarray, vectors: np.ndarray, owner: np.ndarray | No
     sims = query @ vectors.T  # (q, M)
     if owner is None:
         return sims.mean(axis=0)
-    per_note = np.full((query.shape[0], n_notes), -np.inf, dtype=np.float32)
-    for qi in range(query.shape[0]):
-        np.maximum.at(per_note[qi], owner, sims[qi])
-    return per_note.mean(axis=0)
+    return _per_note_max(sims, np.asarray(owner), n_notes).mean(axis=0)
+
+
+def maxsim_scores_single(queries: np.ndarray, vectors: np.ndarray, owner: np.ndarray | None,
+                         n_notes: int) -> np.ndarray:
+    """Scores (n_queries, n_notes) for many single-vector queries at once (one matmul)."""
+    sims = np.atleast_2d(queries) @ vectors.T
+    if owner is None:
+        return sims
+    return _per_note_max(sims, np.asarray(owner), n_notes)
 
 
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | list[int] | None = None) -> np.ndarray:
