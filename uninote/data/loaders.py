@@ -1,0 +1,179 @@
+"""``load_corpus``: one entry point for every supported source.
+
+Sources and how they are recognised (``format=`` overrides detection):
+
+- ``native``  a folder with ``notes.jsonl`` (read directly).
+- ``fashion`` a folder with ``data/*.parquet`` in the Hub schema of
+  ``ashraq/fashion-product-images-small``, one such parquet file, or a Hub repo id.
+- ``qilin``   a Qilin notes table (``.csv`` or ``.parquet`` with ``note_title``/``note_content``).
+
+Non-native sources are materialised ONCE into a native folder under the cache,
+``$UNINOTE_CACHE/corpora/<format>-<fingerprint>/`` (fingerprint: source path, file sizes and
+mtimes, and the options), written atomically, then read by the same native reader as any corpus.
+Warnings raised while materialising (skipped rows, text-only notes) are kept in ``source.json``
+next to the corpus and shown again on every cached load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from uninote.data.corpus import Corpus
+from uninote.data.native import atomic_dir, read_native, write_native, write_records
+from uninote.data.problems import Problems, check_on_error, warn
+from uninote.errors import ConfigError, CorpusError
+
+FORMATS = ("native", "fashion", "qilin")
+CACHE_LAYOUT_VERSION = 2  # bump when an adapter's output changes, so stale caches are rebuilt
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cache_root() -> Path:
+    """``$UNINOTE_CACHE`` (default ``~/.cache/uninote``)."""
+    return Path(os.environ.get("UNINOTE_CACHE") or Path.home() / ".cache" / "uninote")
+
+
+def _qilin_columns(path: Path) -> bool:
+    from uninote.data.qilin import is_qilin_table
+
+    return is_qilin_table(path)
+
+
+def detect_format(source) -> str:
+    """Which adapter reads ``source``; raises ``CorpusError`` saying what was looked for."""
+    from uninote.data.fashion import is_fashion_parquet, parquet_files
+
+    path = Path(source)
+    if path.is_dir():
+        if (path / "notes.jsonl").is_file():
+            return "native"
+        if parquet_files(path):
+            return "fashion"
+        raise CorpusError("folder has neither notes.jsonl (native corpus) nor data/*.parquet in the fashion "
+                          "catalogue schema", str(path))
+    if path.is_file():
+        if path.suffix == ".parquet" and is_fashion_parquet(path):
+            return "fashion"
+        if path.suffix in (".csv", ".parquet") and _qilin_columns(path):
+            return "qilin"
+        raise CorpusError("not a recognised corpus file (expected a fashion catalogue parquet, or a Qilin "
+                          "notes table .csv/.parquet with note_title and note_content columns)", str(path))
+    if _HUB_ID.match(str(source)):
+        return "fashion"
+    raise CorpusError("no such file or folder, and not a Hugging Face Hub repo id (owner/name)", str(source))
+
+
+def _fingerprint(fmt: str, files: list[Path], options: dict) -> str:
+    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    blob = json.dumps({"v": CACHE_LAYOUT_VERSION, "format": fmt, "files": stats, "options": options},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _source_files(fmt: str, source) -> tuple[list[Path], str]:
+    """Local files backing a non-native source (downloading Hub repos) and a display name."""
+    from uninote.data.fashion import download, parquet_files
+
+    path = Path(source)
+    if fmt == "fashion":
+        if not path.exists():
+            if not _HUB_ID.match(str(source)):
+                raise CorpusError("no such file or folder, and not a Hub repo id", str(source))
+            path = download(str(source))
+        files = parquet_files(path)
+        if not files:
+            raise CorpusError("no parquet files in the fashion catalogue schema here", str(path))
+        name = str(source).rstrip("/").split("/")[-1]
+        return files, name
+    if not path.is_file():
+        raise CorpusError("Qilin notes table not found (give the path of notes .csv or .parquet)", str(source))
+    return [path], path.stem
+
+
+def _materialise(fmt: str, files: list[Path], out: Path, problems: Problems, options: dict, progress: bool):
+    if fmt == "fashion":
+        from uninote.data.fashion import derive_relevance, read_catalogue
+
+        notes = read_catalogue(files, out, problems, options["limit"], progress)
+        qrels, pairs = derive_relevance(notes, options["max_queries"], options["seed"])
+        write_records(out, notes, qrels, pairs)
+        return []
+    from uninote.data.qilin import read_qilin
+
+    notes, notices = read_qilin(files[0], problems, options["image_root"], options["limit"])
+    write_records(out, notes, {}, [])
+    return notices
+
+
+def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images: str, progress: bool) -> Corpus:
+    files, name = _source_files(fmt, source)
+    folder = cache_root() / "corpora" / f"{fmt}-{_fingerprint(fmt, files, {**options, 'on_error': on_error})}"
+    if not (folder / "source.json").is_file():
+        problems = Problems(on_error, source=str(files[0]))
+        started = time.perf_counter()
+        with atomic_dir(folder) as tmp:
+            notices = _materialise(fmt, files, tmp, problems, options, progress)
+            if problems.total:
+                notices = [problems.summary(), *notices]
+            record = {"format": fmt, "source": str(source), "files": [str(f) for f in files], "options": options,
+                      "on_error": on_error, "name": name, "notices": notices,
+                      "seconds": round(time.perf_counter() - started, 2)}
+            (tmp / "source.json").write_text(json.dumps(record, indent=1, ensure_ascii=False), encoding="utf-8")
+    record = json.loads((folder / "source.json").read_text(encoding="utf-8"))
+    for notice in record.get("notices", []):
+        warn(notice)
+    corpus = read_native(folder, on_error, validate_images, progress)
+    corpus.name = record.get("name") or name
+    return corpus
+
+
+def load_corpus(source, format: str | None = None, on_error: str = "fail", *, limit: int | None = None,
+                max_queries: int = 500, seed: int = 0, image_root=None, validate_images: str = "cheap",
+                progress: bool = False) -> Corpus:
+    """Load any supported corpus source as a ``Corpus`` (see the module docstring).
+
+    Args:
+        source: native folder, fashion folder / parquet file / Hub repo id, or Qilin table path.
+        format: ``"native"``, ``"fashion"`` or ``"qilin"``; detected from the files when None.
+        on_error: ``"fail"`` raises ``CorpusError`` (file and line) on the first problem;
+            ``"skip"`` drops bad records and warns once with counts.
+        limit: keep only the first N notes (fashion: before qrels/pairs are derived).
+        max_queries, seed: fashion qrels sample size and the seed for qrels/pairs sampling.
+        image_root: Qilin only, the folder the table's relative image paths live under
+            (default: the table's folder).
+        validate_images: ``"cheap"`` (header and end-marker check), ``"full"`` (decode every
+            photo), or ``"none"``.
+        progress: show tqdm bars.
+    """
+    check_on_error(on_error)
+    fmt = format or detect_format(source)
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be a positive number of notes, got {limit}")
+    if fmt == "native":
+        if not (Path(source) / "notes.jsonl").is_file():
+            raise CorpusError("no notes.jsonl here: not a native corpus folder", str(source))
+        corpus = read_native(source, on_error, validate_images, progress)
+        if limit is not None:
+            from uninote.data.split import subset_corpus
+
+            corpus = subset_corpus(corpus, [n.note_id for n in corpus.notes[:limit]])
+        return corpus
+    options = {"limit": limit, "max_queries": max_queries, "seed": seed,
+               "image_root": None if image_root is None else str(Path(image_root).resolve())}
+    return _load_cached(fmt, source, on_error, options, validate_images, progress)
+
+
+def write_corpus(corpus: Corpus, out_dir, progress: bool = False) -> Path:
+    """Write ``corpus`` as a native folder (notes.jsonl, images/, qrels.tsv, pairs.jsonl), atomically.
+
+    Photos are hard-linked when possible, else copied; an existing corpus at ``out_dir`` is
+    replaced, any other non-empty folder is refused.
+    """
+    return write_native(corpus, out_dir, progress)
