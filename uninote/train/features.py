@@ -1,0 +1,188 @@
+"""Backbone feature cache: run the frozen towers over a corpus once, train and re-embed from it.
+
+Per corpus we keep text features (N, F_text), pooled photo features (M, F_img) and region-grid
+features (M, R, F_img) in float16, with ``image_owner`` (note row per photo) and ``image_index``
+(which photo of the note). Stored as safetensors + JSON under
+``$UNINOTE_CACHE/features/<fingerprint>/``; the fingerprint covers the corpus content (ids,
+texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length.
+Broken photos are skipped with one warning that counts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from uninote.errors import ImageError
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache" / "uninote"))
+
+
+@dataclass
+class CorpusFeatures:
+    note_ids: list[str]
+    text: torch.Tensor  # (N, F_text)
+    has_text: torch.Tensor  # (N,) bool
+    image: torch.Tensor  # (M, F_img)
+    image_owner: torch.Tensor  # (M,) sorted note rows
+    image_index: torch.Tensor  # (M,) photo index within its note
+    region: torch.Tensor  # (M, R, F_img)
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        n = len(self.note_ids)
+        owner = self.image_owner.numpy()
+        self.offsets = np.searchsorted(owner, np.arange(n + 1), side="left")
+        self._row = {nid: i for i, nid in enumerate(self.note_ids)}
+
+    def __len__(self) -> int:
+        return len(self.note_ids)
+
+    def rows_of(self, note_ids) -> np.ndarray:
+        return np.array([self._row[i] for i in note_ids], dtype=np.int64)
+
+    def batch(self, rows) -> dict[str, torch.Tensor]:
+        """The ``UniNoteModel.forward_features`` input for these note rows (photo owners remapped)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        img_rows = [np.arange(self.offsets[r], self.offsets[r + 1]) for r in rows]
+        owner = np.concatenate([np.full(len(x), j) for j, x in enumerate(img_rows)] + [np.zeros(0)]).astype(np.int64)
+        img = torch.from_numpy(np.concatenate(img_rows + [np.zeros(0, dtype=np.int64)]).astype(np.int64))
+        t = torch.from_numpy(rows)
+        return {"text": self.text[t], "has_text": self.has_text[t], "image": self.image[img],
+                "image_owner": torch.from_numpy(owner), "region": self.region[img], "image_rows": img}
+
+
+def fingerprint(corpus, cfg) -> str:
+    """Content hash of what the frozen towers see, plus the backbone settings."""
+    h = hashlib.sha256(json.dumps([FORMAT_VERSION, cfg.text_tower, cfg.image_tower, cfg.image_size,
+                                   cfg.n_regions, cfg.max_text_tokens]).encode())
+    for note in corpus.notes:
+        h.update(f"{note.note_id}\x00{note.text()}\x00".encode())
+        for i in range(len(note.images)):
+            p = corpus.image_path(note, i)
+            st = p.stat() if p.exists() else None
+            h.update(f"{p}\x00{st.st_size if st else -1}\x00{st.st_mtime_ns if st else -1}\x00".encode())
+    return h.hexdigest()[:20]
+
+
+@torch.inference_mode()
+def extract_features(corpus, model, batch_size: int = 64, progress: bool = True) -> CorpusFeatures:
+    """Run the model's towers over every text and photo of the corpus (no cache)."""
+    from tqdm.auto import tqdm
+
+    from uninote.model.images_io import open_image
+
+    texts = [n.text() for n in corpus.notes]
+    chunks = []
+    for s in tqdm(range(0, len(texts), batch_size), desc="text features", disable=not progress):
+        chunks.append(model.text_features(texts[s:s + batch_size]).half().cpu())
+    refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
+    pooled, regions, owner, index, broken = [], [], [], [], []
+    bar = tqdm(total=len(refs), desc="image features", disable=not progress)
+    for s in range(0, len(refs), batch_size):
+        images, kept = [], []
+        for r, i in refs[s:s + batch_size]:
+            path = corpus.image_path(corpus.notes[r], i)
+            try:
+                images.append(open_image(path))
+                kept.append((r, i))
+            except (ImageError, OSError) as exc:
+                broken.append(f"{path}: {exc}")
+        if images:
+            p, g = model.image_features(images)
+            pooled.append(p.half().cpu())
+            regions.append(g.half().cpu())
+            owner += [r for r, _ in kept]
+            index += [i for _, i in kept]
+        bar.update(len(refs[s:s + batch_size]))
+    bar.close()
+    if broken:
+        log.warning("skipped %d unreadable photo(s) of %d, e.g. %s", len(broken), len(refs), broken[0])
+    f_img, cells = model.image_tower.feature_dim, model.config.n_region_cells
+    return CorpusFeatures(
+        note_ids=[n.note_id for n in corpus.notes],
+        text=torch.cat(chunks) if chunks else torch.zeros(0, model.text_tower.feature_dim, dtype=torch.half),
+        has_text=torch.tensor([bool(t.strip()) for t in texts], dtype=torch.bool),
+        image=torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
+        image_owner=torch.tensor(owner, dtype=torch.long), image_index=torch.tensor(index, dtype=torch.long),
+        region=torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
+        info={"skipped_images": len(broken), "n_images": len(refs)})
+
+
+def save_features(feats: CorpusFeatures, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: getattr(feats, k).contiguous() for k in
+               ("text", "has_text", "image", "image_owner", "image_index", "region")}
+    tmp = directory / "features.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    (directory / "features.json").write_text(json.dumps({"note_ids": feats.note_ids, "info": feats.info}))
+    tmp.replace(directory / "features.safetensors")  # written last: its presence means complete
+
+
+def load_features(directory: Path) -> CorpusFeatures:
+    from safetensors.torch import load_file
+
+    t = load_file(str(directory / "features.safetensors"))
+    meta = json.loads((directory / "features.json").read_text())
+    return CorpusFeatures(meta["note_ids"], t["text"], t["has_text"], t["image"], t["image_owner"],
+                          t["image_index"], t["region"], meta.get("info", {}))
+
+
+def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None = None) -> CorpusFeatures:
+    """Features of a corpus: from the cache when backbones are frozen, else freshly extracted."""
+    use_cache = model.config.freeze_backbones if use_cache is None else use_cache
+    if not use_cache:
+        return extract_features(corpus, model, progress=progress)
+    directory = cache_root() / "features" / fingerprint(corpus, model.config)
+    if (directory / "features.safetensors").exists():
+        return load_features(directory)
+    start = time.perf_counter()
+    feats = extract_features(corpus, model, progress=progress)
+    feats.info["extract_seconds"] = round(time.perf_counter() - start, 2)
+    save_features(feats, directory)
+    return feats
+
+
+@torch.inference_mode()
+def embed_from_features(model, feats: CorpusFeatures, batch_size: int = 256, progress: bool = True):
+    """``NoteEmbeddings`` computed from backbone features (heads + fusion only)."""
+    from tqdm.auto import tqdm
+
+    from uninote.embeddings import NoteEmbeddings
+
+    parts = {k: [] for k in ("note", "text", "image", "image_owner", "region", "region_owner", "region_image")}
+    model.eval()
+    for s in tqdm(range(0, len(feats), batch_size), desc="embed", disable=not progress):
+        rows = np.arange(s, min(s + batch_size, len(feats)))
+        batch = feats.batch(rows)
+        out = model.forward_features(batch)
+        parts["note"].append(out["note"].cpu())
+        parts["text"].append(out["text"].cpu())
+        parts["image"].append(out["image"].cpu())
+        parts["image_owner"].append(out["image_owner"].cpu() + s)
+        parts["region"].append(out["region"].cpu())
+        parts["region_owner"].append(out["region_owner"].cpu() + s)
+        parts["region_image"].append(feats.image_index[batch["image_rows"]][out["region_image"].cpu()])
+    d = parts["note"][0].shape[-1] if parts["note"] else model.embed_dim
+    cat = {k: (torch.cat(v).numpy() if v else np.zeros((0, d), np.float32)) for k, v in parts.items()}
+    for k in ("image", "region"):
+        cat[k] = cat[k].reshape(-1, d).astype(np.float32)
+    return NoteEmbeddings(list(feats.note_ids), cat["note"].astype(np.float32), cat["text"].astype(np.float32),
+                          cat["image"], cat["image_owner"], cat["region"], cat["region_owner"],
+                          cat["region_image"], model_version=model.version,
+                          meta={"dim": d, "source": "uninote", **feats.info})
