@@ -1,0 +1,130 @@
+"""Approximate (faiss) indexes: which kind for which size, how to build and query them.
+
+Kinds (inner product on L2-normalised vectors, so scores are cosines):
+- ``flat``  exact; no faiss structure is needed because the ``VectorTable`` scan *is* the exact
+  index (numpy matvec + argpartition, measured at or under the memory-bandwidth floor; see
+  docs/results/index.md). ``ann`` on a flat index is exact search.
+- ``hnsw``  ``IndexHNSWFlat`` (M links, efConstruction/efSearch); stores the raw vectors, so its
+  scores are exact at the index dim; supports ``add`` but not removal (tombstones filter dead
+  notes at query time, see ``Retriever``).
+- ``ivfpq`` ``IndexIVFPQ``; PQ scores are lossy, so its shortlist (``k * rerank_factor``) is always
+  re-ranked with the exact full-dim vectors.
+
+``kind="auto"`` picks by vector count: flat up to ``flat_max``, hnsw up to ``hnsw_max``, else ivfpq.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = ("auto", "flat", "hnsw", "ivfpq")
+
+
+@dataclass
+class IndexConfig:
+    """How indexes are built and searched. Every field has a default that suits ~6k to ~1M notes."""
+
+    kind: str = "auto"  # auto | flat | hnsw | ivfpq: index kind; auto picks by vector count
+    flat_max: int = 50_000  # auto: exact flat index up to this many vectors
+    hnsw_max: int = 5_000_000  # auto: HNSW up to this many vectors, IVF-PQ beyond
+    hnsw_m: int = 32  # HNSW links per node (memory ~ M*8 bytes/vector on top of the vectors)
+    ef_construction: int = 40  # HNSW build beam width (build time grows ~linearly)
+    ef_search: int = 64  # HNSW query beam width (raised to k when k is larger)
+    ivf_nlist: int = 0  # IVF cells; 0 = 4*sqrt(n) clamped to [1, n/39]
+    ivf_nprobe: int = 16  # IVF cells visited per query
+    pq_m: int = 0  # PQ sub-quantizers; 0 = dim/4 (one byte per 4 dims), must divide dim
+    rerank_factor: int = 4  # IVF-PQ shortlist size = k * rerank_factor, re-ranked at full dim
+    local_candidates: int = 32  # multi-vector ANN: vectors fetched per query vector before rescoring
+    seed: int = 0  # training seed for IVF-PQ k-means
+
+    def validate(self) -> "IndexConfig":
+        from uninote.errors import ConfigError
+
+        if self.kind not in KINDS:
+            raise ConfigError(f"index kind {self.kind!r} unknown; expected one of {KINDS}")
+        for name in ("flat_max", "hnsw_max", "hnsw_m", "ef_construction", "ef_search", "ivf_nprobe",
+                     "rerank_factor", "local_candidates"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"index config {name} must be >= 1, got {getattr(self, name)}")
+        if self.ivf_nlist < 0 or self.pq_m < 0:
+            raise ConfigError("ivf_nlist and pq_m must be >= 0 (0 = automatic)")
+        return self
+
+
+def choose_kind(n_vectors: int, config: IndexConfig) -> str:
+    """The index kind for a table of ``n_vectors`` (``config.kind`` unless it is ``auto``)."""
+    if config.kind != "auto":
+        return config.kind
+    if n_vectors <= config.flat_max:
+        return "flat"
+    return "hnsw" if n_vectors <= config.hnsw_max else "ivfpq"
+
+
+def _pq_m(dim: int, config: IndexConfig) -> int:
+    m = config.pq_m or max(1, dim // 4)
+    while dim % m:
+        m -= 1
+    return m
+
+
+def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
+    """A faiss index over ``vectors`` (ids = row numbers), or None for ``flat``."""
+    import faiss
+
+    if kind == "flat":
+        return None
+    n, dim = vectors.shape
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+        index.hnsw.efSearch = config.ef_search
+        index.add(vectors)
+        return index
+    if kind == "ivfpq":
+        if n < 64:
+            raise ValueError(f"IVF-PQ needs at least 64 vectors to train, got {n}; use kind='flat'")
+        nlist = config.ivf_nlist or int(4 * math.sqrt(n))
+        nlist = max(1, min(nlist, n // 39))
+        nbits = max(4, min(8, int(math.log2(max(n // 39, 16)))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, _pq_m(dim, config), nbits,
+                                 faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = config.seed
+        index.pq.cp.seed = config.seed
+        rng = np.random.default_rng(config.seed)
+        train = vectors if n <= 100_000 else vectors[rng.choice(n, 100_000, replace=False)]
+        index.train(train)
+        index.add(vectors)
+        index.nprobe = min(config.ivf_nprobe, nlist)
+        return index
+    raise ValueError(f"unknown index kind {kind!r}")
+
+
+def ann_search(index, queries: np.ndarray, k: int, config: IndexConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of shape (q, k) from a faiss index; missing results have row -1."""
+    import faiss
+
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    k = max(1, min(k, index.ntotal))
+    if isinstance(index, faiss.IndexHNSW):
+        index.hnsw.efSearch = max(config.ef_search, k)
+    elif isinstance(index, faiss.IndexIVF):
+        index.nprobe = min(config.ivf_nprobe, index.nlist)
+    return index.search(queries, k)
+
+
+def index_kind(index) -> str:
+    """The kind name of a faiss index built by ``build_ann`` (``flat`` for None)."""
+    import faiss
+
+    if index is None:
+        return "flat"
+    if isinstance(index, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFPQ):
+        return "ivfpq"
+    raise ValueError(f"unsupported faiss index type {type(index).__name__}")

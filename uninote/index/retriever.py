@@ -1,0 +1,341 @@
+"""``Retriever``: every index of one embedding pass, one ``search`` call, add/remove, save/load.
+
+One retriever holds the full-dim vectors of every granularity (``note``, ``text``, ``image``,
+``region``) of one model version. The table at a lower Matryoshka dim is the truncated,
+re-normalised prefix of the full-dim table (never re-encoded) and is built on first use; ANN
+indexes likewise (``build`` makes them eagerly). Notes live in slots; ``remove`` marks a slot dead
+(a tombstone every strategy filters, so HNSW and multi-vector indexes, which cannot delete, never
+return it), ``add`` appends a slot to every table and index at once. ``compact()`` rebuilds
+without the dead slots.
+
+    r = Retriever(embeddings)
+    r.search("note-42", k=10, dim=64)                       # note -> neighbours, cheap pass
+    r.search(query, strategy="adaptive")                    # 64-d shortlist, full-dim re-rank
+    r.search(query, granularity="region", strategy="local") # fine-grained late interaction
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
+from uninote.errors import UniNoteError
+from uninote.index import persist, strategies
+from uninote.index.ann import IndexConfig, build_ann, choose_kind, index_kind
+from uninote.index.vectors import VectorTable
+
+DUPLICATE_SIM = 1 - 1e-6  # full-dim similarity at which a candidate counts as the query itself
+
+
+class UnknownNoteError(UniNoteError, KeyError):
+    """A note id that is not (or no longer) in the index."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Hit:
+    note_id: str
+    score: float
+    rank: int  # 1-based
+
+
+def matryoshka_dims(full_dim: int) -> list[int]:
+    """64, 128, 256, 512 (those below full_dim) and the full dim."""
+    return sorted({d for d in (64, 128, 256, 512) if d < full_dim} | {full_dim})
+
+
+class Retriever:
+    """Search the notes of one embedding pass at any dim, granularity and strategy."""
+
+    def __init__(self, embeddings: NoteEmbeddings, config: IndexConfig | None = None, *,
+                 shortlist: int = 200, shortlist_dim: int = 64, local_granularity: str = "region",
+                 local_weight: float = 1.0):
+        e = embeddings
+        tables = {"note": VectorTable(e.note, None, len(e)), "text": VectorTable(e.text, None, len(e))}
+        region_image = np.zeros(0, np.int64)
+        for g, (vecs, owner) in (("image", (e.image, e.image_owner)), ("region", (e.region, e.region_owner))):
+            order = np.argsort(owner, kind="stable")
+            tables[g] = VectorTable(l2_normalize(vecs[order]) if len(vecs) else vecs, owner[order], len(e))
+            if g == "region":
+                region_image = e.region_image[order]
+        self._init(list(e.note_ids), np.ones(len(e), bool), tables, region_image, e.model_version,
+                   config, shortlist, shortlist_dim, local_granularity, local_weight)
+
+    def _init(self, note_ids, alive, tables, region_image, model_version, config, shortlist,
+              shortlist_dim, local_granularity, local_weight):
+        if local_granularity not in strategies.MULTI:
+            raise ValueError(f"local_granularity must be one of {strategies.MULTI}")
+        self.config = (config or IndexConfig()).validate()
+        self.model_version = model_version
+        self.note_ids = note_ids  # per slot, dead slots included
+        self.alive = alive
+        self.dead_slots = np.flatnonzero(~alive)
+        self._slot = {nid: i for i, nid in enumerate(note_ids) if alive[i]}
+        self._region_image = np.asarray(region_image, np.int64)
+        self.full_dim = tables["note"].dim
+        self._tables = {(g, self.full_dim): t for g, t in tables.items()}
+        self._ann: dict[tuple[str, int], object] = {}
+        self.shortlist, self.shortlist_dim = shortlist, shortlist_dim
+        self.local_granularity, self.local_weight = local_granularity, local_weight
+
+    # --- tables and indexes ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, note_id: str) -> bool:
+        return note_id in self._slot
+
+    def table(self, granularity: str, dim: int) -> VectorTable:
+        """The exact table at (granularity, dim), truncated from full dim on first use."""
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {granularity!r}; expected one of {GRANULARITIES}")
+        if not 1 <= dim <= self.full_dim:
+            raise ValueError(f"dim {dim} out of range 1..{self.full_dim}")
+        key = (granularity, dim)
+        if key not in self._tables:
+            full = self._tables[(granularity, self.full_dim)]
+            self._tables[key] = VectorTable(truncate(full.vectors, dim), full.owner, full.n_slots)
+        return self._tables[key]
+
+    def kind_for(self, granularity: str) -> str:
+        return choose_kind(len(self._tables[(granularity, self.full_dim)]), self.config)
+
+    def ann_index(self, granularity: str, dim: int, build: bool = True):
+        """The faiss index at (granularity, dim), or None when its kind is ``flat``."""
+        key = (granularity, dim)
+        if key not in self._ann and build:
+            table = self.table(granularity, dim)
+            self._ann[key] = build_ann(table.vectors, self.kind_for(granularity), self.config)
+        return self._ann.get(key)
+
+    def build(self, dims: Sequence[int] | None = None, granularities: Sequence[str] = GRANULARITIES) -> None:
+        """Build every table and index now (default: all Matryoshka dims, all granularities)."""
+        for g in granularities:
+            if len(self._tables[(g, self.full_dim)]) == 0:
+                continue
+            for d in dims or matryoshka_dims(self.full_dim):
+                self.table(g, d)
+                self.ann_index(g, d)
+
+    # --- queries --------------------------------------------------------------------------------
+    def slot(self, note_id: str) -> int:
+        try:
+            return self._slot[note_id]
+        except KeyError:
+            raise UnknownNoteError(f"note {note_id!r} is not in the index (never added or removed)") from None
+
+    def query_embedding(self, note_id: str) -> QueryEmbedding:
+        """Everything stored for a note, as a full-dim query."""
+        s = self.slot(note_id)
+
+        def rows(g):
+            t = self._tables[(g, self.full_dim)]
+            return np.flatnonzero(t.owner == s)
+
+        img, reg = rows("image"), rows("region")
+        full = lambda g: self._tables[(g, self.full_dim)].vectors  # noqa: E731
+        return QueryEmbedding(
+            note=full("note")[s].copy(), text=full("text")[s].copy(),
+            images=full("image")[img].copy() if len(img) else None,
+            regions=full("region")[reg].copy() if len(reg) else None,
+            region_image=self._region_image[reg].copy() if len(reg) else None)
+
+    def search(self, query: QueryEmbedding | str, k: int = 10, dim: int | None = None,
+               granularity: str = "note", strategy: str = "exact", modality: str = "note",
+               exclude_self: bool = True) -> list[Hit]:
+        """The k best notes for a query (a ``QueryEmbedding`` or a note id in the index).
+
+        ``dim`` (default full) is the Matryoshka dim searched (``adaptive``: the re-rank dim).
+        ``exclude_self`` drops the query note and its exact duplicates (full-dim similarity
+        >= 1 - 1e-6 at the searched granularity); pass False to keep them (content auditing).
+        """
+        if strategy not in strategies.STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {strategies.STRATEGIES}")
+        dim = self.full_dim if dim is None else int(dim)
+        self_slot = None
+        if isinstance(query, str):
+            self_slot = self.slot(query)
+            query = self.query_embedding(query)
+        run, dedup_gran, dedup_query = self._plan(query, granularity, strategy, modality, dim)
+        want = k + (8 if exclude_self else 0)
+        while True:
+            slots, scores = run(want)
+            keep = np.ones(len(slots), bool)
+            if exclude_self and len(slots):
+                if self_slot is not None:
+                    keep &= slots != self_slot
+                full = self.table(dedup_gran, self.full_dim).score_slots(dedup_query, slots)
+                keep &= ~(full >= DUPLICATE_SIM)
+            slots, scores = slots[keep], scores[keep]
+            exhausted = want >= len(self) + len(self.dead_slots)
+            if len(slots) >= k or exhausted:
+                break
+            want *= 2
+        return [Hit(self.note_ids[s], float(v), i + 1) for i, (s, v) in enumerate(zip(slots[:k], scores[:k]))]
+
+    def _query_vectors(self, query: QueryEmbedding, modality: str, granularity: str) -> np.ndarray:
+        q = query.vectors(modality, granularity)
+        if q is None:
+            raise UniNoteError(f"a {modality} query has no vectors for the {granularity!r} index "
+                               f"(e.g. a text-only query cannot search image or region indexes)")
+        if q.shape[-1] != self.full_dim:
+            raise UniNoteError(f"query vectors have dim {q.shape[-1]}; this index expects full-dim "
+                               f"{self.full_dim} vectors from model {self.model_version!r}")
+        return l2_normalize(q)
+
+    def _plan(self, query, granularity, strategy, modality, dim):
+        """(run(want), dedup granularity, dedup query vectors) for one search."""
+        if strategy in ("local", "global+local"):
+            local_g = granularity if granularity in strategies.MULTI else self.local_granularity
+            if strategy == "local":
+                q = self._query_vectors(query, modality, local_g)
+                return (lambda want: strategies.local(self, q, local_g, dim, want)), local_g, q
+            global_g = granularity if granularity in strategies.SINGLE else "note"
+            qg = self._query_vectors(query, modality, global_g)
+            ql = query.vectors(modality, local_g)
+            ql = None if ql is None else l2_normalize(ql)
+            run = lambda want: strategies.global_local(self, qg, ql, global_g, local_g, dim, want)  # noqa: E731
+            return run, global_g, qg
+        q = self._query_vectors(query, modality, granularity)
+        fn = {"exact": strategies.exact, "ann": strategies.ann, "adaptive": strategies.adaptive}[strategy]
+        return (lambda want: fn(self, q, granularity, dim, want)), granularity, q
+
+    # --- updates --------------------------------------------------------------------------------
+    def add(self, note_id: str, parts: QueryEmbedding, replace: bool = False) -> None:
+        """Make a new note searchable at once in every table and index (full-dim ``parts``)."""
+        if parts.note is None or parts.text is None:
+            raise UniNoteError(f"note {note_id!r}: adding needs its fused note and text vectors")
+        if note_id in self._slot:
+            if not replace:
+                raise UniNoteError(f"note {note_id!r} is already indexed; pass replace=True to update it")
+            self.remove(note_id)
+        d = self.full_dim
+        new = {"note": parts.note, "text": parts.text, "image": parts.images, "region": parts.regions}
+        new = {g: l2_normalize(np.zeros((0, d)) if v is None else np.atleast_2d(v)) for g, v in new.items()}
+        for g, v in new.items():
+            if v.shape[1] != d:
+                raise UniNoteError(f"note {note_id!r}: {g} vectors have dim {v.shape[1]}, index expects {d}")
+        slot = len(self.note_ids)
+        for (g, dim), table in self._tables.items():
+            vecs = new[g] if dim == d else truncate(new[g], dim)
+            table.append(vecs, slot)
+            index = self._ann.get((g, dim))
+            if index is not None and len(vecs):
+                index.add(np.ascontiguousarray(vecs, dtype=np.float32))
+        n_reg = len(new["region"])
+        ri = np.zeros(n_reg, np.int64) if parts.region_image is None else np.asarray(parts.region_image, np.int64)
+        self._region_image = np.concatenate([self._region_image, ri[:n_reg]])
+        self.note_ids.append(note_id)
+        self.alive = np.append(self.alive, True)
+        self._slot[note_id] = slot
+
+    def remove(self, note_id: str) -> None:
+        """Never return this note again (tombstone; ``compact()`` drops its vectors)."""
+        s = self.slot(note_id)
+        self.alive[s] = False
+        self.dead_slots = np.flatnonzero(~self.alive)
+        del self._slot[note_id]
+
+    def to_embeddings(self) -> NoteEmbeddings:
+        """The live notes as full-dim ``NoteEmbeddings`` (slots renumbered)."""
+        live = np.flatnonzero(self.alive)
+        remap = np.full(len(self.alive), -1, np.int64)
+        remap[live] = np.arange(len(live))
+        t = {g: self._tables[(g, self.full_dim)] for g in GRANULARITIES}
+        parts = {}
+        for g in ("image", "region"):
+            keep = self.alive[t[g].owner]
+            parts[g] = (t[g].vectors[keep], remap[t[g].owner[keep]], keep)
+        return NoteEmbeddings(
+            [self.note_ids[s] for s in live], t["note"].vectors[live], t["text"].vectors[live],
+            parts["image"][0], parts["image"][1], parts["region"][0], parts["region"][1],
+            self._region_image[parts["region"][2]], self.model_version)
+
+    def compact(self) -> "Retriever":
+        """A new retriever without dead slots, with the same indexes built."""
+        fresh = Retriever(self.to_embeddings(), self.config, shortlist=self.shortlist,
+                          shortlist_dim=self.shortlist_dim, local_granularity=self.local_granularity,
+                          local_weight=self.local_weight)
+        for g, d in self._ann:
+            fresh.ann_index(g, d)
+        return fresh
+
+    # --- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write the manifest, vectors and every built ANN index to ``directory``."""
+        from safetensors.numpy import save_file
+
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        full = {g: self._tables[(g, self.full_dim)] for g in GRANULARITIES}
+        tensors = {g: full[g].vectors for g in GRANULARITIES}
+        tensors.update(image_owner=full["image"].owner, region_owner=full["region"].owner,
+                       region_image=self._region_image, alive=self.alive.astype(np.uint8))
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(out / "vectors.safetensors"))
+        indexes = []
+        for (g, d), table in sorted(self._tables.items()):
+            if len(table) == 0:
+                continue
+            entry = {"granularity": g, "dim": d, "kind": "flat", "count": len(table),
+                     "vectors_checksum": persist.vectors_checksum(table.vectors, table.owner)}
+            index = self._ann.get((g, d))
+            if index is not None:
+                entry["kind"] = index_kind(index)
+                entry.update(persist.write_faiss(index, out / f"{g}-d{d}-{entry['kind']}.faiss"))
+            indexes.append(entry)
+        manifest = {
+            "format": persist.FORMAT, "model_version": self.model_version, "full_dim": self.full_dim,
+            "slots": len(self.note_ids), "live_notes": len(self), "config": asdict(self.config),
+            "search": {"shortlist": self.shortlist, "shortlist_dim": self.shortlist_dim,
+                       "local_granularity": self.local_granularity, "local_weight": self.local_weight},
+            "ids": persist.write_json(out / "ids.json", self.note_ids),
+            "vectors": persist.file_entry(out / "vectors.safetensors"),
+            "indexes": indexes,
+        }
+        (out / persist.MANIFEST).write_text(json_dump(manifest))
+        return out
+
+    @classmethod
+    def load(cls, directory: str | Path, model_version: str | None = None) -> "Retriever":
+        """Load a saved retriever; ``ModelMismatchError`` if built by another model version."""
+        import json
+
+        d = Path(directory)
+        m = persist.read_manifest(d, model_version)
+        try:
+            ids = json.loads(persist.verify_file(d, m["ids"]).read_text())
+            t = persist.load_vectors(d, m["vectors"])
+            alive = t["alive"].astype(bool)
+            tables = {g: VectorTable(t[g], None, len(ids)) for g in ("note", "text")}
+            tables.update({g: VectorTable(t[g], t[f"{g}_owner"], len(ids)) for g in ("image", "region")})
+        except (KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, UniNoteError):
+                raise
+            raise persist.CorruptIndexError(f"{d}: inconsistent index files ({exc}); rebuild it") from None
+        self = cls.__new__(cls)
+        self._init(ids, alive, tables, t["region_image"], m["model_version"], IndexConfig(**m["config"]),
+                   **m["search"])
+        for entry in m["indexes"]:
+            g, dim = entry["granularity"], entry["dim"]
+            table = self.table(g, dim)
+            if len(table) != entry["count"] or persist.vectors_checksum(table.vectors, table.owner) != entry["vectors_checksum"]:
+                raise persist.CorruptIndexError(f"{d}: {g} index at dim {dim} does not match the stored vectors")
+            if entry["kind"] != "flat":
+                index = persist.read_faiss(d, entry)
+                if index.ntotal != len(table) or index.d != dim:
+                    raise persist.CorruptIndexError(f"{d / entry['file']}: holds {index.ntotal}x{index.d} "
+                                                    f"vectors, expected {len(table)}x{dim}")
+                self._ann[(g, dim)] = index
+        return self
+
+
+def json_dump(obj) -> str:
+    import json
+
+    return json.dumps(obj, ensure_ascii=False, indent=1)

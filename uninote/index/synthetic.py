@@ -1,0 +1,106 @@
+"""Seeded synthetic embeddings for tests and the scale benchmark.
+
+Matryoshka-like clustered vectors (``SyntheticSpec``), generated exactly as follows:
+
+1. ``n_clusters`` centres ``mu_c ~ N(0, I_D)`` (default one cluster per 100 vectors).
+2. Vector i picks a cluster ``c_i`` uniformly and is ``x_i = s * (mu_c + noise * z_i)``,
+   ``z_i ~ N(0, I_D)``, with the per-dimension scale ``s_j = (1 + j / decay_tau) ** (-decay_alpha / 2)``:
+   variance decays as a power law over dimensions, so leading dims carry most of the signal, as
+   in a Matryoshka-trained model (defaults: alpha=1, tau=16 puts ~34% of the variance in the
+   first 64 of 768 dims and ~45% in the first 128).
+3. Rows are L2-normalised at the dim used (the prefix of the full-dim row, re-normalised: exactly
+   ``embeddings.truncate``).
+
+Columns are generated in blocks of 64 from a generator seeded by (seed, stream, row chunk, column
+block), so the first d dims of a vector are identical whether or not the other D - d were
+generated: a 1M x 128 table needs 0.5 GB, not the 3 GB of 1M x 768. Queries are fresh vectors
+from the same clusters (``stream="query"``), never corpus members.
+
+``synthetic_embeddings`` builds a small ``NoteEmbeddings`` with text, image and region vectors
+around each note vector, for unit tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from uninote.embeddings import NoteEmbeddings, l2_normalize
+
+BLOCK = 64
+CHUNK = 65_536
+STREAMS = {"corpus": 0, "query": 1}
+
+
+@dataclass
+class SyntheticSpec:
+    """Parameters of a synthetic Matryoshka-like corpus (see module docstring)."""
+
+    n: int  # corpus vectors
+    full_dim: int = 768  # D
+    n_clusters: int = 0  # 0 = max(8, n // 100)
+    noise: float = 0.9  # within-cluster spread relative to the spread of centres
+    decay_alpha: float = 1.0  # power-law exponent of the per-dim variance
+    decay_tau: float = 16.0  # dims over which the variance halves at first
+    seed: int = 0
+
+    @property
+    def clusters(self) -> int:
+        return self.n_clusters or max(8, self.n // 100)
+
+    def scale(self, dim: int) -> np.ndarray:
+        j = np.arange(dim, dtype=np.float64)
+        return ((1 + j / self.decay_tau) ** (-self.decay_alpha / 2)).astype(np.float32)
+
+
+def _block(spec: SyntheticSpec, stream: int, chunk: int, col: int, rows: int, assign: np.ndarray) -> np.ndarray:
+    width = min(BLOCK, spec.full_dim - col)
+    centres = np.random.default_rng([spec.seed, 9, col]).standard_normal((spec.clusters, width), np.float32)
+    z = np.random.default_rng([spec.seed, stream, chunk, col]).standard_normal((rows, width), np.float32)
+    return (centres[assign] + spec.noise * z) * spec.scale(col + width)[col:]
+
+
+def iter_chunks(spec: SyntheticSpec, dim: int, stream: str = "corpus", n: int | None = None,
+                normalize: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, block (rows, dim)) chunks of the synthetic table, prefix-consistent across dims."""
+    if dim > spec.full_dim:
+        raise ValueError(f"dim {dim} exceeds the synthetic full dim {spec.full_dim}")
+    n = spec.n if n is None else n
+    sid = STREAMS[stream]
+    for chunk, start in enumerate(range(0, n, CHUNK)):
+        rows = min(CHUNK, n - start)
+        assign = np.random.default_rng([spec.seed, sid, chunk, 10**6]).integers(0, spec.clusters, rows)
+        cols = [_block(spec, sid, chunk, c, rows, assign) for c in range(0, dim, BLOCK)]
+        x = np.concatenate(cols, axis=1)[:, :dim]
+        yield start, (l2_normalize(x) if normalize else x)
+
+
+def synthetic_vectors(spec: SyntheticSpec, dim: int, stream: str = "corpus", n: int | None = None) -> np.ndarray:
+    """The whole (n, dim) normalised table (mind memory: n * dim * 4 bytes)."""
+    n = spec.n if n is None else n
+    out = np.empty((n, dim), np.float32)
+    for start, block in iter_chunks(spec, dim, stream, n):
+        out[start:start + len(block)] = block
+    return out
+
+
+def synthetic_embeddings(n_notes: int, dim: int = 64, images: tuple[int, int] = (0, 3),
+                         regions_per_image: int = 4, n_clusters: int = 8, seed: int = 0,
+                         model_version: str = "synthetic") -> NoteEmbeddings:
+    """A small clustered ``NoteEmbeddings``: text/photo/region vectors scattered around each note."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, dim)).astype(np.float32)
+    note = l2_normalize(centres[rng.integers(0, n_clusters, n_notes)] + 0.5 * rng.standard_normal((n_notes, dim)))
+    text = l2_normalize(note + 0.3 * rng.standard_normal((n_notes, dim)))
+    counts = rng.integers(images[0], images[1] + 1, n_notes)
+    image_owner = np.repeat(np.arange(n_notes), counts)
+    image = l2_normalize(note[image_owner] + 0.3 * rng.standard_normal((len(image_owner), dim)))
+    region_parent = np.repeat(np.arange(len(image_owner)), regions_per_image)
+    region = l2_normalize(image[region_parent] + 0.5 * rng.standard_normal((len(region_parent), dim)))
+    first_image = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    region_image = region_parent - first_image[image_owner[region_parent]]
+    ids = [f"n{i:05d}" for i in range(n_notes)]
+    return NoteEmbeddings(ids, note, text, image, image_owner, region, image_owner[region_parent],
+                          region_image, model_version)
