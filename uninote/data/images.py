@@ -84,7 +84,7 @@ def _read_bytes(source, max_bytes: int) -> bytes:
     return data
 
 
-def _check_header(data: bytes, where: str, max_pixels: int, allowed_formats) -> str:
+def _check_header(data: bytes, where: str, allowed_formats) -> str:
     """Format sniff, trailer test and pixel budget from the header alone; returns the format."""
     if not data:
         raise ImageError(f"{where}: image is empty (0 bytes)")
@@ -117,7 +117,7 @@ def load_image(
     """
     where = _describe(source)
     data = _read_bytes(source, max_bytes)
-    fmt = _check_header(data, where, max_pixels, allowed_formats)
+    fmt = _check_header(data, where, allowed_formats)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -131,8 +131,9 @@ def load_image(
             image.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{where}: image too large to decode safely ({exc})") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # PIL's own header check
+        raise ImageError(f"{where}: image declares too many pixels, over the limit of {max_pixels:,} "
+                         f"(refused before decoding; {exc})") from exc
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error ...
         raise ImageError(f"{where}: corrupt or unreadable {fmt} image ({exc})") from exc
     return image.convert("RGB") if image.mode != "RGB" else image
@@ -176,6 +177,8 @@ def check_image_file(
     try:
         with Image.open(path, formats=[fmt]) as image:
             width, height = image.size
+    except Image.DecompressionBombError:
+        return f"image declares too many pixels, over the limit of {max_pixels:,}"
     except Exception as exc:
         return f"corrupt {fmt} header ({exc})"
     if width * height > max_pixels:
@@ -186,11 +189,13 @@ def check_image_file(
 def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
     """``check_image_file`` for bytes in memory (e.g. a parquet cell); None when fine."""
     try:
-        fmt = _check_header(data, "", max_pixels, ALLOWED_FORMATS)
+        fmt = _check_header(data, "", ALLOWED_FORMATS)
         with Image.open(io.BytesIO(data), formats=[fmt]) as image:
             width, height = image.size
     except ImageError as exc:
         return str(exc).lstrip(": ")
+    except Image.DecompressionBombError:
+        return f"image declares too many pixels, over the limit of {max_pixels:,}"
     except Exception as exc:
         return f"corrupt image header ({exc})"
     if width * height > max_pixels:

@@ -1,0 +1,159 @@
+"""The Qilin notes table (real Xiaohongshu notes; Hub dataset ``THUIR/Qilin``) as UniNote notes.
+
+One row per note: ``note_idx`` becomes ``note_id``; ``note_title`` the title; ``note_content`` the
+body with its ``#topic[话题]#`` hashtags moved into ``tags``; ``image_path`` (a printed numpy
+array of relative paths, several per note) the photos, resolved under ``image_root`` (default:
+the table's folder). Taxonomy ids, note type and engagement counters go to ``meta``; the
+precomputed ``note_embedding`` is dropped.
+
+Photos that are not on disk are left out; a note with none of its photos is loaded text-only, and
+ONE warning counts such notes (the Qilin release hosts photos separately).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import sys
+from pathlib import Path
+
+from uninote.data.note import Note
+from uninote.data.problems import Problems
+
+SOURCE_TAG = "qilin"
+HUB_REPO_ID = "THUIR/Qilin"
+TEXT_COLUMNS = ("note_title", "note_content")
+DROPPED_COLUMNS = {"note_title", "note_content", "note_idx", "image_path", "note_embedding"}
+_TOPIC = re.compile(r"#([^#\[\]\n]{1,64}?)\[话题\]#")
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
+def is_qilin_table(path) -> bool:
+    """True when a .csv or .parquet file has Qilin's ``note_title`` and ``note_content`` columns."""
+    path = Path(path)
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            names = set(pq.read_schema(path).names)
+        else:
+            with open(path, encoding="utf-8", newline="") as fh:
+                names = set(next(csv.reader(fh), []))
+    except Exception:
+        return False
+    return set(TEXT_COLUMNS) <= names
+
+
+def extract_topics(content: str) -> tuple[str, list[str]]:
+    """Split ``#topic[话题]#`` hashtags out of a note body: ``(body_without_tags, tags)``.
+
+    >>> extract_topics("好吃 #腊肠[话题]# #美食[话题]# ")
+    ('好吃', ['腊肠', '美食'])
+    """
+    tags: list[str] = []
+    for match in _TOPIC.finditer(content):
+        tag = match.group(1).strip()
+        if tag and tag not in tags:
+            tags.append(tag)
+    body = _TOPIC.sub("", content)
+    body = re.sub(r"[ \t]+\n", "\n", body)
+    return body.strip(), tags
+
+
+def parse_image_paths(value) -> list[str]:
+    """Image paths from a printed numpy array (``"['a.jpg' 'b.jpg'\\n 'c.jpg']"``), a JSON/Python
+    list string, or an actual list; empty for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if not isinstance(value, str):
+        return [str(v) for v in value if str(v).strip()]
+    text = value.strip()
+    quoted = [a if a else b for a, b in _QUOTED.findall(text)]
+    if quoted:
+        return [q.strip() for q in quoted if q.strip()]
+    inner = text.strip("[]")
+    return [p for p in re.split(r"[\s,]+", inner) if p]
+
+
+def _number(value):
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return int(value) if value.is_integer() else value
+    return value
+
+
+def _rows(path: Path):
+    """Yield ``(line_number, row_dict)``; line numbers are physical CSV lines (rows for parquet)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for i, row in enumerate(pq.read_table(path).to_pylist(), 2):
+            yield i, row
+        return
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        start = 2
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+
+
+def _note_from_row(row: dict, path: Path, lineno: int, root: Path, problems: Problems):
+    """``(note, n_missing_photos, n_listed_photos)`` for one table row, or None (problem reported)."""
+    raw_id = _number(row.get("note_idx"))
+    if raw_id is None:
+        problems.report("missing field", "missing 'note_idx'", path, lineno)
+        return None
+    title, content = row.get("note_title"), row.get("note_content")
+    if not isinstance(title or "", str) or not isinstance(content or "", str):
+        problems.report("wrong type", "note_title and note_content must be text", path, lineno)
+        return None
+    body, tags = extract_topics(content or "")
+    paths = parse_image_paths(row.get("image_path"))
+    present = [str((root / p).resolve()) for p in paths if (root / p).is_file()]
+    meta = {"source": SOURCE_TAG, "image_paths": paths}
+    meta.update({k: (v if k.endswith("_id") else _number(v))  # ids like "5e12..." are not numbers
+                 for k, v in row.items() if k not in DROPPED_COLUMNS and k is not None})
+    note = Note(str(raw_id), title=(title or "").strip(), body=body, tags=tags, images=present, meta=meta)
+    return note, len(paths) - len(present), len(paths)
+
+
+def read_qilin(path, problems: Problems, image_root=None, limit: int | None = None) -> tuple[list[Note], list[str]]:
+    """Read a Qilin notes table into notes; returns ``(notes, notices)`` (notices: warnings text)."""
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    notes: list[Note] = []
+    seen: dict[str, int] = {}
+    text_only = partial = 0
+    for lineno, row in _rows(path):
+        if limit is not None and len(notes) >= limit:
+            break
+        result = _note_from_row(row, path, lineno, root, problems)
+        if result is None:
+            continue
+        note, missing, total = result
+        if note.note_id in seen:
+            problems.report("duplicate id", f"duplicate note_idx {note.note_id} (first on line {seen[note.note_id]})",
+                            path, lineno)
+            continue
+        seen[note.note_id] = lineno
+        text_only += not note.images
+        partial += 0 < missing < total
+        notes.append(note)
+    notices = []
+    if text_only:
+        notices.append(f"qilin: {text_only} of {len(notes)} notes have no image files under {root}; "
+                       "loaded as text-only")
+    if partial:
+        notices.append(f"qilin: {partial} of {len(notes)} notes miss some of their image files under {root}")
+    return notes, notices
