@@ -1,0 +1,161 @@
+"""Which pairs to label: a pure function from model neighbour lists to prioritised tasks.
+
+Input: ``{setting: {query_id: [candidate ids in rank order]}}`` where a setting is a
+``Setting(dim, granularity, strategy)`` (or its text key ``"dim=64/granularity=note/strategy=exact"``,
+``dim=full`` for the full dimension). Each (query, candidate) pair becomes at most one task with a
+``source`` saying why it is worth a grade:
+
+- ``disagreement``: in the top-k under one setting but not another (e.g. top-k at 64 dims but
+  not at full dim, or at ``exact`` but not ``ann``). The grade tells which setting was right.
+- ``boundary``: ranked within ``boundary_window`` of the cut-off k in some setting.
+- ``agreed``: in the top-k of every setting; the bread and butter of listwise RL groups.
+- ``random``: a few uniformly drawn deeper candidates per query, an unbiased baseline.
+
+Queries with few grades are preferred at hand-out time (``LabelQueue.next_task``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from uninote.errors import ConfigError
+
+SOURCES = ("disagreement", "boundary", "agreed", "random")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How a neighbour list was produced: embedding dim (None = full), granularity, strategy."""
+
+    dim: int | None = None
+    granularity: str = "note"
+    strategy: str = "exact"
+
+    @property
+    def key(self) -> str:
+        dim = "full" if self.dim is None else str(self.dim)
+        return f"dim={dim}/granularity={self.granularity}/strategy={self.strategy}"
+
+    @classmethod
+    def parse(cls, value: "Setting | str | Mapping[str, Any]") -> "Setting":
+        """Accept a Setting, its ``key`` text or a dict with dim/granularity/strategy."""
+        if isinstance(value, Setting):
+            return value
+        if isinstance(value, Mapping):
+            parts = dict(value)
+        else:
+            try:
+                parts = dict(p.split("=", 1) for p in str(value).split("/"))
+            except ValueError:
+                raise ConfigError(f"setting {value!r}: expected 'dim=64/granularity=note/strategy=exact'")
+        unknown = set(parts) - {"dim", "granularity", "strategy"}
+        if unknown:
+            raise ConfigError(f"setting {value!r}: unknown field(s) {sorted(unknown)}")
+        dim = parts.get("dim")
+        dim = None if dim in (None, "full", "None") else int(dim)
+        return cls(dim, str(parts.get("granularity", "note")), str(parts.get("strategy", "exact")))
+
+
+@dataclass
+class QueueConfig:
+    """How the label queue is built and handed out."""
+
+    k: int = 10  # cut-off the app shows: top-k membership defines agreement and disagreement
+    boundary_window: int = 3  # ranks k-w .. k+w-1 (0-based) count as near the decision boundary
+    random_per_query: int = 1  # deeper candidates drawn at random per query (unbiased baseline)
+    max_tasks_per_query: int | None = 20  # keep the highest-priority pairs of each query
+    overlap: float = 0.2  # share of tasks graded by several annotators (agreement statistics)
+    overlap_annotators: int = 2  # annotators per overlap task
+    lease_s: float = 600.0  # how long a handed-out task stays reserved for its annotator
+    few_grades_bonus: float = 1.0  # hand-out priority += bonus / (1 + grades the query has)
+    seed: int = 0  # makes overlap and random draws reproducible
+    source_priority: dict[str, float] = field(
+        default_factory=lambda: {"disagreement": 3.0, "boundary": 2.0, "agreed": 1.0, "random": 0.5}
+    )  # base priority of each source
+
+    def validate(self) -> "QueueConfig":
+        if self.k < 1 or self.boundary_window < 0 or self.random_per_query < 0:
+            raise ConfigError("QueueConfig: k >= 1, boundary_window >= 0, random_per_query >= 0")
+        if not 0.0 <= self.overlap <= 1.0:
+            raise ConfigError(f"QueueConfig.overlap must be in [0, 1], got {self.overlap}")
+        if self.overlap_annotators < 2:
+            raise ConfigError("QueueConfig.overlap_annotators must be >= 2")
+        if self.lease_s <= 0:
+            raise ConfigError("QueueConfig.lease_s must be > 0")
+        missing = set(SOURCES) - set(self.source_priority)
+        if missing:
+            raise ConfigError(f"QueueConfig.source_priority lacks {sorted(missing)}")
+        return self
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    query_id: str
+    candidate_id: str
+    source: str
+    priority: float
+    required_annotations: int
+    setting: Setting  # the setting the pair is shown with (its best rank)
+    rank: int  # 0-based rank under ``setting``
+    detail: dict[str, Any] = field(default_factory=dict)  # rank per setting key (None = absent)
+
+
+def _unit(seed: int, *parts: str) -> float:
+    digest = hashlib.sha256(":".join((str(seed),) + parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _source(ranks: dict[Setting, int | None], cfg: QueueConfig) -> str | None:
+    in_top = [r is not None and r < cfg.k for r in ranks.values()]
+    if any(in_top) and not all(in_top):
+        return "disagreement"
+    lo, hi = cfg.k - cfg.boundary_window, cfg.k + cfg.boundary_window
+    if any(r is not None and lo <= r < hi for r in ranks.values()):
+        return "boundary"
+    if all(in_top):
+        return "agreed"
+    return None
+
+
+def plan_tasks(
+    neighbours: Mapping[Any, Mapping[str, Sequence[str]]], config: QueueConfig | None = None
+) -> list[PlannedTask]:
+    """Turn neighbour lists into deduplicated, prioritised tasks (highest priority first)."""
+    cfg = (config or QueueConfig()).validate()
+    lists = {Setting.parse(s): q for s, q in neighbours.items()}
+    queries = sorted({q for per_query in lists.values() for q in per_query})
+    planned: list[PlannedTask] = []
+    for q in queries:
+        ranks: dict[str, dict[Setting, int | None]] = {}
+        for setting, per_query in lists.items():
+            for rank, c in enumerate(per_query.get(q, ())):
+                c = str(c)
+                if c != q:
+                    ranks.setdefault(c, {s: None for s in lists})
+                    if ranks[c][setting] is None:
+                        ranks[c][setting] = rank
+        chosen, deeper = [], []
+        for c, per_setting in ranks.items():
+            source = _source(per_setting, cfg)
+            (chosen if source else deeper).append((c, source, per_setting))
+        deeper.sort(key=lambda item: _unit(cfg.seed, "random", q, item[0]))
+        chosen += [(c, "random", r) for c, _, r in deeper[: cfg.random_per_query]]
+        tasks = [_make_task(q, c, src, r, cfg) for c, src, r in chosen]
+        tasks.sort(key=lambda t: (-t.priority, t.rank, t.candidate_id))
+        planned += tasks[: cfg.max_tasks_per_query] if cfg.max_tasks_per_query else tasks
+    planned.sort(key=lambda t: (-t.priority, t.query_id, t.rank))
+    return planned
+
+
+def _make_task(q: str, c: str, source: str, per_setting: dict, cfg: QueueConfig) -> PlannedTask:
+    present = [(r, s) for s, r in per_setting.items() if r is not None]
+    rank, setting = min(present, key=lambda rs: (rs[0], rs[1].key))
+    overlap = _unit(cfg.seed, "overlap", q, c) < cfg.overlap
+    return PlannedTask(
+        query_id=q, candidate_id=c, source=source,
+        priority=cfg.source_priority[source] - rank * 1e-3,  # within a source, better ranks first
+        required_annotations=cfg.overlap_annotators if overlap else 1,
+        setting=setting, rank=rank, detail={s.key: r for s, r in per_setting.items()},
+    )  # fmt: skip

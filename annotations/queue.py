@@ -1,0 +1,249 @@
+"""The label queue: what each annotator grades next.
+
+Build tasks from the model's own neighbour lists (``planning.plan_tasks``: disagreement between
+dims/strategies, ranks near the cut-off, agreed top-k, a random baseline), store them once
+(deduplicated per (query, candidate)), then hand them out with leases::
+
+    queue = LabelQueue(store, QueueConfig(k=10, overlap=0.2))
+    queue.add_from_neighbours({"dim=64/granularity=note/strategy=exact": {q: [c1, c2, ...]},
+                               "dim=full/granularity=note/strategy=exact": {q: [...]}},
+                              model_version="v3")
+    task = queue.next_task("ana")          # Task | None, leased to ana for config.lease_s
+    queue.submit("ana", task, grade=2)     # -> Judgment (store.submit_grade with the context)
+    queue.skip("ana", task.id)
+    queue.source_report()                  # tasks and grades contributed by each source
+
+Guarantees of ``next_task``: never a pair the annotator already graded or skipped; an overlap task
+(``required_annotations`` >= 2) goes to different annotators; a task is never held by more
+annotators than it needs (single-annotator tasks by one), because hand-out runs inside the
+store's serialised write transaction (``BEGIN IMMEDIATE`` on SQLite, ``FOR UPDATE SKIP LOCKED``
+on PostgreSQL). A lease that expires (annotator walked away) frees the task for someone else;
+calling ``next_task`` again while holding a live lease returns the same task (double click).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Mapping, Sequence
+
+from sqlalchemy import and_, exists, func, or_, select
+
+from annotations.errors import AnnotationError, UnknownNote
+from annotations.grades import annotator_id, clean_annotator
+from annotations.models import JudgmentRow, LabelTaskRow, NoteRow, TaskAssignmentRow
+from annotations.planning import SOURCES, PlannedTask, QueueConfig, Setting, plan_tasks
+from annotations.store import AnnotationStore
+from annotations.types import Judgment, Task
+
+__all__ = ["LabelQueue", "QueueConfig", "Setting", "PlannedTask", "plan_tasks", "SOURCES"]
+CANDIDATE_POOL = 50  # tasks considered per hand-out when preferring queries with few grades
+
+
+def _to_task(row: LabelTaskRow, annotator: str | None, expires: float | None) -> Task:
+    return Task(
+        id=row.id, query_id=row.query_id, candidate_id=row.candidate_id, source=row.source,
+        priority=row.priority, required_annotations=row.required_annotations,
+        model_version=row.model_version, dim=row.dim, granularity=row.granularity,
+        strategy=row.strategy, rank=row.rank, annotator=annotator, lease_expires_at=expires,
+    )  # fmt: skip
+
+
+class LabelQueue:
+    """Label tasks in the store, handed out to annotators with leases."""
+
+    def __init__(self, store: AnnotationStore, config: QueueConfig | None = None):
+        self.store = store
+        self.config = (config or QueueConfig(lease_s=store.lease_s)).validate()
+        self._db = store.database
+
+    def add_from_neighbours(
+        self, neighbours: Mapping[Any, Mapping[str, Sequence[str]]], model_version: str | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Plan tasks from neighbour lists and store the new ones (existing pairs are kept as
+        they are). All or nothing: an unknown note id raises ``UnknownNote`` and adds nothing.
+        Returns ``{source: {"added": n, "existing": m}}``."""
+        return self.add_tasks(plan_tasks(neighbours, self.config), model_version)
+
+    def add_tasks(self, planned: Sequence[PlannedTask], model_version: str | None = None):
+        """Store already planned tasks; see ``add_from_neighbours``."""
+        report = {s: {"added": 0, "existing": 0} for s in SOURCES}
+        ids = sorted({t.query_id for t in planned} | {t.candidate_id for t in planned})
+        now = time.time()
+        with self._db.write() as session:
+            known = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                known |= set(session.execute(
+                    select(NoteRow.note_id).where(NoteRow.note_id.in_(chunk))).scalars())  # fmt: skip
+            missing = [i for i in ids if i not in known]
+            if missing:
+                raise UnknownNote(f"neighbour lists name {len(missing)} unregistered note id(s), "
+                                  f"e.g. {missing[:5]}; register the corpus first")  # fmt: skip
+            existing = set(session.execute(select(LabelTaskRow.query_id, LabelTaskRow.candidate_id)).all())
+            for t in planned:
+                if (t.query_id, t.candidate_id) in existing:
+                    report[t.source]["existing"] += 1
+                    continue
+                existing.add((t.query_id, t.candidate_id))
+                session.add(LabelTaskRow(
+                    query_id=t.query_id, candidate_id=t.candidate_id, source=t.source,
+                    priority=t.priority, required_annotations=t.required_annotations,
+                    model_version=model_version, dim=t.setting.dim, granularity=t.setting.granularity,
+                    strategy=t.setting.strategy, rank=t.rank, detail_json=json.dumps(t.detail),
+                    created_at=now,
+                ))  # fmt: skip
+                report[t.source]["added"] += 1
+        return report
+
+    def next_task(self, annotator: str) -> Task | None:
+        """Lease the most useful open task to ``annotator``; None when nothing is left for them."""
+        name = clean_annotator(annotator)
+        with self._db.write() as session:
+            aid = annotator_id(session, name)
+            now = time.time()
+            held = self._held(session, aid, now)
+            if held is not None:
+                return held
+            row = self._pick(session, aid, now)
+            if row is None:
+                return None
+            expires = now + self.config.lease_s
+            mine = session.execute(
+                select(TaskAssignmentRow).where(
+                    TaskAssignmentRow.task_id == row.id, TaskAssignmentRow.annotator_id == aid)
+            ).scalar_one_or_none()  # fmt: skip
+            if mine is None:
+                session.add(TaskAssignmentRow(task_id=row.id, annotator_id=aid, status="leased",
+                                              leased_at=now, lease_expires_at=expires))  # fmt: skip
+            else:  # their own earlier lease had expired
+                mine.status, mine.leased_at, mine.lease_expires_at = "leased", now, expires
+            return _to_task(row, name, expires)
+
+    def _held(self, session, aid: int, now: float) -> Task | None:
+        """A live lease the annotator still holds (refreshed), unless they graded it meanwhile."""
+        rows = session.execute(
+            select(TaskAssignmentRow, LabelTaskRow)
+            .join(LabelTaskRow, LabelTaskRow.id == TaskAssignmentRow.task_id)
+            .where(TaskAssignmentRow.annotator_id == aid, TaskAssignmentRow.status == "leased",
+                   TaskAssignmentRow.lease_expires_at > now)
+            .order_by(TaskAssignmentRow.leased_at)
+        ).all()  # fmt: skip
+        for assignment, task in rows:
+            graded = session.execute(select(JudgmentRow.id).where(
+                JudgmentRow.annotator_id == aid, JudgmentRow.query_id == task.query_id,
+                JudgmentRow.candidate_id == task.candidate_id)).first()  # fmt: skip
+            if graded:
+                assignment.status, assignment.finished_at = "done", now
+                continue
+            assignment.lease_expires_at = now + self.config.lease_s
+            return _to_task(task, self._name(session, aid), assignment.lease_expires_at)
+        return None
+
+    @staticmethod
+    def _name(session, aid: int) -> str:
+        from annotations.models import AnnotatorRow
+
+        return session.get(AnnotatorRow, aid).name
+
+    @staticmethod
+    def _open_for(aid: int, now: float) -> list:
+        """Conditions for a task ``aid`` may be handed: it needs more annotators than those who
+        finished or hold a live lease on it (others), and ``aid`` never graded or skipped it."""
+        a = TaskAssignmentRow
+        active = (
+            select(func.count()).select_from(a)
+            .where(a.task_id == LabelTaskRow.id, a.annotator_id != aid,
+                   or_(a.status == "done", and_(a.status == "leased", a.lease_expires_at > now)))
+            .scalar_subquery()
+        )  # fmt: skip
+        mine = exists().where(a.task_id == LabelTaskRow.id, a.annotator_id == aid,
+                              a.status.in_(("done", "skipped")))  # fmt: skip
+        graded = exists().where(
+            JudgmentRow.annotator_id == aid, JudgmentRow.query_id == LabelTaskRow.query_id,
+            JudgmentRow.candidate_id == LabelTaskRow.candidate_id)  # fmt: skip
+        return [active < LabelTaskRow.required_annotations, ~mine, ~graded]
+
+    def _pick(self, session, aid: int, now: float) -> LabelTaskRow | None:
+        pool = session.execute(
+            select(LabelTaskRow).where(*self._open_for(aid, now))
+            .order_by(LabelTaskRow.priority.desc(), LabelTaskRow.id)
+            .limit(CANDIDATE_POOL).with_for_update(skip_locked=True, of=LabelTaskRow)
+        ).scalars().all()  # fmt: skip
+        if not pool:
+            return None
+        queries = {t.query_id for t in pool}
+        per_query = dict(session.execute(
+            select(JudgmentRow.query_id, func.count()).where(JudgmentRow.query_id.in_(queries))
+            .group_by(JudgmentRow.query_id)).all())  # fmt: skip
+        bonus = self.config.few_grades_bonus
+        return max(pool, key=lambda t: (t.priority + bonus / (1 + per_query.get(t.query_id, 0)), -t.id))
+
+    def skip(self, annotator: str, task_id: int) -> None:
+        """``annotator`` passes on a task: it never comes back to them and is freed for others."""
+        name = clean_annotator(annotator)
+        with self._db.write() as session:
+            if session.get(LabelTaskRow, task_id) is None:
+                raise AnnotationError(f"task {task_id} does not exist")
+            aid = annotator_id(session, name)
+            now = time.time()
+            row = session.execute(select(TaskAssignmentRow).where(
+                TaskAssignmentRow.task_id == task_id, TaskAssignmentRow.annotator_id == aid)
+            ).scalar_one_or_none()  # fmt: skip
+            if row is None:
+                session.add(TaskAssignmentRow(task_id=task_id, annotator_id=aid, status="skipped",
+                                              leased_at=now, lease_expires_at=now, finished_at=now))
+            elif row.status != "done":
+                row.status, row.finished_at = "skipped", now
+
+    def submit(self, annotator: str, task: Task, grade: int, comment: str | None = None) -> Judgment:
+        """Grade a handed-out task: ``store.submit_grade`` with the task's context."""
+        return self.store.submit_grade(
+            annotator, task.query_id, task.candidate_id, grade, model_version=task.model_version,
+            dim=task.dim, granularity=task.granularity, strategy=task.strategy, rank=task.rank,
+            comment=comment, task_id=task.id,
+        )  # fmt: skip
+
+    def pending(self, annotator: str | None = None) -> int:
+        """Tasks that still need grades (for ``annotator``: ones they could still be handed)."""
+        now = time.time()
+        with self._db.read() as session:
+            if annotator is None:
+                done = (select(func.count()).select_from(TaskAssignmentRow)
+                        .where(TaskAssignmentRow.task_id == LabelTaskRow.id,
+                               TaskAssignmentRow.status == "done").scalar_subquery())  # fmt: skip
+                stmt = select(func.count()).select_from(LabelTaskRow).where(
+                    done < LabelTaskRow.required_annotations)
+                return session.execute(stmt).scalar_one()
+            aid = annotator_id(session, clean_annotator(annotator), create=False)
+            stmt = select(func.count()).select_from(LabelTaskRow)
+            return session.execute(stmt.where(*self._open_for(aid or -1, now))).scalar_one()
+
+    def source_report(self) -> list[dict[str, Any]]:
+        """Per source: tasks, grades received, distinct pairs graded, mean grade, share of grades
+        >= 2 (relevant), skips. Shows what each selection strategy contributes."""
+        with self._db.read() as session:
+            tasks = dict(session.execute(
+                select(LabelTaskRow.source, func.count()).group_by(LabelTaskRow.source)).all())
+            graded = session.execute(
+                select(LabelTaskRow.source, func.count(JudgmentRow.id),
+                       func.count(func.distinct(LabelTaskRow.id)), func.avg(JudgmentRow.grade),
+                       func.sum(func.cast(JudgmentRow.grade >= 2, type_=JudgmentRow.grade.type)))
+                .join(JudgmentRow, and_(JudgmentRow.query_id == LabelTaskRow.query_id,
+                                        JudgmentRow.candidate_id == LabelTaskRow.candidate_id))
+                .group_by(LabelTaskRow.source)).all()  # fmt: skip
+            skips = dict(session.execute(
+                select(LabelTaskRow.source, func.count())
+                .join(TaskAssignmentRow, TaskAssignmentRow.task_id == LabelTaskRow.id)
+                .where(TaskAssignmentRow.status == "skipped").group_by(LabelTaskRow.source)).all())
+        by_source = {s: (n, pairs, mean, pos) for s, n, pairs, mean, pos in graded}
+        report = []
+        for source in SOURCES:
+            n, pairs, mean, pos = by_source.get(source, (0, 0, None, 0))
+            report.append(dict(
+                source=source, tasks=tasks.get(source, 0), grades=n, pairs_graded=pairs,
+                mean_grade=None if mean is None else round(float(mean), 3),
+                relevant_share=None if not n else round((pos or 0) / n, 3),
+                skipped=skips.get(source, 0),
+            ))  # fmt: skip
+        return report
