@@ -1,0 +1,150 @@
+"""RL trainer on a tiny model and synthetic features: parameters move, reward rises, resume works."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from uninote.model.config import UniNoteConfig
+from uninote.model.uninote import UniNoteModel
+from uninote.train.features import CorpusFeatures
+from uninote.train.rl import RLTrainer
+from uninote.train.rl_config import RLConfig
+from uninote.train.rl_data import GradedPairs
+from uninote.train.reward_model import NoteReps, RewardModelConfig, train_reward_model
+from uninote.errors import ConfigError
+
+
+def tiny_model(seed=0):
+    cfg = UniNoteConfig(text_tower="tiny", image_tower="tiny", embed_dim=16, matryoshka_dims=[8, 16],
+                        hidden_dim=32, tiny_width=16, n_regions=2, image_size=32, seed=seed)
+    return UniNoteModel(cfg)
+
+
+def toy_features(n=60, n_classes=4, width=16, seed=0):
+    """Notes of ``n_classes`` classes; the class signal is weak in text and image features."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % n_classes
+    centres = torch.randn(n_classes, width, generator=g)
+    text = 0.6 * centres[labels] + torch.randn(n, width, generator=g)
+    image = 0.6 * centres[labels] + torch.randn(n, width, generator=g)
+    feats = CorpusFeatures(
+        note_ids=[f"n{i}" for i in range(n)], text=text.half(), has_text=torch.ones(n, dtype=torch.bool),
+        image=image.half(), image_owner=torch.arange(n), image_index=torch.zeros(n, dtype=torch.long),
+        region=image.half().unsqueeze(1).repeat(1, 4, 1))
+    return feats, labels
+
+
+def toy_grades(labels, per_query=8, n_queries=40, seed=0):
+    rng = np.random.default_rng(seed)
+    grades = {}
+    for q in range(n_queries):
+        cands = rng.choice([c for c in range(len(labels)) if c != q], size=per_query, replace=False)
+        grades[f"n{q}"] = {f"n{c}": float(3 * (labels[c] == labels[q])) for c in cands}
+    return GradedPairs(grades, n_judgments=n_queries * per_query, corpus="toy", source="test")
+
+
+def fast_config(**kw):
+    base = dict(steps=30, queries_per_step=8, group_size=8, rank_k=5, pool_size=12, policy_topk=8,
+                refresh_every=10, temperature=0.1, kl_coef=0.05, learning_rate=3e-3, rm_epochs=20,
+                log_every=5, save_every=0, device="cpu")
+    base.update(kw)
+    return RLConfig(**base)
+
+
+def mean_reward(trainer, steps):
+    rows = trainer.history[:steps] if steps > 0 else trainer.history[steps:]
+    return float(np.mean([r["reward"] for r in rows]))
+
+
+def test_rl_step_changes_parameters_and_raises_reward(tmp_path):
+    torch.manual_seed(0)
+    feats, labels = toy_features()
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    progress = []
+    trainer = RLTrainer(model, feats, toy_grades(labels), fast_config(steps=40, ungraded="zero"), tmp_path,
+                        on_progress=lambda s, t, m: progress.append((s, t)))
+    metrics = trainer.train("fp")
+    after = model.trainable_state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert mean_reward(trainer, -10) > mean_reward(trainer, 10) + 0.02
+    assert progress[-1] == (40, 40)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["reward_data"]["fingerprint"] == "fp" and saved["steps"] == 40
+    cfg = json.loads((tmp_path / "training_config.json").read_text())
+    assert cfg["rl"]["steps"] == 40
+    assert metrics["reward_last20"]["@16"] > metrics["reward_first20"]["@16"]
+    UniNoteModel.from_pretrained(tmp_path)  # the checkpoint loads
+
+
+def test_rl_with_reward_model_and_resume_matches_uninterrupted(tmp_path):
+    feats, labels = toy_features()
+    grades = toy_grades(labels)
+    cfg = fast_config(steps=12, save_every=6, ungraded="reward_model")
+    full = RLTrainer(tiny_model(), feats, grades, cfg, tmp_path / "full")
+    full.train("fp")
+
+    class Stop:
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self):
+            self.calls += 1
+            return self.calls == 6
+
+    from uninote.train.rl import StopTraining
+
+    part = RLTrainer(tiny_model(), feats, grades, cfg, tmp_path / "part", should_stop=Stop())
+    with pytest.raises(StopTraining):
+        part.train("fp")
+    assert (tmp_path / "part" / "checkpoint-last" / "trainer_state.json").exists()
+    resumed = RLTrainer(tiny_model(), feats, grades, cfg, tmp_path / "part")
+    resumed.train("fp")
+    assert resumed.history[0]["step"] == 1 and len(resumed.history) == 12
+    a, b = full.model.trainable_state_dict(), resumed.model.trainable_state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert (tmp_path / "part" / "reward_model" / "reward_model.safetensors").exists()
+    assert "heldout" in resumed.rm_metrics
+
+
+def test_rl_rejects_grades_for_another_corpus(tmp_path):
+    feats, _ = toy_features(n=10)
+    other = GradedPairs({"x1": {"x2": 3.0}})
+    with pytest.raises(ConfigError, match="--corpus"):
+        RLTrainer(tiny_model(), feats, other, fast_config(), tmp_path)
+
+
+def test_rl_config_validation_messages():
+    with pytest.raises(ConfigError, match="group_size"):
+        RLConfig(group_size=1).validate()
+    with pytest.raises(ConfigError, match="ungraded"):
+        RLConfig(ungraded="guess").validate()
+    with pytest.raises(ConfigError, match="unknown RLConfig keys"):
+        RLConfig.from_dict({"stepz": 3})
+    with pytest.raises(ConfigError, match="matryoshka_weights"):
+        RLConfig(matryoshka_weights=[1.0]).validate()
+    assert RLConfig().validate().steps > 0
+
+
+def test_reward_model_heldout_metrics_on_toy_task():
+    torch.manual_seed(0)
+    n, d = 200, 16
+    labels = torch.arange(n) % 4
+    centres = torch.nn.functional.normalize(torch.randn(4, d), dim=-1)
+    note = torch.nn.functional.normalize(centres[labels] + 0.1 * torch.randn(n, d), dim=-1)
+    reps = NoteReps(note, note, note, torch.ones(n, dtype=torch.bool))
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, n, 3000)
+    c = rng.integers(0, n, 3000)
+    keep = q != c
+    q, c = q[keep], c[keep]
+    grades = np.where(labels[q] == labels[c], 3, 0).astype(float)
+    model, metrics = train_reward_model(reps, q, c, grades, RewardModelConfig(epochs=15, heldout_fraction=0.25))
+    held = metrics["heldout"]
+    assert held["n"] > 300
+    assert held["accuracy"] > held["majority_accuracy"] + 0.1
+    assert held["accuracy"] > 0.9 and held["ece"] < 0.1 and held["mae"] < 0.5
+    pred = model.expected_grade(reps, torch.as_tensor(q[:50]), torch.as_tensor(c[:50]))
+    assert ((pred > 1.5).numpy() == (grades[:50] == 3)).mean() > 0.9

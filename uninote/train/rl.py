@@ -1,0 +1,301 @@
+"""Stage 2: reinforcement learning from graded relevance (GRPO over Plackett-Luce rankings).
+
+The policy is the embedding model itself. For a query q with a candidate pool C (its graded
+candidates plus the policy's own current top neighbours), the similarities at a Matryoshka prefix
+d define logits ``s_j = cos_d(q, c_j) / tau`` and a Plackett-Luce ranking distribution. Each step,
+for every query and every dim, we sample G top-k rankings, reward each with NDCG@k under the
+grades (human grades; the reward model's expected grade for candidates nobody graded), normalise
+rewards within the group (GRPO advantages) and minimise
+
+    L = sum_d w_d [ -mean(A * log P_d(ranking)) + beta * KL(P_d || P_d^ref) ] / sum_d w_d
+
+where the reference is the frozen SFT model the run started from. Only heads and fusion train, on
+cached frozen-backbone features (``UniNoteModel.forward_features``); bf16 autocast on CUDA. Under
+``torchrun`` each rank samples its own queries and gradients are averaged across ranks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from uninote.losses.kl import k3_kl, listwise_kl
+from uninote.losses.policy_gradient import policy_gradient_loss
+from uninote.train import plackett_luce
+from uninote.train.advantages import group_advantages, rewards_to_tensor
+from uninote.train.reward_model import NoteReps, RewardModel, RewardModelConfig, train_reward_model
+from uninote.train.rewards import REWARD_FUNCTIONS
+from uninote.train.rl_checkpoint import find_resume, save_checkpoint
+from uninote.train.rl_config import RLConfig
+from uninote.train.rl_data import GradedPairs
+
+log = logging.getLogger(__name__)
+ProgressFn = Callable[[int, int, dict], None]
+
+
+class StopTraining(Exception):
+    """Raised when ``should_stop`` asks the run to end (e.g. SIGTERM); a checkpoint was saved."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from uninote.errors import ConfigError
+
+        raise ConfigError("device='cuda' but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _rl_batch(feats, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """``forward_features`` input without region features (RL only needs note vectors)."""
+    b = feats.batch(rows)
+    return {k: v for k, v in b.items() if k not in ("region", "image_rows")}
+
+
+def embed_notes(model, feats, batch_size: int = 512, autocast: bool = False) -> NoteReps:
+    """Unit note, text and photo-mean vectors of every note in ``feats`` (no gradient)."""
+    parts = {"note": [], "text": [], "image": [], "has_image": []}
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=autocast):
+        for s in range(0, len(feats), batch_size):
+            rows = np.arange(s, min(s + batch_size, len(feats)))
+            out = model.forward_features(_rl_batch(feats, rows))
+            img_sum = out["note"].new_zeros(len(rows), out["image"].shape[-1]).float()
+            img_sum.index_add_(0, out["image_owner"], out["image"].float())
+            parts["note"].append(out["note"].float())
+            parts["text"].append(out["text"].float())
+            parts["image"].append(F.normalize(img_sum, dim=-1))
+            parts["has_image"].append(out["has_image"])
+    model.train(was_training)
+    return NoteReps(*(torch.cat(parts[k]) for k in ("note", "text", "image", "has_image")))
+
+
+class RLTrainer:
+    """Runs the RL stage for one model on one corpus's features and one set of graded pairs."""
+
+    def __init__(self, model, feats, graded: GradedPairs, config: RLConfig, out_dir: str | Path,
+                 on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None):
+        self.cfg = config.validate()
+        self.model, self.feats, self.out_dir = model, feats, Path(out_dir)
+        self.on_progress, self.should_stop = on_progress, should_stop or (lambda: False)
+        self.device = resolve_device(self.cfg.device)
+        self.autocast = self.device.type == "cuda" and self.cfg.bf16
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.model.to(self.device)
+        dims = self.cfg.matryoshka_dims or list(model.config.matryoshka_dims)
+        self.dims = [d for d in dims if d <= model.embed_dim] or [model.embed_dim]
+        w = self.cfg.matryoshka_weights or [1.0] * len(self.dims)
+        self.weights = [float(x) / sum(w) for x in w[: len(self.dims)]]
+        self.reward_fn = REWARD_FUNCTIONS[self.cfg.reward]
+        self.graded = graded.restrict(feats.note_ids)
+        if len(self.graded) == 0:
+            from uninote.errors import ConfigError
+
+            raise ConfigError("none of the graded pairs refer to notes of this corpus: check --corpus")
+        self.human = {int(feats.rows_of([q])[0]): {int(feats.rows_of([c])[0]): g for c, g in cs.items()}
+                      for q, cs in self.graded.grades.items()}
+        self.graded_queries = np.array(sorted(self.human), dtype=np.int64)
+        self.ref = embed_notes(model, feats, autocast=self.autocast)  # frozen SFT reference
+        self.reward_model, self.rm_metrics = None, {}
+        if self.cfg.ungraded == "reward_model":
+            self._fit_reward_model()
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
+        self.step, self.history, self.neighbours = 0, [], None
+
+    # --- setup ---------------------------------------------------------------------------------
+    def _fit_reward_model(self) -> None:
+        q, c, g = zip(*[(qr, cr, gr) for qr, cs in self.human.items() for cr, gr in cs.items()])
+        rm_cfg = RewardModelConfig(hidden_dim=self.cfg.rm_hidden_dim, epochs=self.cfg.rm_epochs,
+                                   heldout_fraction=self.cfg.rm_heldout_fraction, seed=self.cfg.seed)
+        reps = NoteReps(*(t.cpu() for t in (self.ref.note, self.ref.text, self.ref.image, self.ref.has_image)))
+        self.reward_model, self.rm_metrics = train_reward_model(reps, np.array(q), np.array(c), np.array(g), rm_cfg)
+        if rm_cfg.heldout_fraction > 0:  # report on held-out queries, then refit on every grade
+            self.reward_model, _ = train_reward_model(reps, np.array(q), np.array(c), np.array(g),
+                                                      RewardModelConfig(**{**rm_cfg.__dict__, "heldout_fraction": 0.0}))
+        self.reward_model.to(self.device)
+        log.info("reward model: %s", self.rm_metrics.get("heldout", self.rm_metrics["train"]))
+
+    def refresh_neighbours(self) -> None:
+        """Each note's current top ``policy_topk`` neighbours under the policy (full dim)."""
+        k = self.cfg.policy_topk
+        if k == 0 or self.cfg.ungraded == "drop":
+            self.neighbours = None
+            return
+        note = embed_notes(self.model, self.feats, autocast=self.autocast).note
+        out = []
+        for s in range(0, len(note), 1024):
+            sims = note[s:s + 1024] @ note.T
+            sims[torch.arange(sims.shape[0]), torch.arange(s, s + sims.shape[0])] = -float("inf")
+            out.append(sims.topk(min(k, len(note) - 1), dim=1).indices.cpu())
+        self.neighbours = torch.cat(out).numpy()
+
+    # --- one step ------------------------------------------------------------------------------
+    def sample_queries(self, rng: np.random.Generator) -> np.ndarray:
+        b = self.cfg.queries_per_step
+        if self.reward_model is None or not self.cfg.rm_queries:
+            return rng.choice(self.graded_queries, size=b, replace=len(self.graded_queries) < b)
+        n_rm = int(round(b * self.cfg.rm_query_fraction))
+        human = rng.choice(self.graded_queries, size=b - n_rm, replace=len(self.graded_queries) < b - n_rm)
+        return np.concatenate([human, rng.integers(0, len(self.feats), size=n_rm)])
+
+    def build_pools(self, queries: np.ndarray, rng: np.random.Generator):
+        """Pool rows (Q, P), validity mask and grade matrix (Q, P) for the sampled queries."""
+        p = self.cfg.pool_size
+        pools, grades = [], []
+        for q in queries.tolist():
+            human = self.human.get(q, {})
+            graded = list(human)
+            if len(graded) > p:
+                graded = rng.choice(graded, size=p, replace=False).tolist()
+            pool = list(graded)
+            if self.neighbours is not None:
+                pool += [int(c) for c in self.neighbours[q] if int(c) not in human and int(c) != q][: p - len(pool)]
+            pools.append(pool)
+            grades.append([human.get(c, math.nan) for c in pool])
+        width = max(len(x) for x in pools)
+        rows = np.zeros((len(pools), width), dtype=np.int64)
+        valid = np.zeros((len(pools), width), dtype=bool)
+        g = np.full((len(pools), width), math.nan, dtype=np.float32)
+        for i, (pool, gr) in enumerate(zip(pools, grades)):
+            rows[i, : len(pool)], valid[i, : len(pool)], g[i, : len(pool)] = pool, True, gr
+        g = torch.from_numpy(g)
+        missing = torch.from_numpy(valid) & torch.isnan(g)
+        if missing.any():
+            if self.reward_model is not None:
+                qr = torch.from_numpy(np.repeat(queries[:, None], width, 1))[missing]
+                cr = torch.from_numpy(rows)[missing]
+                g[missing] = self.reward_model.expected_grade(self.ref, qr.to(self.device), cr.to(self.device)).cpu()
+            else:
+                g[missing] = 0.0
+        return torch.from_numpy(rows), torch.from_numpy(valid), g
+
+    def _rewards(self, rankings: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(rankings.shape[0]):
+            pool_grades = {j: float(grades[i, j]) for j in torch.nonzero(valid[i]).flatten().tolist()}
+            out.append(self.reward_fn(str(i), rankings[i].tolist(), pool_grades, k=self.cfg.rank_k))
+        return rewards_to_tensor(out)
+
+    def train_step(self, rng: np.random.Generator, gen: torch.Generator) -> dict:
+        cfg = self.cfg
+        queries = self.sample_queries(rng)
+        rows, valid, grades = self.build_pools(queries, rng)
+        uniq, inverse = np.unique(np.concatenate([queries, rows.numpy().ravel()]), return_inverse=True)
+        q_idx = torch.from_numpy(inverse[: len(queries)]).to(self.device)
+        p_idx = torch.from_numpy(inverse[len(queries):].reshape(rows.shape)).to(self.device)
+        valid_d = valid.to(self.device)
+        self.model.eval()  # no dropout: the sampled policy and its gradient must be the same function
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
+            emb = self.model.forward_features(_rl_batch(self.feats, uniq), normalize=False)["note"].float()
+        ref_full = self.ref.note[torch.from_numpy(uniq).to(self.ref.note.device)].to(self.device)
+        loss, stats = emb.new_zeros(()), {"reward": 0.0, "kl": 0.0, "pg": 0.0}
+        for dim, w in zip(self.dims, self.weights):
+            e, r = F.normalize(emb[:, :dim], dim=-1), F.normalize(ref_full[:, :dim], dim=-1)
+            logits = (e[q_idx].unsqueeze(1) * e[p_idx]).sum(-1) / cfg.temperature
+            ref_logits = (r[q_idx].unsqueeze(1) * r[p_idx]).sum(-1) / cfg.temperature
+            rankings = plackett_luce.sample_rankings(logits, cfg.group_size, cfg.rank_k, valid_d, generator=gen)
+            rewards = self._rewards(rankings.cpu(), grades, valid)
+            adv = group_advantages(rewards, cfg.advantage_scale).to(self.device)
+            defined = torch.isfinite(rewards).to(self.device)
+            logp = plackett_luce.log_prob(logits, rankings, valid_d)
+            pg = policy_gradient_loss(logp, adv, defined)
+            if cfg.kl_estimator == "listwise":
+                kl = listwise_kl(logits, ref_logits, valid_d)
+            else:
+                kl = k3_kl(logp, plackett_luce.log_prob(ref_logits, rankings, valid_d), defined)
+            loss = loss + w * (pg + cfg.kl_coef * kl)
+            mean_reward = float(torch.nanmean(rewards)) if defined.any() else float("nan")
+            stats[f"reward@{dim}"] = mean_reward
+            stats["reward"] += w * mean_reward
+            stats["kl"] += w * float(kl.detach())
+            stats["pg"] += w * float(pg.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self._all_reduce_grads()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        stats["loss"] = float(loss.detach())
+        return stats
+
+    def _all_reduce_grads(self) -> None:
+        if self.world <= 1 or not torch.distributed.is_initialized():
+            return
+        for p in self.model.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+
+    # --- the loop ------------------------------------------------------------------------------
+    def train(self, fingerprint: str, extra: dict | None = None) -> dict:
+        """Train (resuming from ``out_dir/checkpoint-last`` when it matches), save, return metrics."""
+        cfg, extra = self.cfg, dict(extra or {})
+        resumed = find_resume(self.out_dir, cfg, fingerprint)
+        if resumed is not None:
+            self.step, self.history = resumed.load_into(self.model, self.optimizer)
+            self.neighbours = resumed.neighbours()
+            log.info("resuming RL from step %d", self.step)
+        start, t0 = self.step, time.perf_counter()
+        while self.step < cfg.steps:
+            if (self.neighbours is None and self.step == start) or self.step % cfg.refresh_every == 0:
+                self.refresh_neighbours()
+            rng = np.random.default_rng([cfg.seed, self.step, self.rank])
+            gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 1_000_003 + self.step * 97 + self.rank)
+            stats = self.train_step(rng, gen)
+            self.step += 1
+            stats["step"] = self.step
+            stats["steps_per_second"] = (self.step - start) / max(time.perf_counter() - t0, 1e-9)
+            self.history.append(stats)
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if self.on_progress is not None and self.rank == 0:
+                    self.on_progress(self.step, cfg.steps, stats)
+            stop = self.should_stop()
+            if self.rank == 0 and (stop or (cfg.save_every and self.step % cfg.save_every == 0)):
+                save_checkpoint(self.out_dir, self.model, self.optimizer, cfg, fingerprint, self.step,
+                                self.history, self.neighbours)
+            if stop:
+                raise StopTraining(f"stopped at step {self.step}; resume with the same --out")
+        metrics = self.summary(fingerprint, time.perf_counter() - t0, start, extra)
+        if self.rank == 0:
+            self.save(metrics)
+        return metrics
+
+    def summary(self, fingerprint: str, seconds: float, start: int, extra: dict) -> dict:
+        first = self.history[: max(1, min(20, len(self.history)))]
+        last = self.history[-max(1, min(20, len(self.history))):]
+        mean = lambda rows, key: float(np.nanmean([r.get(key, math.nan) for r in rows]))  # noqa: E731
+        return {"stage": "rl", "steps": self.step, "dims": self.dims, "dim_weights": self.weights,
+                "reward_data": {"fingerprint": fingerprint, "pairs": len(self.graded),
+                                "queries": len(self.human), "judgments": self.graded.n_judgments,
+                                "source": self.graded.source, "corpus": self.graded.corpus},
+                "reward_model": self.rm_metrics,
+                "reward_first20": {f"@{d}": mean(first, f"reward@{d}") for d in self.dims},
+                "reward_last20": {f"@{d}": mean(last, f"reward@{d}") for d in self.dims},
+                "kl_last20": mean(last, "kl"), "seconds": round(seconds, 2),
+                "steps_per_second": (self.step - start) / max(seconds, 1e-9),
+                "device": str(self.device), "bf16": self.autocast, "world_size": self.world,
+                "history": self.history, **extra}
+
+    def save(self, metrics: dict) -> Path:
+        """Final checkpoint in ``out_dir``: model, resolved config, metrics, reward model."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(self.out_dir)
+        (self.out_dir / "training_config.json").write_text(json.dumps(
+            {"stage": "rl", "rl": self.cfg.to_dict(), "reward_data_fingerprint": metrics["reward_data"]["fingerprint"],
+             "init": metrics.get("init")}, indent=2))
+        (self.out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        if self.reward_model is not None:
+            self.reward_model.cpu().save(self.out_dir / "reward_model", self.rm_metrics)
+        return self.out_dir
