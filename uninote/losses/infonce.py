@@ -40,7 +40,7 @@ class InfoNCELoss(nn.Module):
             return query.new_zeros(())
         b = query.shape[0]
         eye = torch.eye(b, dtype=torch.bool, device=query.device)
-        keep = eye if in_batch_mask is None else (in_batch_mask.to(query.device).bool() | eye)
+        keep = torch.ones_like(eye) if in_batch_mask is None else (in_batch_mask.to(query.device).bool() | eye)
         sims = query @ positive.T / self.temperature  # (B, B)
         logits = sims.masked_fill(~keep, float("-inf"))
         if negatives is not None and negatives.shape[1] > 0:

@@ -85,7 +85,9 @@ class UniNoteModel(FeatureInputs, nn.Module):
           ``has_text``    (B,) bool, optional (default all True): False for notes without text
           ``image``       (M, F_img) pooled photo features, any number of photos per note (M >= 0)
           ``image_owner`` (M,) long, the note row in [0, B) each photo belongs to
-          ``region``      (M, R, F_img) region-grid features per photo, optional
+          ``region``      (M', R, F_img) region-grid features, optional; one per photo, or
+                          one per photo listed in ``region_image`` (M',) when given (a subset,
+                          e.g. training computes regions only for the photos a loss uses)
         Returns (rows L2-normalised when ``normalize``):
           ``note`` (B, D), ``text`` (B, D), ``image`` (M, D), ``region`` (M*R, D),
           ``image_owner`` (M,), ``region_owner`` (M*R,), ``region_image`` (M*R,) the photo row
@@ -108,8 +110,10 @@ class UniNoteModel(FeatureInputs, nn.Module):
         region_feats = batch.get("region")
         if region_feats is not None and len(region_feats):
             m, r, _ = region_feats.shape
+            photos = batch.get("region_image")
+            photos = torch.arange(m, device=dev) if photos is None else photos.to(dev, torch.long)
             out["region"] = self.image_head(region_feats.to(dev, torch.float32).reshape(m * r, -1))
-            out["region_image"] = torch.arange(m, device=dev).repeat_interleave(r)
+            out["region_image"] = photos.repeat_interleave(r)
         else:
             out["region"] = image.new_zeros(0, self.embed_dim)
             out["region_image"] = torch.zeros(0, dtype=torch.long, device=dev)
@@ -118,6 +122,25 @@ class UniNoteModel(FeatureInputs, nn.Module):
             for k in ("note", "text", "image", "region"):
                 out[k] = F.normalize(out[k], dim=-1)
         return out
+
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Raw or feature batch -> embeddings (what DDP wraps for full fine-tuning).
+
+        A raw batch has ``texts`` (list[str]) and ``pixels`` (M, 3, S, S) preprocessed photos plus
+        ``image_owner`` (and optional ``has_text``); backbones run (with gradients unless frozen)
+        and their features go through ``forward_features``. Any other batch goes straight there.
+        """
+        if "texts" not in batch:
+            return self.forward_features(batch)
+        from uninote.model.towers import pool_image
+
+        feats = {k: v for k, v in batch.items() if k not in ("texts", "pixels")}
+        feats["text"] = self.text_features(batch["texts"])
+        pixels = batch["pixels"].to(self.device)
+        if len(pixels):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
+                feats["image"], feats["region"] = pool_image(self.image_tower(pixels).float(), self.config.n_regions)
+        return self.forward_features(feats)
 
     # --- inference API ---------------------------------------------------------------------------
     @torch.inference_mode()

@@ -1,0 +1,86 @@
+"""``SFTConfig``: every knob of stage-1 contrastive SFT, with help; defaults = recommended run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from uninote.errors import ConfigError
+from uninote.model.config import UniNoteConfig
+
+LOSS_TERMS = ("note", "image_note", "text_note", "image_text", "image_image", "region")
+
+
+@dataclass
+class SFTConfig:
+    # model (passed to UniNoteConfig)
+    text_tower: str = field(default="minilm", metadata={"help": "Text backbone (see UniNoteConfig)."})
+    image_tower: str = field(default="efficientnet-lite0", metadata={"help": "Image backbone (see UniNoteConfig)."})
+    embed_dim: int = field(default=768, metadata={"help": "Shared embedding dim."})
+    image_size: int = field(default=224, metadata={"help": "Photo input size in pixels."})
+    n_regions: int = field(default=3, metadata={"help": "Region grid side (n x n local vectors per photo)."})
+    hidden_dim: int = field(default=1024, metadata={"help": "Hidden width of heads and fusion."})
+    # objective
+    matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
+    matryoshka_dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 768], metadata={
+        "help": "Prefix dims trained (and the model's matryoshka_dims)."})
+    matryoshka_weights: list[float] | None = field(default=None, metadata={
+        "help": "One weight per Matryoshka dim (default all 1)."})
+    temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature tau."})
+    hard_negatives: int = field(default=2, metadata={"help": "Hard negatives per pair taken from pairs.jsonl."})
+    loss_weights: dict[str, float] = field(default_factory=lambda: {
+        "note": 1.0, "image_note": 0.5, "text_note": 0.5, "image_text": 0.5, "image_image": 0.5,
+        "region": 0.25}, metadata={"help": f"Weight per training signal; keys {LOSS_TERMS}."})
+    mask_grade: int = field(default=3, metadata={"help": (
+        "In-batch candidates whose qrels grade to the query is >= this are not used as negatives "
+        "(they are relevant); set above 3 to disable.")})
+    # optimisation
+    epochs: int = field(default=12, metadata={"help": "Passes over the training pairs."})
+    batch_size: int = field(default=256, metadata={"help": "Pairs per step (per process under DDP)."})
+    lr: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate (heads); backbones get lr * backbone_lr_scale."})
+    backbone_lr_scale: float = field(default=0.02, metadata={"help": "Backbone LR multiplier for --full-finetune."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps with linear LR warm-up (then cosine)."})
+    grad_clip: float = field(default=1.0, metadata={"help": "Gradient norm clip (0 = off)."})
+    max_steps: int | None = field(default=None, metadata={"help": "Stop after this many steps (overrides epochs)."})
+    # paths / modes
+    full_finetune: bool = field(default=False, metadata={"help": (
+        "Train the backbones too (GPU, bf16 autocast, DDP under torchrun); default trains heads on cached features.")})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA for --full-finetune."})
+    seed: int = field(default=0, metadata={"help": "Seed for initialisation and batch order."})
+    threads: int = field(default=2, metadata={"help": "torch CPU threads."})
+    log_every: int = field(default=10, metadata={"help": "Log the loss every N steps."})
+
+    def validate(self) -> "SFTConfig":
+        unknown = sorted(set(self.loss_weights) - set(LOSS_TERMS))
+        if unknown:
+            raise ConfigError(f"unknown loss_weights keys {unknown}; use {LOSS_TERMS}")
+        if self.temperature <= 0 or self.batch_size < 2 or self.epochs < 1 or self.lr <= 0:
+            raise ConfigError("temperature > 0, batch_size >= 2, epochs >= 1 and lr > 0 are required")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps={self.max_steps}: give a positive number or leave it unset")
+        if self.matryoshka_weights is not None and len(self.matryoshka_weights) != len(self.matryoshka_dims):
+            raise ConfigError(f"{len(self.matryoshka_weights)} matryoshka_weights for "
+                              f"{len(self.matryoshka_dims)} matryoshka_dims: give one weight per dim")
+        if self.hard_negatives < 0 or not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("hard_negatives >= 0 and 0 <= warmup_ratio < 1 are required")
+        self.model_config()
+        return self
+
+    def model_config(self) -> UniNoteConfig:
+        """The ``UniNoteConfig`` this run trains (validated)."""
+        return UniNoteConfig(text_tower=self.text_tower, image_tower=self.image_tower, embed_dim=self.embed_dim,
+                             matryoshka_dims=list(self.matryoshka_dims), n_regions=self.n_regions,
+                             image_size=self.image_size, hidden_dim=self.hidden_dim,
+                             freeze_backbones=not self.full_finetune, seed=self.seed).validate()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path, **extra) -> None:
+        Path(path).write_text(json.dumps({**self.to_dict(), **extra}, indent=2))
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
