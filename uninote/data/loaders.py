@@ -116,7 +116,7 @@ def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images
     if not (folder / "source.json").is_file():
         problems = Problems(on_error, source=str(files[0]))
         started = time.perf_counter()
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replace=False) as tmp:
             notices = _materialise(fmt, files, tmp, problems, options, progress)
             if problems.total:
                 notices = [problems.summary(), *notices]

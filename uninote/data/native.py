@@ -182,8 +182,11 @@ def read_native(root, on_error: str = "fail", validate_images: str = "cheap", pr
 
 
 @contextmanager
-def atomic_dir(final):
+def atomic_dir(final, replace: bool = True):
     """Yield a fresh temporary folder beside ``final``; on success it replaces ``final``.
+
+    With ``replace=False`` (caches) a ``final`` that appeared meanwhile (another process finished
+    first) is kept and the temporary folder discarded, so readers of it are never disturbed.
 
     Refuses to replace an existing non-empty folder that is not a corpus (no notes.jsonl), so a
     typo in ``--out`` cannot wipe unrelated files. On an exception the temporary folder is removed.
@@ -200,6 +203,9 @@ def atomic_dir(final):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
+    if final.exists() and not replace:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     if final.exists():
         old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
         os.rename(final, old)

@@ -202,3 +202,19 @@ def test_split_rejects_bad_fraction(tmp_path):
     for bad in (0, 1, 1.5, -0.1):
         with pytest.raises(ConfigError, match="test_fraction"):
             split_corpus(corpus, test_fraction=bad)
+
+
+def test_cache_commit_keeps_a_folder_another_process_finished_first(tmp_path):
+    from uninote.data.native import atomic_dir
+
+    final = tmp_path / "entry"
+    with atomic_dir(final, replace=False) as tmp:
+        (tmp / "notes.jsonl").write_text("mine\n")
+        final.mkdir()
+        (final / "notes.jsonl").write_text("theirs\n")  # the other process renamed its folder first
+    assert (final / "notes.jsonl").read_text() == "theirs\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "failed") as tmp:
+            raise RuntimeError("crash mid-write")
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]  # nothing half-written left behind
