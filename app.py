@@ -1,0 +1,24 @@
+"""UniNote web app: builds the service and the Gradio app, then launches (Spaces' app_file).
+
+Honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Gradio reads them) and the UNINOTE_* settings
+described in README.md. The page is served at once; on a first run the default model version is
+built in the background with progress in the console and in the page's status line.
+"""
+
+import logging
+import os
+
+from app.factory import build_demo, launch_settings
+from uninote.service import ServiceConfig, UniNoteService
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    service = UniNoteService(ServiceConfig.from_env()).start(background=True, warm=True)
+    demo = build_demo(service)
+    demo.launch(**launch_settings(service))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Annotate: grade (query, candidate) pairs from the store's queue, 0-3, with keyboard shortcuts.
+
+The grade is written to the store before the next pair is fetched, inside the same callback, so
+what the annotator sees next is always after a saved grade. Shortcuts (static/uninote.js):
+0-3 grade, u undo, s skip.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.auth import annotator_of, on_spaces
+from app.views import GRADE_NAMES, error_box, note_card, ok_box
+from uninote.errors import UniNoteError
+from uninote.service import UniNoteService
+
+
+def _task_dict(task) -> dict | None:
+    if task is None:
+        return None
+    return {"task_id": getattr(task, "id", None) or getattr(task, "task_id", None),
+            "query_id": task.query_id, "candidate_id": task.candidate_id,
+            "rank": getattr(task, "rank", None), "dim": getattr(task, "dim", None),
+            "granularity": getattr(task, "granularity", None),
+            "strategy": getattr(task, "strategy", None)}
+
+
+def _progress(service: UniNoteService, who: str) -> str:
+    s = service.annotator_stats(who)
+    dist = " · ".join(f"{g}: {s.grade_counts.get(g, 0)}" for g in range(4))
+    speed = f" · median {s.median_seconds:.1f} s/pair" if s.median_seconds else ""
+    left = service.queue_left(who)
+    left_txt = f" · **{left}** pairs left in the queue" if left is not None else ""
+    return f"**{who}** · **{s.n_grades}** graded ({dist}){speed}{left_txt}"
+
+
+def show(service: UniNoteService, who: str | None, task: dict | None, note: str = ""):
+    """Outputs for one pair: state, two photos, two cards, progress, message."""
+    if not who:
+        login = "Sign in with Hugging Face above" if on_spaces() else \
+            "Start the app with UNINOTE_USERS='name:password' and log in"
+        return (None, None, None, "", "", "", error_box(f"Grading needs a signed-in annotator. {login}."))
+    progress = _progress(service, who)
+    if task is None:
+        return (None, None, None, "", "", progress, ok_box("The queue is empty: nothing left to grade. "
+                                                          "Thank you!") + note)
+    q, c = service.note(task["query_id"]), service.note(task["candidate_id"])
+    return (task, service.thumbnail(q.note_id), service.thumbnail(c.note_id),
+            note_card(q.title, q.body, q.meta, q.note_id), note_card(c.title, c.body, c.meta, c.note_id),
+            progress, note)
+
+
+def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
+    task = gr.State(None)
+    with gr.Row():
+        if on_spaces():
+            gr.LoginButton()
+        progress = gr.Markdown(elem_id="annotate-progress")
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            gr.Markdown("#### Query")
+            q_photo = gr.Image(show_label=False, height=340, interactive=False, buttons=[],
+                               elem_id="annotate-query-photo")
+            q_card = gr.HTML()
+        with gr.Column():
+            gr.Markdown("#### Candidate")
+            c_photo = gr.Image(show_label=False, height=340, interactive=False, buttons=[],
+                               elem_id="annotate-candidate-photo")
+            c_card = gr.HTML()
+    gr.Markdown("How relevant is the **candidate** as a neighbour of the **query**?",
+                elem_classes=["un-center"])
+    with gr.Row(elem_classes=["un-grade-row"]):
+        grade_btns = [gr.Button(GRADE_NAMES[g], elem_id=f"grade-{g}", variant="primary" if g == 3 else
+                                "secondary") for g in range(4)]
+    with gr.Row(elem_classes=["un-grade-row"]):
+        skip_btn = gr.Button("Skip (s)", elem_id="skip-btn", size="sm")
+        undo_btn = gr.Button("Undo (u)", elem_id="undo-btn", size="sm")
+    gr.Markdown("Keys: **0–3** grade · **s** skip · **u** undo", elem_classes=["un-muted", "un-center"])
+    message = gr.HTML(elem_id="annotate-message")
+    outputs = [task, q_photo, c_photo, q_card, c_card, progress, message]
+
+    def load(request: gr.Request, profile: gr.OAuthProfile | None = None):
+        who = annotator_of(request, profile)
+        return show(service, who, _task_dict(service.next_pair(who)) if who else None)
+
+    def grade(g: int, current: dict | None, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        who = annotator_of(request, profile)
+        if current is None:
+            return show(service, who, _task_dict(service.next_pair(who)) if who else None)
+        try:
+            ctx = {k: current[k] for k in ("task_id", "rank", "dim", "granularity", "strategy")}
+            service.grade(who, current["query_id"], current["candidate_id"], g, ctx)
+        except UniNoteError as exc:
+            return show(service, who, current, error_box(str(exc)))
+        return show(service, who, _task_dict(service.next_pair(who)), ok_box(f"Saved {GRADE_NAMES[g]}"))
+
+    def skip(current, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        who = annotator_of(request, profile)
+        if who and current and current.get("task_id") is not None:
+            service.skip(who, current["task_id"])
+        return show(service, who, _task_dict(service.next_pair(who)) if who else None, ok_box("Skipped"))
+
+    def undo(current, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        who = annotator_of(request, profile)
+        if not who:
+            return show(service, who, None)
+        restored = service.undo(who)
+        if restored is None:
+            return show(service, who, current, ok_box("Nothing to undo"))
+        return show(service, who, _task_dict(restored), ok_box("Undone: grade this pair again"))
+
+    for g, btn in enumerate(grade_btns):
+        btn.click(_bind(grade, g), task, outputs, api_visibility="private")
+    skip_btn.click(skip, task, outputs, api_visibility="private")
+    undo_btn.click(undo, task, outputs, api_visibility="private")
+
+    # API endpoints for scripted annotators (gradio_client) and the load test: same service calls.
+    def next_pair(request: gr.Request) -> dict:
+        """The next pair for the logged-in annotator: {task_id, query_id, candidate_id} or {}."""
+        return _task_dict(service.next_pair(annotator_of(request))) or {}
+
+    def grade_pair(query_id: str, candidate_id: str, grade: int, task_id: int | None,
+                   request: gr.Request) -> dict:
+        """Save the logged-in annotator's grade (0-3) for a pair; returns the stored judgment."""
+        j = service.grade(annotator_of(request), query_id, candidate_id, int(grade),
+                          {"task_id": task_id})
+        return {"id": j.id, "annotator": j.annotator, "query_id": j.query_id,
+                "candidate_id": j.candidate_id, "grade": j.grade}
+
+    gr.api(next_pair, api_name="next_pair")
+    gr.api(grade_pair, api_name="grade")
+    return outputs, load
+
+
+def _bind(fn, g):
+    def on_click(current, request: gr.Request, profile: gr.OAuthProfile | None = None):
+        return fn(g, current, request, profile)
+    return on_click

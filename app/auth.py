@@ -1,0 +1,66 @@
+"""Who is grading: the logged-in user, never a free textbox.
+
+Locally the app uses Gradio's own login (``launch(auth=...)``) with users from
+``UNINOTE_USERS="alice:pw,bob:pw"`` or a file named by ``UNINOTE_USERS_FILE`` (one ``user:password``
+per line, ``#`` comments). On Hugging Face Spaces (``SPACE_ID`` set) annotators sign in with
+their Hugging Face account (``gr.LoginButton``) and the OAuth profile names them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+from uninote.errors import ConfigError
+
+
+def on_spaces() -> bool:
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def _parse(lines: list[str], where: str) -> dict[str, str]:
+    users: dict[str, str] = {}
+    for i, raw in enumerate(lines, 1):
+        item = raw.strip()
+        if not item or item.startswith("#"):
+            continue
+        name, sep, password = item.partition(":")
+        if not sep or not name.strip() or not password:
+            raise ConfigError(f"{where}: entry {i} must look like 'user:password'")
+        users[name.strip()] = password
+    return users
+
+
+def load_users() -> dict[str, str]:
+    """Users allowed to log in: $UNINOTE_USERS ("a:pw,b:pw") plus $UNINOTE_USERS_FILE."""
+    users: dict[str, str] = {}
+    if os.environ.get("UNINOTE_USERS"):
+        users.update(_parse(os.environ["UNINOTE_USERS"].split(","), "UNINOTE_USERS"))
+    if os.environ.get("UNINOTE_USERS_FILE"):
+        path = Path(os.environ["UNINOTE_USERS_FILE"])
+        if not path.is_file():
+            raise ConfigError(f"UNINOTE_USERS_FILE={path}: file not found")
+        users.update(_parse(path.read_text().splitlines(), str(path)))
+    return users
+
+
+def make_auth(users: dict[str, str]):
+    """A constant-time ``auth(user, password) -> bool`` for ``launch(auth=...)``, or None."""
+    if not users:
+        return None
+
+    def check(username: str, password: str) -> bool:
+        expected = users.get(username)
+        return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+    return check
+
+
+def annotator_of(request, profile=None) -> str | None:
+    """The signed-in annotator: the OAuth profile on Spaces, else the Gradio-auth username."""
+    if profile is not None:
+        name = getattr(profile, "username", None) or getattr(profile, "name", None)
+        if name:
+            return f"hf:{name}"
+    return getattr(request, "username", None) if request is not None else None

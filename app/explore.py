@@ -1,0 +1,195 @@
+"""Explore: pick or upload a note, see its neighbours, compare two settings, grade in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from app.auth import annotator_of
+from app.views import error_box, gallery_items, note_card, ok_box, result_line
+from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES
+from uninote.errors import UniNoteError
+from uninote.service import STRATEGIES, UniNoteService, UploadedQuery, overlap_at_k
+
+DEFAULT_DIMS = [64, 128, 256, 512, 768]
+IMAGE_SUFFIXES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"]
+
+
+@dataclass
+class ExploreHandles:
+    """What other tabs need to open a note in Explore."""
+
+    query: gr.State
+    outputs: list
+    settings: list
+    open_note: object  # fn(note_id, *settings) -> [query] + outputs
+    catalogue: gr.Gallery
+    corpus_ids: gr.State
+    find: gr.Textbox
+    dim_a: gr.Dropdown
+    dim_b: gr.Dropdown
+
+
+def _query_view(service: UniNoteService, query):
+    """(photo, card html) for the current query: a corpus note id or an UploadedQuery."""
+    if isinstance(query, UploadedQuery):
+        photo = query.photos[0] if query.photos else None
+        return photo, note_card(query.title or "Your upload", query.body, {"photos": len(query.photos)},
+                                "uploaded note")
+    note = service.note(query)
+    return service.thumbnail(query), note_card(note.title, note.body, note.meta, note.note_id)
+
+
+def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, compare, dim_b,
+           gran_b, strat_b):
+    """Everything the Explore result area shows for one query and the chosen settings."""
+    if query is None:
+        return (None, "<div class='un-muted'>Pick a note from the catalogue, type an id, or upload photos.</div>",
+                [], "", gr.update(visible=False), gr.update(visible=False), "", [],
+                gr.update(choices=[], value=None), "")
+    try:
+        photo, card = _query_view(service, query)
+        a = service.neighbours(query, k=int(k), dim=int(dim_a), granularity=gran_a, modality=modality,
+                               strategy=strat_a)
+        shown = [n.note_id for n in a.neighbours if n.thumbnail]
+        pairs = [(f"#{n.rank} {n.title[:60]}", n.note_id) for n in a.neighbours]
+        if compare:
+            b = service.neighbours(query, k=int(k), dim=int(dim_b), granularity=gran_b,
+                                   modality=modality, strategy=strat_b)
+            overlap = (f"**overlap@{int(k)} = {overlap_at_k(a.neighbours, b.neighbours):.2f}** · "
+                       f"left {a.latency_ms:.1f} ms vs right {b.latency_ms:.1f} ms")
+            gal_b, line_b = gr.update(value=gallery_items(b.neighbours), visible=True), \
+                gr.update(value=result_line(b), visible=True)
+        else:
+            overlap, gal_b, line_b = "", gr.update(visible=False), gr.update(visible=False)
+    except UniNoteError as exc:
+        return (None, error_box(str(exc)), [], "", gr.update(visible=False), gr.update(visible=False),
+                "", [], gr.update(choices=[], value=None), "")
+    return (photo, card, gallery_items(a.neighbours), result_line(a), gal_b, line_b, overlap, shown,
+            gr.update(choices=pairs, value=pairs[0][1] if pairs else None), "")
+
+
+def build(service: UniNoteService) -> ExploreHandles:
+    query = gr.State(None)
+    corpus_ids = gr.State([])
+    shown = gr.State([])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=320):
+            with gr.Tab("Catalogue"):
+                find = gr.Textbox(placeholder="Search titles, ids, colours … (e.g. blue shirt)",
+                                  show_label=False, elem_id="explore-find")
+                catalogue = gr.Gallery(columns=4, height=420, allow_preview=False, show_label=False,
+                                       elem_id="explore-catalogue", object_fit="contain")
+                with gr.Row():
+                    by_id = gr.Textbox(placeholder="note id", show_label=False, scale=3,
+                                       elem_id="explore-id")
+                    open_btn = gr.Button("Open", scale=1, elem_id="explore-open")
+            with gr.Tab("Upload"):
+                files = gr.File(label="Photos (JPEG, PNG, WEBP, GIF, BMP; up to 4)",
+                                file_count="multiple", file_types=IMAGE_SUFFIXES, type="filepath",
+                                elem_id="explore-upload")
+                up_title = gr.Textbox(label="Title (optional)", elem_id="upload-title")
+                up_body = gr.Textbox(label="Body (optional)", lines=2)
+                up_btn = gr.Button("Find neighbours", variant="primary", elem_id="upload-search")
+            message = gr.HTML(elem_id="explore-message")
+        with gr.Column(scale=5):
+            with gr.Row(equal_height=True):
+                q_photo = gr.Image(show_label=False, height=200, width=200, interactive=False,
+                                   buttons=[], elem_id="query-photo", scale=1, min_width=160)
+                q_card = gr.HTML(elem_id="query-card")
+            with gr.Row():
+                k = gr.Slider(4, 40, value=12, step=1, label="k", scale=1)
+                modality = gr.Radio(list(QUERY_MODALITIES), value="note", label="Query modality", scale=2)
+                compare = gr.Checkbox(label="Side by side", value=False, elem_id="compare", scale=1)
+            with gr.Row(equal_height=False):
+                with gr.Column():
+                    with gr.Row():
+                        dim_a = gr.Dropdown(DEFAULT_DIMS, value=DEFAULT_DIMS[-1], label="Dim",
+                                            elem_id="dim-a", min_width=90)
+                        gran_a = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
+                                             elem_id="gran-a", min_width=110)
+                        strat_a = gr.Dropdown(list(STRATEGIES), value="exact", label="Strategy",
+                                              elem_id="strat-a", min_width=120)
+                    line_a = gr.Markdown(elem_id="result-line-a")
+                    gal_a = gr.Gallery(columns=4, height="auto", allow_preview=False, show_label=False,
+                                       elem_id="results-a", object_fit="contain")
+                with gr.Column(visible=False) as right:
+                    with gr.Row():
+                        dim_b = gr.Dropdown(DEFAULT_DIMS, value=DEFAULT_DIMS[0], label="Dim (right)",
+                                            elem_id="dim-b", min_width=90)
+                        gran_b = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
+                                             min_width=110)
+                        strat_b = gr.Dropdown(list(STRATEGIES), value="exact", label="Strategy",
+                                              min_width=120)
+                    line_b = gr.Markdown(visible=False)
+                    gal_b = gr.Gallery(columns=4, height="auto", allow_preview=False, show_label=False,
+                                       visible=False, elem_id="results-b", object_fit="contain")
+            overlap = gr.Markdown(elem_id="overlap")
+            with gr.Row(equal_height=True, elem_classes=["un-grade-row"]):
+                pair = gr.Dropdown([], label="Grade a shown pair (query → neighbour)", scale=3,
+                                   elem_id="explore-pair")
+                grade_btns = [gr.Button(f"{g}", min_width=48, scale=0, elem_id=f"explore-grade-{g}")
+                              for g in range(4)]
+            grade_msg = gr.HTML()
+
+    settings = [k, modality, dim_a, gran_a, strat_a, compare, dim_b, gran_b, strat_b]
+    outputs = [q_photo, q_card, gal_a, line_a, gal_b, line_b, overlap, shown, pair, message]
+
+    def rerender(q, *s):
+        return render(service, q, *s)
+
+    def open_note(note_id, *s):
+        note_id = (note_id or "").strip()
+        if note_id not in service.corpus:
+            return (gr.update(),) + render(service, None, *s)[:-1] + (error_box(f"No note with id {note_id!r}"),)
+        return (note_id,) + render(service, note_id, *s)
+
+    def search_catalogue(text):
+        notes = service.find_notes(text or "", limit=48)
+        items = [(service.thumbnail(n.note_id), n.title) for n in notes]
+        keep = [n.note_id for n, (t, _) in zip(notes, items) if t]
+        return [it for it in items if it[0]], keep
+
+    def pick(ids, *s, evt: gr.SelectData):
+        return open_note(ids[evt.index], *s)
+
+    def upload(paths, title, body, *s):
+        try:
+            photos = [Path(p).read_bytes() for p in (paths or [])]
+            up = service.encode_upload(photos, title or "", body or "")
+        except (UniNoteError, OSError) as exc:
+            return (gr.update(),) + tuple(gr.update() for _ in outputs[:-1]) + (error_box(str(exc)),)
+        return (up,) + render(service, up, *s)[:-1] + (ok_box(f"Upload accepted: {len(up.photos)} photo(s)"),)
+
+    def grade(g, q, candidate, request: gr.Request):
+        if not isinstance(q, str) or not candidate:
+            return error_box("Open a catalogue note first: uploads are not in the annotation store")
+        try:
+            service.grade(annotator_of(request), q, candidate, g, {"source": "explore"})
+        except UniNoteError as exc:
+            return error_box(str(exc))
+        return ok_box(f"Saved grade {g} for {q} → {candidate}")
+
+    find.submit(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private")
+    find.change(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private",
+                trigger_mode="always_last")
+    catalogue.select(pick, [corpus_ids] + settings, [query] + outputs, api_visibility="private")
+    gal_a.select(pick, [shown] + settings, [query] + outputs, api_visibility="private")
+    open_btn.click(open_note, [by_id] + settings, [query] + outputs, api_name="explore_note")
+    by_id.submit(open_note, [by_id] + settings, [query] + outputs, api_visibility="private")
+    up_btn.click(upload, [files, up_title, up_body] + settings, [query] + outputs, api_name="explore_upload")
+    for control in settings:
+        control.change(rerender, [query] + settings, outputs, api_visibility="private",
+                       trigger_mode="always_last")
+    compare.change(lambda c: gr.update(visible=c), compare, right, api_visibility="private")
+    for g, btn in enumerate(grade_btns):
+        btn.click(_bind_grade(grade, g), [query, pair], grade_msg, api_visibility="private")
+    return ExploreHandles(query, outputs, settings, open_note, catalogue, corpus_ids, find, dim_a, dim_b)
+
+
+def _bind_grade(grade, g):
+    def on_click(q, candidate, request: gr.Request):
+        return grade(g, q, candidate, request)
+    return on_click

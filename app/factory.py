@@ -1,0 +1,100 @@
+"""The Gradio app: one ``gr.Blocks`` built from one ``UniNoteService``, and how to launch it safely.
+
+``build_demo(service)`` lays out the tabs; ``launch_settings(service)`` returns the hardened
+``launch()`` keyword arguments: login, served paths limited to the thumbnail and upload folders,
+an upload size cap, no flagging, and the static CSS/JS. Queue limits are set in ``build_demo``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gradio as gr
+
+from app import annotate, dashboard, explore, map_tab, trainer
+from app.auth import load_users, make_auth, on_spaces
+from uninote.service import UniNoteService
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+CONCURRENCY = int(os.environ.get("UNINOTE_CONCURRENCY", "4"))  # CPU-bound searches at once
+QUEUE_SIZE = int(os.environ.get("UNINOTE_QUEUE_SIZE", "64"))  # waiting requests before "busy"
+MAX_UPLOAD = os.environ.get("UNINOTE_MAX_UPLOAD", "10mb")
+
+
+def build_demo(service: UniNoteService) -> gr.Blocks:
+    with gr.Blocks(title="UniNote", analytics_enabled=False) as demo:
+        with gr.Row(elem_classes=["un-header"]):
+            gr.Markdown("## UniNote · note-to-note retrieval", elem_classes=["un-brand"])
+            status = gr.Markdown(service.status, elem_id="service-status", elem_classes=["un-status"])
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
+                ex = explore.build(service)
+            with gr.Tab("Annotate", id="annotate", elem_id="tab-annotate"):
+                ann_outputs, ann_load = annotate.build(service)
+            with gr.Tab("Map", id="map", elem_id="tab-map"):
+                mp = map_tab.build(service)
+            with gr.Tab("Dashboard", id="dashboard", elem_id="tab-dashboard") as dash_tab:
+                dash_run, dash_inputs, dash_outputs = dashboard.build(service)
+            with gr.Tab("Trainer", id="trainer", elem_id="tab-trainer"):
+                poll, poll_outputs = trainer.build(service)
+
+        # Cold start: the page is up at once; the status line follows the build, then the controls
+        # pick up the served model's dims and the catalogue fills in.
+        status_timer = gr.Timer(1.0)
+        ready_seen = gr.State(False)
+
+        def on_status(seen):
+            if not service.ready or seen:
+                return service.status, seen, gr.update(), gr.update(), gr.update(), gr.update(), \
+                    gr.update(), gr.update(), gr.Timer(active=not service.ready or not seen)
+            dims = service.dims()
+            items, ids = _catalogue(service, "")
+            fields = map_tab.meta_fields(service)
+            return (service.status, True, gr.update(choices=dims, value=dims[-1]),
+                    gr.update(choices=dims, value=dims[0]), gr.update(choices=dims, value=dims[-1]),
+                    gr.update(choices=fields, value=fields[0]), items, ids, gr.Timer(active=False))
+
+        status_timer.tick(on_status, ready_seen,
+                          [status, ready_seen, ex.dim_a, ex.dim_b, mp["dim"], mp["field"], ex.catalogue,
+                           ex.corpus_ids, status_timer], api_visibility="private")
+        demo.load(ann_load, None, ann_outputs, api_visibility="private")
+        dash_tab.select(dash_run, dash_inputs, dash_outputs, api_visibility="private")
+
+        def open_from_map(note_id, *settings):
+            return (gr.Tabs(selected="explore"),) + tuple(ex.open_note(note_id, *settings))
+
+        mp["open_btn"].click(open_from_map, [mp["picked"]] + ex.settings,
+                             [tabs, ex.query] + ex.outputs, api_visibility="private")
+    demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    return demo
+
+
+def _catalogue(service: UniNoteService, text: str):
+    notes = service.find_notes(text, limit=48)
+    pairs = [(service.thumbnail(n.note_id), n.title, n.note_id) for n in notes]
+    pairs = [p for p in pairs if p[0]]
+    return [(t, title) for t, title, _ in pairs], [i for _, _, i in pairs]
+
+
+def launch_settings(service: UniNoteService) -> dict:
+    """Hardened keyword arguments for ``demo.launch``."""
+    cfg = service.config
+    for d in (cfg.thumbs_dir, cfg.uploads_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    users = load_users()
+    settings = dict(
+        allowed_paths=[str(cfg.thumbs_dir), str(cfg.uploads_dir)],
+        blocked_paths=[str(cfg.versions_root), str(Path(cfg.home) / "annotations.db")],
+        max_file_size=MAX_UPLOAD,
+        show_error=False,
+        footer_links=["api"],
+        css_paths=[STATIC / "uninote.css"],
+        js=(STATIC / "uninote.js").read_text(),
+        theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"),
+        ssr_mode=False,
+    )
+    if users and not on_spaces():
+        settings["auth"] = make_auth(users)
+        settings["auth_message"] = "UniNote: sign in to explore and annotate."
+    return settings

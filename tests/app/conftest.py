@@ -1,0 +1,82 @@
+"""Fixtures for the app tests: a tiny native corpus, a tiny random model, a real server.
+
+The corpus is the model package's synthetic kind x colour catalogue (a few dozen notes with
+generated photos) plus metadata fields; the model is ``UniNoteConfig`` with tiny towers, so the
+service starts in a few seconds. ``live_app`` launches the real Gradio app on a free loopback
+port with login enabled for the test annotators.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+N_USERS = 20
+PASSWORD = "pw-test"
+USERS = ",".join(f"ann{i}:{PASSWORD}" for i in range(N_USERS))
+
+
+def make_corpus(root: Path, n_notes: int = 36) -> Path:
+    """Synthetic native corpus with kind/colour metadata (for the map's colour field)."""
+    from uninote.model.testing import make_synthetic_corpus
+
+    make_synthetic_corpus(root, n_notes=n_notes, seed=0)
+    lines = []
+    for line in (root / "notes.jsonl").read_text().splitlines():
+        note = json.loads(line)
+        colour, kind = note["title"].split()[:2]
+        note["meta"] = {"kind": kind, "colour": colour}
+        note["body"] = f"A {colour} {kind} photographed on a plain background."
+        lines.append(json.dumps(note))
+    (root / "notes.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def tiny_service_config(tmp: Path):
+    from uninote.model.testing import tiny_config
+    from uninote.service import ServiceConfig
+
+    cfg = tiny_config(embed_dim=64, matryoshka_dims=[16, 32, 64])
+    return ServiceConfig(corpus=str(make_corpus(tmp / "corpus")), home=tmp / "home", model="config",
+                         model_config=cfg.to_dict()).validate()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory):
+    from uninote.service import UniNoteService
+
+    tmp = tmp_path_factory.mktemp("app")
+    return UniNoteService(tiny_service_config(tmp)).start()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_app(service):
+    """(base_url, service) of the real app, launched in this process on loopback with login."""
+    from app.factory import build_demo, launch_settings
+
+    os.environ["UNINOTE_USERS"] = USERS
+    try:
+        demo = build_demo(service)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_settings(service))
+    finally:
+        os.environ.pop("UNINOTE_USERS", None)
+    url = f"http://127.0.0.1:{port}"
+    yield url, service
+    demo.close()

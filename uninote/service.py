@@ -1,0 +1,656 @@
+"""``UniNoteService``: the one object the app (and the trainer tab) talks to.
+
+It composes the corpus, the served model version (model + embeddings + retriever), the annotation
+store and a few caches (thumbnails, uploads, UMAP layouts). It knows nothing about Gradio: every
+method takes and returns plain Python values, so it can be driven from tests, scripts or a UI.
+
+Serving and switching versions: the served version is one immutable ``ServedVersion`` held in
+``self._served``. ``activate(version)`` loads the new folder first, then swaps that reference under
+a lock; a search that already took the old reference finishes on it.
+
+Cold start (``start()``): load the corpus, open the store, then serve the active version, or build
+the default one into ``<versions root>/<version>/`` (see docs/DESIGN.md "Model version folder")
+and mark it active. Progress is reported through ``status`` (one line, polled by the UI) and tqdm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from annotations.queue import LabelQueue
+from uninote.data.note import Note
+from uninote.errors import ConfigError, UniNoteError
+
+log = logging.getLogger("uninote.service")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FASHION_HUB_ID = "ashraq/fashion-product-images-small"
+STRATEGIES = ("exact", "adaptive", "local", "global+local")
+MAX_UPLOAD_PHOTOS = 4
+# First-run SFT: the trainer's defaults with fewer epochs, so `make demo` is usable in minutes on
+# a laptop CPU (measured in docs/results/app.md). Override with $UNINOTE_SFT_OVERRIDES (JSON).
+DEMO_SFT = {"epochs": 3}
+
+
+def default_home() -> Path:
+    """Where versions, the database and caches live: $UNINOTE_HOME, /data/uninote on Spaces."""
+    if os.environ.get("UNINOTE_HOME"):
+        return Path(os.environ["UNINOTE_HOME"])
+    if Path("/data").is_dir() and os.access("/data", os.W_OK):
+        return Path("/data/uninote")
+    return Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache" / "uninote"))
+
+
+def default_corpus() -> str:
+    """$UNINOTE_DEMO_CORPUS, else the shared fashion catalogue, else (Spaces) its Hub id."""
+    if os.environ.get("UNINOTE_DEMO_CORPUS"):
+        return os.environ["UNINOTE_DEMO_CORPUS"]
+    shared = Path(os.environ.get("UNINOTE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    local = shared / "fashion-product-images-small"
+    return str(local) if local.exists() else FASHION_HUB_ID
+
+
+@dataclass
+class ServiceConfig:
+    """Everything the service needs, read from the environment by ``from_env``."""
+
+    corpus: str = field(default_factory=default_corpus, metadata={
+        "help": "Corpus source: native folder, fashion parquet folder or Hub id ($UNINOTE_DEMO_CORPUS)."})
+    home: Path = field(default_factory=default_home, metadata={
+        "help": "Root for versions/, annotations.db, thumbs/, uploads/, umap caches ($UNINOTE_HOME)."})
+    db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the annotation store ($UNINOTE_DB); "
+                                                      "default sqlite:///<home>/annotations.db."})
+    model: str = field(default="default", metadata={"help": (
+        "What to build when no version is active ($UNINOTE_MODEL): 'default' (SFT on first run when "
+        "the trainer is installed, else baseline:concat), 'baseline:concat', or a checkpoint folder.")})
+    model_config: dict = field(default_factory=dict, metadata={
+        "help": "UniNoteConfig overrides for a freshly built model (tests use tiny towers)."})
+    sft_overrides: dict = field(default_factory=dict, metadata={
+        "help": "Overrides for the first-run SFT config (e.g. fewer epochs for a demo)."})
+    max_upload_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "Per-photo upload limit."})
+    max_upload_pixels: int = field(default=30_000_000, metadata={"help": "Per-photo pixel limit."})
+    thumb_size: int = field(default=224, metadata={"help": "Longest side of gallery thumbnails."})
+
+    def validate(self) -> "ServiceConfig":
+        self.home = Path(self.home)
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.home / 'annotations.db'}"
+        if self.max_upload_bytes < 1024 or self.thumb_size < 32:
+            raise ConfigError("max_upload_bytes must be >= 1024 and thumb_size >= 32")
+        return self
+
+    @classmethod
+    def from_env(cls) -> "ServiceConfig":
+        cfg = cls()
+        cfg.db_url = os.environ.get("UNINOTE_DB", "")
+        cfg.model = os.environ.get("UNINOTE_MODEL", cfg.model)
+        if os.environ.get("UNINOTE_SFT_OVERRIDES"):
+            cfg.sft_overrides = json.loads(os.environ["UNINOTE_SFT_OVERRIDES"])
+        return cfg.validate()
+
+    @property
+    def versions_root(self) -> Path:
+        return self.home / "versions"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.home / "thumbs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """One model version with everything a search needs. Never mutated; swapped whole."""
+
+    version: str
+    path: Path
+    model: Any
+    embeddings: Any
+    retriever: Any
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    note_id: str
+    rank: int
+    score: float
+    title: str
+    thumbnail: str | None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    neighbours: list[Neighbour]
+    latency_ms: float
+    version: str
+    settings: dict
+
+
+@dataclass(frozen=True)
+class UploadedQuery:
+    """An uploaded note: validated photos stored under uploads/, and its query embedding."""
+
+    upload_id: str
+    photos: list[str]
+    title: str
+    body: str
+    embedding: Any
+
+
+def overlap_at_k(a: list[Neighbour], b: list[Neighbour]) -> float:
+    """|top-k(a) ∩ top-k(b)| / k for two result lists of equal length k."""
+    k = max(len(a), len(b))
+    return 0.0 if k == 0 else len({n.note_id for n in a} & {n.note_id for n in b}) / k
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class UniNoteService:
+    """Model, embeddings, retriever, annotation store and caches behind plain methods."""
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config.validate()
+        self.corpus = None
+        self.store = None
+        self.queue = None
+        self._served: ServedVersion | None = None
+        self._swap_lock = threading.Lock()
+        self._status = "starting"
+        self._error: str | None = None
+        self._ready = threading.Event()
+        self._thumb_lock = threading.Lock()
+        self._umap_jobs: dict[tuple, threading.Thread] = {}
+        self._umap_lock = threading.Lock()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        """One human-readable line: what the service is doing or serving."""
+        if self._error:
+            return f"error: {self._error}"
+        if self._served is not None:
+            return f"ready · model version {self._served.version} · {len(self.corpus):,} notes"
+        return self._status
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def _set_status(self, text: str) -> None:
+        self._status = text
+        log.info(text)
+
+    def start(self, background: bool = False, warm: bool = False) -> "UniNoteService":
+        """Load corpus and store, then serve (or build) the active version.
+
+        ``background`` returns at once (the UI polls ``status``); ``warm`` then makes every
+        thumbnail and the default map layout in the background.
+        """
+        if background:
+            threading.Thread(target=self._start_safely, args=(warm,), name="uninote-start",
+                             daemon=True).start()
+            return self
+        self._start()
+        if warm:
+            self.warm_caches()
+        return self
+
+    def _start_safely(self, warm: bool) -> None:
+        try:
+            self._start()
+            if warm:
+                self.warm_caches()
+        except Exception as exc:  # shown in the UI status line; the app stays up
+            log.exception("service start failed")
+            self._error = str(exc)
+
+    def _start(self) -> None:
+        from annotations.store import AnnotationStore
+        from uninote.data.loaders import load_corpus
+
+        self._set_status(f"loading corpus {self.config.corpus}")
+        self.corpus = load_corpus(self.config.corpus, on_error="skip")
+        self.config.home.mkdir(parents=True, exist_ok=True)
+        self.store = AnnotationStore(self.config.db_url)
+        self.store.register_notes(self.corpus.name, self.corpus.notes)
+        self.queue = LabelQueue(self.store)
+        version = self._active_version_name()
+        if version is None:
+            version = self._build_default_version()
+        self._served = self._load_version(version)
+        if self.queue.pending() == 0 and not self.store.judgments():
+            self._fill_queue()
+        self._ready.set()
+        self._set_status(self.status)
+
+    def _fill_queue(self, n_queries: int = 300, k: int = 10) -> None:
+        """Seed the label queue from the served model: neighbours of a seeded sample of notes at a
+        small and the full dim, so disagreements between cheap and full retrieval get graded."""
+        served = self._served
+        rng = np.random.default_rng(0)
+        ids = list(served.embeddings.note_ids)
+        sample = [ids[i] for i in rng.permutation(len(ids))[:n_queries]]
+        small = self.dims()[0]
+        lists: dict[str, dict[str, list[str]]] = {}
+        for dim in sorted({small, served.embeddings.dim}):
+            key = f"dim={dim}/granularity=note/strategy=exact"
+            lists[key] = {q: [h.note_id for h in served.retriever.search(q, k=k, dim=dim)] for q in sample}
+        self._set_status(f"seeding the label queue from {len(sample)} queries")
+        self.queue.add_from_neighbours(lists, model_version=served.version)
+
+    def _active_version_name(self) -> str | None:
+        active = self.store.active_version()
+        if active is not None and (Path(active.path) / "READY").exists():
+            return active.version
+        return None
+
+    # --- versions ---------------------------------------------------------------------------------
+    def _build_default_version(self) -> str:
+        """First run: make the model named by ``config.model``, embed, index, write the folder."""
+        spec = self.config.model
+        self._set_status(f"first run: building the default model ({spec}) for {len(self.corpus):,} notes")
+        model = self._make_model(spec)
+        version = "baseline" if str(spec).startswith("baseline:") else model.version
+        folder = self.config.versions_root / version
+        if not (folder / "READY").exists():
+            self._set_status(f"first run: embedding {len(self.corpus):,} notes with {version}")
+            embeddings = model.embed_corpus(self.corpus, progress=True)
+            embeddings.model_version = version
+            self._set_status(f"first run: indexing {len(self.corpus):,} notes")
+            self._write_version(folder, spec, model, embeddings)
+        self.store.register_model_version(version, str(folder), corpus=self.corpus.name,
+                                          metrics=_read_json(folder / "eval.json"))
+        self.store.set_active_version(version)
+        return version
+
+    def _make_model(self, spec: str):
+        """The model for a spec (see ``ServiceConfig.model``); 'default' trains SFT here."""
+        from uninote.model import UniNoteConfig, UniNoteModel, load_model
+
+        if spec == "config":  # a freshly initialised model from model_config (tests, smoke runs)
+            return UniNoteModel(UniNoteConfig(**self.config.model_config))
+        if spec != "default":
+            return load_model(spec)
+        from uninote.train.sft import train_sft
+        from uninote.train.sft_config import SFTConfig
+
+        cfg = SFTConfig(**{**DEMO_SFT, **self.config.sft_overrides})
+        staging = self.config.versions_root / ".sft-first-run" / "model"
+        self._set_status(f"first run: training the default SFT model ({cfg.epochs} epochs; "
+                         "progress in the console)")
+        model, _ = train_sft(self.corpus, staging, cfg, progress=True)
+        return model
+
+    def _write_version(self, folder: Path, spec: str, model, embeddings) -> None:
+        """model/, embeddings/, index/ then READY last (docs/DESIGN.md, "Model version folder")."""
+        from uninote.index import Retriever
+
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = self.config.versions_root / ".sft-first-run" / "model"
+        if spec == "default" and staging.exists():  # keep train_sft's training_config/metrics files
+            import shutil
+
+            shutil.rmtree(folder / "model", ignore_errors=True)
+            shutil.move(str(staging), str(folder / "model"))
+        elif hasattr(model, "save_pretrained"):
+            model.save_pretrained(folder / "model")
+        else:  # baselines have no weights of their own: record how to rebuild them
+            (folder / "model").mkdir(exist_ok=True)
+            (folder / "model" / "spec.json").write_text(json.dumps({"load_model": spec}))
+        embeddings.save(folder / "embeddings")
+        Retriever(embeddings).save(folder / "index")
+        (folder / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def _load_version(self, version: str) -> ServedVersion:
+        from uninote.embeddings import NoteEmbeddings
+        from uninote.index import Retriever
+        from uninote.model import UniNoteModel, load_model
+
+        folder = self._version_path(version)
+        if not (folder / "READY").exists():
+            raise UniNoteError(f"{folder}: model version {version} is incomplete (no READY file)")
+        self._set_status(f"loading model version {version}")
+        spec = folder / "model" / "spec.json"
+        if spec.exists():
+            model = load_model(json.loads(spec.read_text())["load_model"])
+        else:
+            model = UniNoteModel.from_pretrained(folder / "model")
+        embeddings = NoteEmbeddings.load(folder / "embeddings")
+        if (folder / "index").exists():
+            retriever = Retriever.load(folder / "index", model_version=embeddings.model_version)
+        else:
+            retriever = Retriever(embeddings)
+        return ServedVersion(version, folder, model, embeddings, retriever)
+
+    def _version_path(self, version: str) -> Path:
+        for v in self.store.list_model_versions():
+            if v.version == version:
+                return Path(v.path)
+        return self.config.versions_root / version
+
+    @property
+    def served(self) -> ServedVersion:
+        served = self._served
+        if served is None:
+            raise UniNoteError(f"the model is not ready yet ({self.status})")
+        return served
+
+    def activate(self, version: str) -> str:
+        """Serve ``version`` from now on. Loads first, then swaps one reference under a lock."""
+        new = self._load_version(version)
+        with self._swap_lock:
+            self._served = new
+            self.store.set_active_version(version)
+        self._set_status(self.status)
+        return version
+
+    def versions(self) -> list:
+        """Model versions known to the store, newest first."""
+        return sorted(self.store.list_model_versions(), key=lambda v: v.created_at, reverse=True)
+
+    # --- notes, thumbnails --------------------------------------------------------------------------
+    def note(self, note_id: str) -> Note:
+        if note_id not in self.corpus:
+            raise UniNoteError(f"no note with id {note_id!r} in corpus {self.corpus.name}")
+        return self.corpus.get(note_id)
+
+    def find_notes(self, text: str = "", limit: int = 48) -> list[Note]:
+        """Notes whose id, title, tags or metadata contain every word of ``text``."""
+        words = [w for w in text.lower().split() if w]
+        out = []
+        for n in self.corpus.notes:
+            if words:
+                hay = " ".join([n.note_id, n.title, " ".join(n.tags),
+                                " ".join(str(v) for v in n.meta.values())]).lower()
+                if not all(w in hay for w in words):
+                    continue
+            out.append(n)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _thumb_path(self, note_id: str) -> Path:
+        key = hashlib.sha1(f"{self.corpus.name}\0{note_id}".encode()).hexdigest()
+        return self.config.thumbs_dir / key[:2] / f"{key}.jpg"
+
+    def thumbnail(self, note_id: str) -> str | None:
+        """Path of a small JPEG of the note's first photo (made once, under thumbs/)."""
+        note = self.note(note_id)
+        if not note.images:
+            return None
+        path = self._thumb_path(note_id)
+        if not path.exists():
+            self._make_thumbnail(self.corpus.image_path(note, 0), path)
+        return str(path) if path.exists() else None
+
+    def thumbnail_if_cached(self, note_id: str) -> str | None:
+        path = self._thumb_path(note_id)
+        return str(path) if path.exists() else None
+
+    def warm_caches(self, umap_dim: int | None = None, umap_granularity: str = "note") -> None:
+        """Background work after start: every thumbnail, then the default map layout."""
+        def work():
+            for n in self.corpus.notes:
+                self.thumbnail(n.note_id)
+            self.precompute_umap(umap_dim, umap_granularity)
+        threading.Thread(target=work, name="uninote-warm", daemon=True).start()
+
+    def _make_thumbnail(self, src: Path, dst: Path) -> None:
+        import io
+
+        from uninote.data.images import load_image
+
+        try:
+            image = load_image(src)
+        except UniNoteError:
+            log.warning("no thumbnail for %s", src)
+            return
+        image.thumbnail((self.config.thumb_size, self.config.thumb_size))
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=88)
+        _atomic_write(dst, buf.getvalue())
+
+    # --- search -----------------------------------------------------------------------------------
+    def neighbours(self, query: str | UploadedQuery, k: int = 12, dim: int | None = None,
+                   granularity: str = "note", modality: str = "note",
+                   strategy: str = "exact") -> SearchResult:
+        """Top-k neighbours of a corpus note (by id) or an upload, with thumbnails and latency."""
+        served = self.served  # one reference for the whole search, even if a switch happens now
+        dim = dim or served.embeddings.dim
+        t0 = time.perf_counter()
+        if isinstance(query, UploadedQuery):
+            q, exclude = query.embedding, False
+        else:
+            self.note(query)
+            q, exclude = query, True
+        hits = served.retriever.search(q, k=k, dim=dim, granularity=granularity, strategy=strategy,
+                                       modality=modality, exclude_self=exclude)
+        latency = (time.perf_counter() - t0) * 1000
+        rows = [Neighbour(h.note_id, int(h.rank), float(h.score), self.corpus.get(h.note_id).title,
+                          self.thumbnail(h.note_id)) for h in hits]
+        settings = dict(k=k, dim=dim, granularity=granularity, modality=modality, strategy=strategy)
+        return SearchResult(rows, latency, served.version, settings)
+
+    def dims(self) -> list[int]:
+        """Dims the served model is trained to work at (Matryoshka prefixes)."""
+        model = self.served.model
+        dims = list(getattr(getattr(model, "config", None), "matryoshka_dims", []) or [])
+        full = self.served.embeddings.dim
+        return sorted({d for d in dims if d <= full} | {full})
+
+    # --- uploads ----------------------------------------------------------------------------------
+    def encode_upload(self, photos: list[bytes], title: str = "", body: str = "") -> UploadedQuery:
+        """Validate every photo, store them, and embed the upload as a query.
+
+        Raises ``ImageError`` naming the bad photo; nothing is stored unless all photos pass.
+        """
+        from uninote.data.images import load_image
+        from uninote.errors import ImageError
+
+        if not photos and not (title.strip() or body.strip()):
+            raise ImageError("upload at least one photo or write a title")
+        if len(photos) > MAX_UPLOAD_PHOTOS:
+            raise ImageError(f"{len(photos)} photos uploaded; at most {MAX_UPLOAD_PHOTOS} per note")
+        decoded = []
+        for i, data in enumerate(photos, 1):
+            try:
+                decoded.append(load_image(data, max_bytes=self.config.max_upload_bytes,
+                                          max_pixels=self.config.max_upload_pixels))
+            except ImageError as exc:
+                raise ImageError(f"photo {i}: {str(exc).lstrip(': ')}") from None
+        digest = hashlib.sha256(b"".join(photos) + f"\0{title}\0{body}".encode()).hexdigest()[:20]
+        paths = []
+        for i, image in enumerate(decoded):
+            path = self.config.uploads_dir / digest[:2] / f"{digest}-{i}.jpg"
+            if not path.exists():
+                import io
+
+                buf = io.BytesIO()
+                image.save(buf, format="JPEG", quality=92)
+                _atomic_write(path, buf.getvalue())
+            paths.append(str(path))
+        note = Note(note_id=f"upload:{digest}", title=title.strip(), body=body.strip(), images=paths)
+        embedding = self.served.model.encode_query(note, None)
+        return UploadedQuery(note.note_id, paths, note.title, note.body, embedding)
+
+    # --- annotation -------------------------------------------------------------------------------
+    def next_pair(self, annotator: str) -> Any | None:
+        """The next (query, candidate) task for this annotator, or None when the queue is empty."""
+        self._require_annotator(annotator)
+        return self.queue.next_task(annotator)
+
+    def grade(self, annotator: str, query_id: str, candidate_id: str, grade: int,
+              context: dict | None = None):
+        """Save one grade (0-3) and return the stored judgment."""
+        self._require_annotator(annotator)
+        if int(grade) not in (0, 1, 2, 3):
+            raise UniNoteError(f"grade must be 0, 1, 2 or 3, got {grade!r}")
+        self.note(query_id), self.note(candidate_id)
+        ctx = {k: v for k, v in (context or {}).items()
+               if k in ("dim", "granularity", "strategy", "rank", "comment", "task_id")}
+        return self.store.submit_grade(annotator, query_id, candidate_id, int(grade),
+                                       model_version=self._served.version if self._served else None,
+                                       **ctx)
+
+    def undo(self, annotator: str):
+        self._require_annotator(annotator)
+        return self.store.undo(annotator)
+
+    def skip(self, annotator: str, task_id: int):
+        self._require_annotator(annotator)
+        return self.queue.skip(annotator, task_id)
+
+    def annotator_stats(self, annotator: str):
+        self._require_annotator(annotator)
+        return self.store.annotator_stats(annotator)
+
+    def queue_left(self, annotator: str) -> int | None:
+        """Pairs still open for this annotator."""
+        return self.queue.pending(annotator)
+
+    def annotation_summary(self) -> dict:
+        """Counts, grade distribution, per-annotator stats and agreement, for the dashboard."""
+        judgments = self.store.judgments()
+        by_pair: dict[tuple[str, str], list[int]] = {}
+        for j in judgments:
+            by_pair.setdefault((j.query_id, j.candidate_id), []).append(j.grade)
+        multi = [g for g in by_pair.values() if len(g) > 1]
+        exact = float(np.mean([len(set(g)) == 1 for g in multi])) if multi else None
+        spread = float(np.mean([max(g) - min(g) for g in multi])) if multi else None
+        return {
+            "n_judgments": len(judgments), "n_pairs": len(by_pair), "n_multi": len(multi),
+            "grades": {g: sum(j.grade == g for j in judgments) for g in range(4)},
+            "annotators": [self.store.annotator_stats(a) for a in self.store.annotators()],
+            "exact_agreement": exact, "mean_grade_spread": spread,
+        }
+
+    # --- evaluation, training jobs ----------------------------------------------------------------
+    def eval_results(self, version: str | None = None) -> list[dict]:
+        """Metric rows (query_modality, granularity, dim, ndcg@10, ...) from a version's eval.json."""
+        path = self._version_path(version) if version else self.served.path
+        data = _read_json(path / "eval.json")
+        rows = data.get("results", []) if isinstance(data, dict) else data
+        return [r for r in rows if isinstance(r, dict) and "dim" in r]
+
+    def enqueue_rl(self, params: dict | None = None) -> int:
+        """Queue an RL run from the collected grades, starting from the served version."""
+        if not self.store.judgments():
+            raise UniNoteError("no grades collected yet: grade some pairs before an RL run")
+        job = dict(params or {}, base_version=self.served.version, corpus=self.config.corpus)
+        return self.store.enqueue_job("rl", job)
+
+    def jobs(self) -> list:
+        return sorted(self.store.list_jobs(), key=lambda j: j.id, reverse=True)
+
+    @staticmethod
+    def _require_annotator(annotator: str | None) -> None:
+        if not annotator:
+            raise UniNoteError("sign in to grade: annotations need a logged-in annotator")
+
+    # --- map ----------------------------------------------------------------------------------------
+    def umap(self, dim: int | None = None, granularity: str = "note",
+             progress: Callable[[str], None] | None = None):
+        """2-D UMAP layout of the served corpus (cached per version, dim and granularity)."""
+        served = self.served
+        dim = dim or served.embeddings.dim
+        cache = served.path / "umap" / f"{granularity}-{dim}.safetensors"
+        if cache.exists():
+            return _load_layout(cache)
+        if progress:
+            progress(f"computing UMAP of {len(served.embeddings):,} notes ({granularity}, {dim}-d)")
+        vectors = per_note_vectors(served.embeddings.truncate(dim), granularity)
+        layout = _umap_2d(vectors)
+        _save_layout(cache, served.embeddings.note_ids, layout)
+        return served.embeddings.note_ids, layout
+
+    def precompute_umap(self, dim: int | None = None, granularity: str = "note") -> None:
+        """Start computing the layout in the background (no-op when already started or cached)."""
+        key = (self.served.version, dim, granularity)
+        with self._umap_lock:
+            job = self._umap_jobs.get(key)
+            if job is not None and (job.is_alive() or self.umap_cached(dim, granularity)):
+                return
+            job = threading.Thread(target=self._umap_quietly, args=(dim, granularity), daemon=True)
+            self._umap_jobs[key] = job
+        job.start()
+
+    def _umap_quietly(self, dim, granularity) -> None:
+        try:
+            self.umap(dim, granularity)
+        except Exception:
+            log.exception("background UMAP failed")
+
+    def umap_cached(self, dim: int | None, granularity: str) -> bool:
+        dim = dim or self.served.embeddings.dim
+        return (self.served.path / "umap" / f"{granularity}-{dim}.safetensors").exists()
+
+    def umap_pending(self, dim: int | None, granularity: str) -> bool:
+        job = self._umap_jobs.get((self.served.version, dim, granularity))
+        return job is not None and job.is_alive()
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def per_note_vectors(embeddings, granularity: str) -> np.ndarray:
+    """One vector per note: as stored for note/text, the normalised mean of its photos/regions else."""
+    vectors, owner = embeddings.vectors(granularity)
+    if owner is None:
+        return np.asarray(vectors, dtype=np.float32)
+    n = len(embeddings)
+    sums = np.zeros((n, vectors.shape[1]), dtype=np.float32)
+    np.add.at(sums, owner, vectors)
+    empty = np.bincount(owner, minlength=n) == 0
+    sums[empty] = embeddings.note[empty]  # a note without photos falls back to its fused vector
+    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+
+
+def _umap_2d(vectors: np.ndarray) -> np.ndarray:
+    import umap
+
+    n = len(vectors)
+    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, max(2, n - 1)), metric="cosine",
+                        random_state=0, init="spectral" if n > 16 else "random", n_jobs=1)
+    return reducer.fit_transform(vectors).astype(np.float32)
+
+
+def _save_layout(path: Path, note_ids: list[str], layout: np.ndarray) -> None:
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"xy": np.ascontiguousarray(layout)}, str(tmp), metadata={"note_ids": json.dumps(note_ids)})
+    os.replace(tmp, path)
+
+
+def _load_layout(path: Path) -> tuple[list[str], np.ndarray]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return json.loads(f.metadata()["note_ids"]), f.get_tensor("xy")
