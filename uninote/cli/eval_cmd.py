@@ -62,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_corpus(args.corpus)
     qrels = corpus.qrels
     if args.qrels is not None:
-        from uninote.data.loaders import read_qrels
+        from uninote.data.native import read_qrels
+        from uninote.data.problems import Problems
 
-        qrels = read_qrels(args.qrels, known_ids={n.note_id for n in corpus.notes})
+        qrels = read_qrels(args.qrels, {n.note_id for n in corpus.notes},
+                           Problems(on_error="fail", source=str(args.qrels)))
     if not qrels:
         from uninote.errors import CorpusError
 
