@@ -8,7 +8,6 @@ reward data made it.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import defaultdict
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ class GradedPairs:
     corpus: str | None = None  # the corpus the grades refer to, as recorded by the store
     source: str = ""
     info: dict = field(default_factory=dict)
+    order: list[tuple[str, str]] = field(default_factory=list)  # (query, candidate) in collection order
 
     def __len__(self) -> int:
         return sum(len(c) for c in self.grades.values())
@@ -49,11 +49,14 @@ class GradedPairs:
         return GradedPairs(grades, self.n_judgments, self.corpus, self.source, dict(self.info, dropped_pairs=dropped))
 
     def head(self, n_pairs: int) -> "GradedPairs":
-        """The first ``n_pairs`` pairs in a stable order (for the gain-vs-budget curve)."""
+        """The first ``n_pairs`` pairs in collection order (for the gain-vs-budget curve)."""
         out: dict[str, dict[str, float]] = defaultdict(dict)
-        for q, c, g in self.triples()[:n_pairs]:
-            out[q][c] = g
-        return GradedPairs(dict(out), self.n_judgments, self.corpus, self.source, dict(self.info))
+        order = self.order or [(q, c) for q, cs in self.grades.items() for c in cs]
+        order = [(q, c) for q, c in order if c in self.grades.get(q, {})]
+        for q, c in order[:n_pairs]:
+            out[q][c] = self.grades[q][c]
+        return GradedPairs(dict(out), self.n_judgments, self.corpus, self.source,
+                           dict(self.info, budget=n_pairs), order[:n_pairs])
 
 
 def aggregate(records: Iterable[tuple[str, str, float]]) -> tuple[dict[str, dict[str, float]], int]:
@@ -67,7 +70,7 @@ def aggregate(records: Iterable[tuple[str, str, float]]) -> tuple[dict[str, dict
         sums[(str(q), str(c))].append(g)
         n += 1
     grades: dict[str, dict[str, float]] = defaultdict(dict)
-    for (q, c), gs in sums.items():
+    for (q, c), gs in sums.items():  # dicts keep first-seen order: collection order survives
         grades[q][c] = sum(gs) / len(gs)
     return dict(grades), n
 
@@ -76,12 +79,18 @@ def from_store(url: str) -> GradedPairs:
     """Every current judgment in the annotation store at ``url`` (SQLAlchemy URL or SQLite path)."""
     from annotations.store import AnnotationStore
 
-    store = AnnotationStore(url)
+    with AnnotationStore(url) as store:
+        return _from_open_store(store)
+
+
+def _from_open_store(store) -> GradedPairs:
     judgments = store.judgments()
+    judgments = sorted(judgments, key=lambda j: (j.created_at, j.id))  # collection order, for head()
     grades, n = aggregate((j.query_id, j.candidate_id, j.grade) for j in judgments)
     corpora = corpus_names(store, {q for q in grades} | {c for cs in grades.values() for c in cs})
     corpus = corpora[0] if len(corpora) == 1 else None
-    return GradedPairs(grades, n, corpus, f"store:{url}", {"corpora": corpora})
+    order = list(dict.fromkeys((j.query_id, j.candidate_id) for j in judgments))
+    return GradedPairs(grades, n, corpus, f"store:{store.redacted_url}", {"corpora": corpora}, order)
 
 
 def corpus_names(store, note_ids: set[str]) -> list[str]:
@@ -92,7 +101,7 @@ def corpus_names(store, note_ids: set[str]) -> list[str]:
 
     names: set[str] = set()
     ids = sorted(note_ids)
-    with store.session() as s:
+    with store.database.read() as s:
         for start in range(0, len(ids), 500):
             rows = s.execute(select(NoteRow.corpus).where(NoteRow.note_id.in_(ids[start:start + 500]),
                                                           NoteRow.uploaded.is_(False)).distinct())
@@ -101,50 +110,27 @@ def corpus_names(store, note_ids: set[str]) -> list[str]:
 
 
 def from_rewards_dir(directory: str | Path) -> GradedPairs:
-    """Graded pairs exported by ``annotations/export.py`` (``load_rewards``) or a ``graded.jsonl``."""
+    """Graded pairs from an ``uninote export-rewards`` folder (``annotations.export.load_rewards``).
+
+    Raw judgments are aggregated exactly like ``from_store`` (mean over annotators, collection
+    order kept); an export without them falls back to its ``pairs`` table (``mean_grade``).
+    """
+    from annotations.export import load_rewards
+
     d = Path(directory)
     if not d.exists():
-        raise ConfigError(f"{d}: rewards folder not found (write one with the annotations export)")
-    try:
-        from annotations.export import load_rewards
-    except ImportError:
-        load_rewards = None
-    if load_rewards is not None:
-        data = load_rewards(d)
-        records = _records_from_export(data)
+        raise ConfigError(f"{d}: rewards folder not found (write one with `uninote export-rewards`)")
+    data = load_rewards(d)
+    if data.judgments:
+        rows = sorted(data.judgments, key=lambda o: (o.get("created_at") or 0.0, o.get("id") or 0))
+        records = [(o["query_id"], o["candidate_id"], o["grade"]) for o in rows]
     else:
-        path = d / "graded.jsonl"
-        if not path.exists():
-            raise ConfigError(f"{d}: expected graded.jsonl (query_id, candidate_id, grade per line)")
-        records = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    o = json.loads(line)
-                    records.append((o["query_id"], o["candidate_id"], o["grade"]))
-                except (json.JSONDecodeError, KeyError) as exc:
-                    raise ConfigError(f"{path}:{i}: bad graded pair ({exc})") from None
+        records = [(o["query_id"], o["candidate_id"], o["mean_grade"]) for o in data.pairs]
     grades, n = aggregate(records)
-    meta = d / "meta.json"
-    corpus = json.loads(meta.read_text()).get("corpus") if meta.exists() else None
-    return GradedPairs(grades, n, corpus, f"dir:{d}")
-
-
-def _records_from_export(data) -> list[tuple[str, str, float]]:
-    """Accept the export's graded pairs as a DataFrame, a list of dicts or an object holding them."""
-    for attr in ("graded", "pairs", "graded_pairs"):
-        if hasattr(data, attr) and not callable(getattr(data, attr)):
-            data = getattr(data, attr)
-            break
-    if isinstance(data, dict):
-        data = data.get("graded", data.get("graded_pairs", data.get("pairs", data)))
-    if hasattr(data, "to_dict"):
-        data = data.to_dict("records")
-    out = []
-    for o in data:
-        o = o if isinstance(o, dict) else vars(o)
-        out.append((o["query_id"], o["candidate_id"], o.get("grade", o.get("mean_grade"))))
-    return out
+    order = list(dict.fromkeys((q, c) for q, c, _ in records))
+    corpus = data.manifest.get("corpus")
+    return GradedPairs(grades, n, corpus, f"dir:{d}", {"manifest_fingerprint": data.manifest.get("fingerprint")},
+                       order)
 
 
 def resolve_corpus_path(name_or_path: str | None) -> str:

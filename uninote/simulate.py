@@ -1,0 +1,122 @@
+"""Simulated annotators: grade pairs through the same store and queue API the app uses.
+
+Pairs come from the label queue, built (``annotations.queue.LabelQueue.add_from_neighbours``)
+from the model's own neighbour lists at a small and the full dim. Each simulated annotator leases
+the next task, looks up the true grade -- the catalogue rule ``fashion_grade`` when both notes carry
+catalogue attributes, else the corpus qrels (0 when absent) -- and, with probability
+``error_rate``, submits a uniformly random *other* grade instead. Queries are added to the queue
+in chunks (random order, seeded) until ``pairs`` distinct pairs are graded.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from uninote.errors import ConfigError
+
+GRADES = (0, 1, 2, 3)
+
+
+@dataclass
+class SimulationConfig:
+    pairs: int = field(default=2000, metadata={"help": "Distinct (query, candidate) pairs to grade."})
+    error_rate: float = field(default=0.0, metadata={"help": (
+        "Probability that a grader submits a random other grade instead of the true one.")})
+    annotators: int = field(default=1, metadata={"help": "How many simulated annotators share the queue."})
+    k: int = field(default=10, metadata={"help": "Top-k the queue treats as shown (neighbour depth is k + 5)."})
+    dims: list[int] = field(default_factory=lambda: [64, 0], metadata={"help": (
+        "Embedding dims of the neighbour lists the queue compares (0 = full dim).")})
+    overlap: float = field(default=0.2, metadata={"help": "Share of tasks graded by two annotators (when K > 1)."})
+    queries_per_chunk: int = field(default=0, metadata={"help": "Queries added per queue refill (0 = pairs / 10)."})
+    seed: int = field(default=0, metadata={"help": "Seed for query order and grader errors."})
+
+    def validate(self) -> "SimulationConfig":
+        if self.pairs < 1 or self.annotators < 1 or self.k < 1:
+            raise ConfigError("simulate: --pairs, --annotators and --k must be >= 1")
+        if not 0.0 <= self.error_rate <= 1.0:
+            raise ConfigError(f"simulate: --error-rate {self.error_rate} must be in [0, 1]")
+        return self
+
+
+def true_grade(corpus, query_id: str, candidate_id: str) -> int:
+    """The catalogue rule when both notes have ``articleType``, else the corpus qrels (default 0)."""
+    from uninote.data.fashion import fashion_grade
+
+    a, b = corpus.get(query_id).meta, corpus.get(candidate_id).meta
+    if "articleType" in a and "articleType" in b:
+        return int(fashion_grade(a, b))
+    return int(corpus.qrels.get(query_id, {}).get(candidate_id, 0))
+
+
+def noisy_grade(grade: int, error_rate: float, rng: random.Random) -> int:
+    """``grade``, or with probability ``error_rate`` a uniformly random other grade."""
+    if rng.random() < error_rate:
+        return rng.choice([g for g in GRADES if g != grade])
+    return grade
+
+
+def neighbour_lists(embeddings, query_ids: list[str], dims: list[int], depth: int) -> dict[str, dict[str, list[str]]]:
+    """``{setting key: {query: [top-depth note ids]}}`` by exact note-to-note cosine at each dim."""
+    from uninote.index.scoring import top_k
+
+    out = {}
+    for dim in sorted({min(d, embeddings.dim) if d else embeddings.dim for d in dims}):
+        emb = embeddings.truncate(dim)
+        rows = [emb.row(q) for q in query_ids]
+        sims = emb.note[rows] @ emb.note.T
+        key = f"dim={'full' if not dim or dim == embeddings.dim else dim}/granularity=note/strategy=exact"
+        out[key] = {q: [emb.note_ids[i] for i in top_k(s, depth, exclude=[r])]
+                    for q, r, s in zip(query_ids, rows, sims)}
+    return out
+
+
+def simulate(store, corpus, embeddings, config: SimulationConfig, model_version: str | None = None,
+             progress=None) -> dict:
+    """Grade ``config.pairs`` distinct pairs into ``store``; returns a report (counts, error rate)."""
+    from annotations.queue import LabelQueue, QueueConfig
+
+    cfg = config.validate()
+    store.register_notes(corpus.name, corpus.notes)
+    queue = LabelQueue(store, QueueConfig(k=cfg.k, overlap=cfg.overlap if cfg.annotators > 1 else 0.0,
+                                          seed=cfg.seed))
+    names = [f"sim-{i}" for i in range(cfg.annotators)]
+    rng = random.Random(cfg.seed)
+    order = [n.note_id for n in corpus.notes]
+    np.random.default_rng(cfg.seed).shuffle(order)
+    chunk = cfg.queries_per_chunk or max(1, math.ceil(cfg.pairs / 10))
+    graded: set[tuple[str, str]] = {(j.query_id, j.candidate_id) for j in store.judgments()}
+    start_pairs = len(graded)
+    submitted = flipped = next_query = 0
+    while len(graded) - start_pairs < cfg.pairs:
+        task, who = None, None
+        for name in names[submitted % len(names):] + names[: submitted % len(names)]:
+            task = queue.next_task(name)
+            if task is not None:
+                who = name
+                break
+        if task is None:
+            if next_query >= len(order):
+                break  # every note has been a query: the corpus cannot give more pairs
+            queries = order[next_query: next_query + chunk]
+            next_query += len(queries)
+            queue.add_from_neighbours(neighbour_lists(embeddings, queries, cfg.dims, cfg.k + 5), model_version)
+            continue
+        truth = true_grade(corpus, task.query_id, task.candidate_id)
+        grade = noisy_grade(truth, cfg.error_rate, rng)
+        flipped += grade != truth
+        queue.submit(who, task, grade)
+        submitted += 1
+        graded.add((task.query_id, task.candidate_id))
+        if progress is not None:
+            progress(len(graded) - start_pairs, cfg.pairs)
+    counts = {g: 0 for g in GRADES}
+    for j in store.judgments():
+        counts[j.grade] += 1
+    return {"pairs": len(graded) - start_pairs, "grades_submitted": submitted,
+            "observed_error_rate": flipped / max(submitted, 1), "queries_used": next_query,
+            "grade_counts": counts, "config": asdict(cfg), "model_version": model_version,
+            "corpus": corpus.name}

@@ -1,0 +1,254 @@
+"""The trainer worker: turns queued RL jobs into served model versions.
+
+Loop: requeue jobs whose worker went silent, claim one queued ``rl`` job (atomic in the store, so
+two workers never run the same job), run RL from the job's base version on the grades in the
+store, then publish a model version folder (docs/DESIGN.md "Model version folder")::
+
+    <versions root>/.tmp-<version>-<pid>/   model/ embeddings/ index/ eval.json READY(last)
+        -- rename -->  <versions root>/<version>/   -- then --  store.register_model_version(...)
+
+Progress and metrics stream into the job row (``update_job``); a heartbeat thread keeps the row
+alive through long phases. Any error marks the job failed with its message and deletes the temp
+folder: a version is registered only when its folder is complete. SIGTERM stops at the next step
+boundary (the RL checkpoint is kept) and marks the job failed as interrupted. Work folders are keyed
+by the job's parameters, so a job retried after a crash (``requeue_stale_jobs``) or re-queued with
+the same parameters resumes from its last RL checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+RL_KEYS_IGNORED = ("base_version", "corpus", "init", "rl", "max_pairs", "eval_max_queries")
+
+
+@dataclass
+class WorkerConfig:
+    db_url: str = field(metadata={"help": "Annotation store URL."})
+    versions_root: Path | None = field(default=None, metadata={"help": (
+        "Where version folders go (default: $UNINOTE_HOME/versions, as the app).")})
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+                           metadata={"help": "Name recorded on claimed jobs."})
+    poll_seconds: float = field(default=5.0, metadata={"help": "Wait between polls when the queue is empty."})
+    stale_after_s: float = field(default=600.0, metadata={"help": (
+        "A running job whose worker has not heart-beaten for this long is requeued (or failed).")})
+    heartbeat_s: float = field(default=15.0, metadata={"help": "Heartbeat period while a job runs."})
+    device: str = field(default="auto", metadata={"help": "RL device: auto (CUDA if present), cpu, cuda."})
+    eval_max_queries: int = field(default=500, metadata={"help": "Queries evaluated for eval.json (0 = skip)."})
+
+    def resolved_versions_root(self) -> Path:
+        if self.versions_root is not None:
+            return Path(self.versions_root)
+        from uninote.service import default_home
+
+        return default_home() / "versions"
+
+
+class JobLost(Exception):
+    """The job stopped being ours (requeued as stale, or finished elsewhere)."""
+
+
+class TrainerWorker:
+    def __init__(self, store, config: WorkerConfig):
+        self.store, self.cfg = store, config
+        self.root = config.resolved_versions_root()
+        self.stop_requested = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum, _frame):
+            log.warning("signal %s: stopping after the current step", signum)
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    # --- loop ----------------------------------------------------------------------------------
+    def run(self, once: bool = False) -> int:
+        """Process jobs until stopped (``once``: at most one job, then return). Returns jobs done."""
+        done = 0
+        while not self.stop_requested.is_set():
+            touched = self.store.requeue_stale_jobs(self.cfg.stale_after_s)
+            if touched:
+                log.info("requeued or failed stale jobs %s", touched)
+            job = self.store.claim_job(self.cfg.worker_id, kinds=("rl",))
+            if job is not None:
+                self.process(job)
+                done += 1
+            if once:
+                break
+            if job is None:
+                self.stop_requested.wait(self.cfg.poll_seconds)
+        return done
+
+    def process(self, job) -> None:
+        """Run one claimed job to a registered version, or mark it failed."""
+        lost = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job.id, lost), daemon=True)
+        beat.start()
+        tmp = None
+        try:
+            tmp, result = self._run_job(job, lost)
+            self.store.finish_job(job.id, result, worker_id=self.cfg.worker_id)
+            log.info("job %d done: version %s", job.id, result["version"])
+        except JobLost:
+            log.warning("job %d is no longer ours; dropping it", job.id)
+        except BaseException as exc:  # noqa: BLE001 - every failure must reach the job row
+            message = self._describe(exc)
+            log.error("job %d failed: %s", job.id, message)
+            try:
+                self.store.fail_job(job.id, message, worker_id=self.cfg.worker_id)
+            except Exception:  # job was requeued meanwhile: nothing to mark
+                log.warning("could not mark job %d failed", job.id)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            lost.set()
+            beat.join(timeout=5)
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _describe(self, exc: BaseException) -> str:
+        from uninote.train.rl import StopTraining
+
+        if isinstance(exc, StopTraining) or self.stop_requested.is_set():
+            return f"interrupted (worker stopping): {exc}; the RL checkpoint is kept, re-queue to resume"
+        tail = traceback.format_exception(type(exc), exc, exc.__traceback__)[-1].strip()
+        return f"{type(exc).__name__}: {exc}" if str(exc) else tail
+
+    def _heartbeat(self, job_id: int, lost: threading.Event) -> None:
+        while not lost.wait(self.cfg.heartbeat_s):
+            try:
+                if not self.store.heartbeat(job_id, self.cfg.worker_id):
+                    lost.set()
+            except Exception:  # a transient DB error: try again next beat
+                log.exception("heartbeat failed")
+
+    # --- one job -------------------------------------------------------------------------------
+    def _resolve_inputs(self, params: dict) -> tuple[str, str | None, str | None]:
+        """(init checkpoint folder, parent version, corpus source) from job parameters."""
+        base = params.get("base_version")
+        init = params.get("init")
+        if init is None:
+            versions = {v.version: v for v in self.store.list_model_versions()}
+            if base is None:
+                active = self.store.active_version()
+                base = active.version if active else None
+            if base not in versions:
+                from uninote.errors import ConfigError
+
+                raise ConfigError(f"job names base version {base!r}, which the store does not know; "
+                                  f"registered: {sorted(versions)}")
+            init = str(Path(versions[base].path) / "model")
+            corpus = params.get("corpus") or versions[base].corpus
+        else:
+            corpus = params.get("corpus")
+        return init, base, corpus
+
+    def _rl_config(self, params: dict):
+        from uninote.train.rl_config import RLConfig
+
+        values = {k: v for k, v in params.items() if k not in RL_KEYS_IGNORED}
+        values.update(params.get("rl", {}))
+        values.setdefault("device", self.cfg.device)
+        return RLConfig.from_dict({**RLConfig().to_dict(), **values})
+
+    def _run_job(self, job, lost: threading.Event) -> tuple[Path, dict]:
+        from uninote.errors import ConfigError
+        from uninote.train.rl_data import from_store
+        from uninote.train.rl_pipeline import run_rl
+
+        params = dict(job.params)
+        init, base, corpus = self._resolve_inputs(params)
+        cfg = self._rl_config(params)
+        graded = from_store(self.store.url)
+        if params.get("max_pairs"):
+            graded = graded.head(int(params["max_pairs"]))
+        if len(graded) == 0:
+            raise ConfigError("no graded pairs in the store: grade some pairs before an RL run")
+        key = hashlib.sha256(json.dumps([init, corpus, cfg.to_dict(), graded.fingerprint()],
+                                        sort_keys=True).encode()).hexdigest()[:12]
+        work = self.root / ".work" / f"rl-{key}"
+        self._report(job.id, 0.02, {}, f"training RL on {len(graded)} graded pairs from {base or init}")
+
+        def on_progress(step, total, stats):
+            if lost.is_set():
+                raise JobLost()
+            self._report(job.id, 0.05 + 0.75 * step / total,
+                         {"step": step, "steps": total, "reward": stats["reward"], "kl": stats["kl"],
+                          "steps_per_second": stats["steps_per_second"]}, f"RL step {step}/{total}")
+
+        def should_stop() -> bool:
+            if lost.is_set():
+                raise JobLost()
+            return self.stop_requested.is_set()
+
+        run = run_rl(init, graded, work, cfg, corpus=corpus, on_progress=on_progress, should_stop=should_stop)
+        self._report(job.id, 0.82, {}, "re-embedding the corpus and rebuilding indexes")
+        tmp, version, summary = self._write_version(run, work, params)
+        if lost.is_set():
+            raise JobLost()
+        final = self.root / version
+        if final.exists():  # same weights published before (e.g. retried after a crash)
+            if not (final / "READY").exists():
+                shutil.rmtree(final)
+        if not final.exists():
+            tmp.rename(final)
+        metrics = {"rl": {k: run.metrics[k] for k in ("steps", "reward_first20", "reward_last20", "kl_last20",
+                                                       "seconds", "steps_per_second", "device")},
+                   "reward_data": run.metrics["reward_data"], "eval": summary, "job_id": job.id}
+        self.store.register_model_version(version, str(final), parent=base, corpus=run.corpus.name, metrics=metrics)
+        return tmp, {"version": version, "path": str(final), "parent": base, **metrics}
+
+    def _report(self, job_id: int, progress: float, metrics: dict, message: str) -> None:
+        from annotations.errors import JobError
+
+        try:
+            self.store.update_job(job_id, progress=min(progress, 1.0), metrics=metrics, message=message,
+                                  worker_id=self.cfg.worker_id)
+        except JobError as exc:
+            raise JobLost() from exc
+
+    def _write_version(self, run, work: Path, params: dict) -> tuple[Path, str, dict]:
+        """Complete version folder in a temp dir (READY last); returns (tmp, version, eval summary)."""
+        from uninote.index import Retriever
+        from uninote.train.features import embed_from_features
+
+        model = run.model.cpu()
+        version = model.version
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{version}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp / "model")
+        for name in ("training_config.json", "metrics.json"):
+            shutil.copy2(work / name, tmp / "model" / name)
+        if (work / "reward_model").exists():
+            shutil.copytree(work / "reward_model", tmp / "model" / "reward_model")
+        embeddings = embed_from_features(model, run.features, progress=False)
+        embeddings.model_version = version
+        embeddings.save(tmp / "embeddings")
+        Retriever(embeddings).save(tmp / "index")
+        summary = {}
+        max_q = int(params.get("eval_max_queries", self.cfg.eval_max_queries))
+        if max_q and run.corpus.qrels:
+            from uninote.eval import evaluate
+
+            report = evaluate(embeddings, run.corpus.qrels, dims=model.config.matryoshka_dims,
+                              modalities=("note", "image"), granularities=("note",), max_queries=max_q)
+            (tmp / "eval.json").write_text(json.dumps({"n_queries": report.n_queries, "results": report.results,
+                                                       "corpus": run.corpus.name}, indent=2))
+            summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
+                       for r in report.results}
+        (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return tmp, version, summary
