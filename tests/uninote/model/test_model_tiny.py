@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+import torch
+
+from uninote.data.note import Note
+from uninote.errors import ConfigError
+from uninote.model import UniNoteConfig, UniNoteModel
+from uninote.model.testing import tiny_config
+
+
+@pytest.fixture
+def model():
+    return UniNoteModel(tiny_config())
+
+
+def test_every_granularity_lives_in_one_normalised_space(model, corpus):
+    notes = corpus.notes[1:5]
+    texts = [n.text() for n in notes]
+    from uninote.model.images_io import open_image
+    images = [open_image(corpus.image_path(n, 0)) for n in notes]
+    t, i, r = model.encode_text(texts), model.encode_image(images), model.encode_regions(images)
+    n = model.encode_note(notes, corpus.root)
+    assert t.shape == (4, 32) and i.shape == (4, 32) and n.shape == (4, 32)
+    assert r.shape == (4, 4, 32)  # 2x2 grid
+    for x in (t, i, r.reshape(-1, 32), n):
+        assert torch.allclose(x.norm(dim=-1), torch.ones(len(x)), atol=1e-5)
+    assert model.encode_text(texts, normalize=False).norm(dim=-1).std() > 0
+
+
+def test_text_only_image_only_and_multi_image_notes(model, corpus):
+    text_only = Note("t", title="red shirt")
+    multi = corpus.notes[1]  # two photos
+    assert len(multi.images) == 2
+    image_only = Note("i", images=[str(corpus.image_path(multi, 0))])
+    out = model.encode_note([text_only, multi, image_only], corpus.root)
+    assert torch.isfinite(out).all() and torch.allclose(out.norm(dim=-1), torch.ones(3), atol=1e-5)
+    q = model.encode_query(multi, corpus.root)
+    assert q.images.shape == (2, 32) and q.regions.shape == (8, 32)
+    assert list(q.region_image) == [0] * 4 + [1] * 4
+    assert model.encode_query(text_only).images is None
+    # the multi-photo note fuses the mean of its photos: changing photo 2 changes the note vector
+    swapped = Note("m", title=multi.title, tags=multi.tags, images=[multi.images[0], corpus.notes[5].images[0]])
+    assert not torch.allclose(model.encode_note([multi], corpus.root), model.encode_note([swapped], corpus.root))
+
+
+def test_embed_corpus_matches_encode_query_and_skips_broken_photos(model, corpus, caplog):
+    emb = model.embed_corpus(corpus, batch_size=7, progress=False)
+    assert "skipped 1 unreadable photo" in caplog.text
+    assert emb.note.shape == (len(corpus), 32)
+    assert len(emb.image) == sum(len(n.images) for n in corpus.notes) - 1
+    assert emb.model_version == model.version
+    for row in (1, 7, len(corpus) - 1):  # multi-photo, single, text-only
+        q = model.encode_query(corpus.notes[row], corpus.root)
+        assert np.allclose(q.note, emb.note[row], atol=2e-3)  # cache is float16
+        got = emb.query(row)
+        assert (got.images is None) == (q.images is None)
+        if q.images is not None:
+            assert np.allclose(got.images, q.images, atol=2e-3)
+            assert np.array_equal(got.region_image, q.region_image)
+
+
+def test_forward_features_region_subset_matches_full(model, corpus):
+    batch = model.note_batch(corpus.notes[1:4], corpus.root)
+    full = model.forward_features(batch)
+    sub = dict(batch, region=batch["region"][[2]], region_image=torch.tensor([2]))
+    part = model.forward_features(sub)
+    assert torch.allclose(part["region"], full["region"][full["region_image"] == 2], atol=1e-6)
+    assert torch.equal(part["region_owner"], torch.full((4,), int(batch["image_owner"][2])))
+
+
+def test_matryoshka_truncation_properties(model, corpus):
+    emb = model.embed_corpus(corpus, progress=False)
+    for dim in (8, 16):
+        cut = emb.truncate(dim)
+        assert cut.note.shape[1] == dim
+        assert np.allclose(np.linalg.norm(cut.note, axis=1), 1, atol=1e-5)
+        manual = emb.note[:, :dim] / np.linalg.norm(emb.note[:, :dim], axis=1, keepdims=True)
+        assert np.allclose(cut.note, manual, atol=1e-6)
+
+
+def test_save_load_round_trip_gives_identical_embeddings(model, corpus, tmp_path):
+    with torch.no_grad():
+        for p in model.fusion.parameters():
+            p.add_(0.01)
+    path = model.save_pretrained(tmp_path / "ckpt")
+    assert {f.name for f in path.iterdir()} == {"config.json", "model.safetensors"}
+    loaded = UniNoteModel.from_pretrained(path)
+    assert loaded.version == model.version
+    a = model.encode_note(corpus.notes[1:6], corpus.root)
+    b = loaded.encode_note(corpus.notes[1:6], corpus.root)
+    assert torch.equal(a, b)
+
+
+def test_frozen_checkpoint_stores_trainable_weights_only(tmp_path):
+    m = UniNoteModel(tiny_config())
+    keys = m.trainable_state_dict().keys()
+    assert keys and not any(k.startswith(("text_tower", "image_tower")) for k in keys)
+    full = UniNoteModel(tiny_config(freeze_backbones=False))
+    assert any(k.startswith("image_tower") for k in full.trainable_state_dict())
+
+
+def test_version_changes_with_weights_and_config():
+    a, b = UniNoteModel(tiny_config()), UniNoteModel(tiny_config())
+    assert a.version == b.version
+    with torch.no_grad():
+        b.text_head.skip.weight[0, 0] += 1
+    assert a.version != b.version
+    assert UniNoteModel(tiny_config(embed_dim=16, matryoshka_dims=[8, 16])).version != a.version
+
+
+def test_from_pretrained_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(ConfigError, match="not a checkpoint folder"):
+        UniNoteModel.from_pretrained(tmp_path / "nope" / "deeper")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="needs config.json"):
+        UniNoteModel.from_pretrained(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(matryoshka_dims=[64, 32]), "strictly increasing"),
+    (dict(matryoshka_dims=[64, 1024]), "strictly increasing"),
+    (dict(n_regions=0), "region grid"),
+    (dict(text_tower="use-m3", freeze_backbones=False), "cannot be fine-tuned"),
+])
+def test_config_validation_fails_loudly(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        UniNoteConfig(**kwargs).validate()
+
+
+def test_unknown_config_key_is_named():
+    with pytest.raises(ConfigError, match="unknown UniNoteConfig keys \\['embed_size'\\]"):
+        UniNoteConfig.from_dict({"embed_size": 3})

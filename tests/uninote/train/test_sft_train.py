@@ -1,0 +1,118 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from uninote.data.corpus import load_native
+from uninote.errors import ConfigError
+from uninote.model import UniNoteModel
+from uninote.model.testing import make_synthetic_corpus
+from uninote.train.sft import train_sft
+from uninote.train.sft_config import SFTConfig
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return load_native(make_synthetic_corpus(tmp_path / "c", n_notes=36, broken=1))
+
+
+def tiny_sft(**kw):
+    base = dict(text_tower="tiny", image_tower="tiny", embed_dim=32, matryoshka_dims=[8, 16, 32],
+                image_size=32, n_regions=2, hidden_dim=32, batch_size=8, epochs=4, threads=1, lr=3e-3)
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+def test_training_changes_trainable_weights_only_and_lowers_the_loss(corpus, tmp_path):
+    cfg = tiny_sft()
+    before = UniNoteModel(cfg.model_config())
+    model, metrics = train_sft(corpus, tmp_path / "out", cfg, progress=False)
+    curve = metrics["loss_curve"]
+    assert np.mean(curve[-3:]) < 0.8 * np.mean(curve[:3])
+    after = model.state_dict()
+    for name, value in before.state_dict().items():
+        changed = not torch.equal(value, after[name])
+        if name.startswith(("text_tower", "image_tower")):
+            assert not changed, name
+    assert not torch.equal(before.text_head.skip.weight, model.text_head.skip.weight)
+    assert not torch.equal(before.fusion.mlp[-1].weight, model.fusion.mlp[-1].weight)
+    files = {f.name for f in (tmp_path / "out").iterdir()}
+    assert {"config.json", "model.safetensors", "training_config.json", "metrics.json"} <= files
+    saved = json.loads((tmp_path / "out" / "training_config.json").read_text())
+    assert saved["batch_size"] == 8 and saved["matryoshka"] is True
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert m["peak_rss_mb"] > 0 and m["wall_seconds"] > 0 and len(m["loss_curve"]) == m["steps"]
+    assert set(m["loss_terms"][-1]) >= {"note", "image_note", "text_note", "image_text", "region"}
+
+
+def test_training_is_deterministic(corpus, tmp_path):
+    a, _ = train_sft(corpus, tmp_path / "a", tiny_sft(max_steps=5), progress=False)
+    b, _ = train_sft(corpus, tmp_path / "b", tiny_sft(max_steps=5), progress=False)
+    assert a.version == b.version
+
+
+def test_each_step_encodes_once_even_with_matryoshka(corpus, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = UniNoteModel.forward_features
+
+    def counted(self, batch, normalize=True):
+        calls["n"] += 1
+        return original(self, batch, normalize)
+
+    monkeypatch.setattr(UniNoteModel, "forward_features", counted)
+    _, metrics = train_sft(corpus, tmp_path / "o", tiny_sft(max_steps=3), progress=False)
+    assert calls["n"] == metrics["steps"] == 3
+
+
+def test_no_matryoshka_trains_full_dim_only(corpus, tmp_path):
+    from uninote.train.sft import build_loss
+    from uninote.losses import MatryoshkaLoss
+
+    assert isinstance(build_loss(tiny_sft()), MatryoshkaLoss)
+    assert not isinstance(build_loss(tiny_sft(matryoshka=False)), MatryoshkaLoss)
+    _, m = train_sft(corpus, tmp_path / "n", tiny_sft(matryoshka=False, max_steps=3), progress=False)
+    assert m["steps"] == 3
+
+
+def test_full_finetune_updates_backbones(corpus, tmp_path):
+    cfg = tiny_sft(full_finetune=True, max_steps=4)
+    before = UniNoteModel(cfg.model_config())
+    model, _ = train_sft(corpus, tmp_path / "ff", cfg, progress=False)
+    assert not torch.equal(before.image_tower.net[0].weight, model.image_tower.net[0].weight)
+    assert not torch.equal(before.text_tower.embed.weight, model.text_tower.embed.weight)
+    again = UniNoteModel.from_pretrained(tmp_path / "ff")
+    assert again.version == model.version
+
+
+def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29533")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    try:
+        model, metrics = train_sft(corpus, tmp_path / "ddp", tiny_sft(full_finetune=True, max_steps=2),
+                                   progress=False)
+        assert dist.is_initialized() and metrics["world_size"] == 1 and metrics["steps"] == 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(loss_weights={"nope": 1.0}), "unknown loss_weights"),
+    (dict(matryoshka_weights=[1.0]), "one weight per dim"),
+    (dict(temperature=0), "temperature"),
+    (dict(matryoshka_dims=[8, 64]), "strictly increasing"),
+])
+def test_sft_config_validation(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        tiny_sft(**kw).validate()
