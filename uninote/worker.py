@@ -222,14 +222,22 @@ class TrainerWorker:
 
     def _write_version(self, run, work: Path, params: dict) -> tuple[Path, str, dict]:
         """Complete version folder in a temp dir (READY last); returns (tmp, version, eval summary)."""
-        from uninote.index import Retriever
-        from uninote.train.features import embed_from_features
-
         model = run.model.cpu()
         version = model.version
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{version}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            return tmp, version, self._fill_version(tmp, model, run, work, params)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written folder behind
+            raise
+
+    def _fill_version(self, tmp: Path, model, run, work: Path, params: dict) -> dict:
+        from uninote.index import Retriever
+        from uninote.train.features import embed_from_features
+
+        version = model.version
         model.save_pretrained(tmp / "model")
         for name in ("training_config.json", "metrics.json"):
             shutil.copy2(work / name, tmp / "model" / name)
@@ -251,4 +259,4 @@ class TrainerWorker:
             summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
                        for r in report.results}
         (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        return tmp, version, summary
+        return summary
