@@ -1,0 +1,48 @@
+"""A tiny synthetic benchmark run writes well-formed records (schema, ranges), fast."""
+
+import json
+
+import numpy as np
+
+from uninote.bench.measure import RECORD_KEYS, recall_at_k
+from uninote.cli.main import main
+from uninote.index.synthetic import SyntheticSpec, synthetic_vectors
+
+
+def test_bench_json_schema(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--synthetic", "2000", "--dims", "64,128", "--ann-dims", "64", "--ef-search", "32",
+               "--nprobe", "4", "--queries", "8", "--threads", "1", "--no-cache", "--out", str(out),
+               "--chart", str(tmp_path / "chart.html")])
+    assert rc == 0
+    records = json.loads(out.read_text())
+    types = {"n": int, "dim": int, "granularity": str, "strategy": str, "index": str, "recall@10": float,
+             "p50_ms": float, "p95_ms": float, "qps": float, "bytes_per_vector": float,
+             "bytes_scanned_per_query": float, "floor_ms": float, "threads": int}
+    assert set(types) == set(RECORD_KEYS)
+    for r in records:
+        for key, t in types.items():
+            assert isinstance(r[key], t), (key, r[key])
+        assert 0 <= r["recall@10"] <= 1 and r["p95_ms"] >= r["p50_ms"] > 0 and r["qps"] > 0
+        assert r["n"] == 2000 and r["threads"] == 1
+    strategies = {(r["strategy"], r["dim"]) for r in records}
+    assert {("exact", 64), ("exact", 128), ("adaptive", 128), ("ann", 64)} <= strategies
+    exact = {r["dim"]: r for r in records if r["index"] == "numpy-matvec"}
+    assert exact[128]["bytes_scanned_per_query"] == 2000 * 128 * 4
+    assert "| N | dim | gran | strategy |" in capsys.readouterr().out
+    assert (tmp_path / "chart.html").stat().st_size > 1000
+
+
+def test_synthetic_prefix_is_consistent():
+    spec = SyntheticSpec(300, full_dim=192, seed=3)
+    full = synthetic_vectors(spec, 192)
+    short = synthetic_vectors(spec, 100)
+    from uninote.embeddings import truncate
+
+    np.testing.assert_allclose(short, truncate(full, 100), atol=1e-6)
+    assert np.allclose(np.linalg.norm(full, axis=1), 1, atol=1e-5)
+
+
+def test_recall_at_k_reference():
+    assert recall_at_k([[1, 2, 3]], [[3, 4, 5]]) == 1 / 3
+    assert recall_at_k([np.array(["a", "b"])], [np.array(["b", "a"])]) == 1.0

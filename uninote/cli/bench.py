@@ -1,0 +1,104 @@
+"""``uninote bench``: retrieval quality vs cost per dim and strategy (prints tables; not a test)."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Measure every (corpus size, dim, strategy, index) configuration: recall@10 against exact search
+at the full dim, single-query latency p50/p95 at 1 thread and at all threads, batch QPS, build
+time, bytes per vector, bytes read per query, and the floor - those bytes over this machine's
+measured single-thread memory bandwidth - with each latency as a multiple of it.
+
+Real embeddings (--embeddings, or --model + --corpus) are searched through the Retriever with
+note -> neighbours queries (strategies exact, adaptive, ann, local, global+local). Synthetic
+Matryoshka-like clustered vectors (--synthetic 10000,100000,1000000; see
+uninote/index/synthetic.py for exactly how they are generated) measure how cost grows with N
+(strategies exact, adaptive, ann with HNSW and IVF-PQ).
+
+Prints a markdown table (and a scaling table for several N), writes a plotly chart (--chart) and,
+with --out, a JSON list with one record per configuration.
+"""
+
+EPILOG = """\
+examples:
+  uninote bench --embeddings emb/fashion --out bench-real.json
+  uninote bench --synthetic 10000,100000 --dims 64,128,256,768 --queries 100
+  uninote bench --synthetic 1000000 --dims 64,128 --ann-dims 128 --strategies exact,ann --queries 200
+"""
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace("_", "").split(",") if x.strip()]
+
+
+def register(subparsers) -> None:
+    from uninote.cli.index_cmd import add_embedding_source
+
+    p = subparsers.add_parser("bench", help="retrieval quality vs cost per dim and strategy",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_embedding_source(p)
+    p.add_argument("--synthetic", type=_ints, default=None, help="comma-separated synthetic corpus sizes")
+    p.add_argument("--dims", type=_ints, default=None,
+                   help="dims to measure (default: real 64,128,256,512,full; synthetic 64,128,256,768)")
+    p.add_argument("--strategies", default=None, help="comma-separated strategies (default: all that apply)")
+    p.add_argument("--ann-dims", type=_ints, default=[128], help="synthetic: dims with HNSW/IVF-PQ indexes")
+    p.add_argument("--ef-search", type=_ints, default=[16, 32, 64, 128], help="synthetic: HNSW efSearch sweep")
+    p.add_argument("--nprobe", type=_ints, default=[8, 32], help="synthetic: IVF-PQ nprobe sweep (empty: none)")
+    p.add_argument("--queries", type=int, default=100, help="queries per configuration")
+    p.add_argument("--threads", type=_ints, default=None, help="thread counts (default: 1 and all cores)")
+    p.add_argument("--max-gb", type=float, default=4.0, help="synthetic: cap on the largest held table (GB)")
+    p.add_argument("--no-cache", action="store_true", help="synthetic: do not cache HNSW under $UNINOTE_CACHE/bench")
+    p.add_argument("--out", default=None, help="write the records as a JSON list here")
+    p.add_argument("--chart", default="docs/bench_quality_vs_cost.html", help="plotly chart path ('' skips)")
+    p.add_argument("--seed", type=int, default=0, help="query sampling / synthetic generation seed")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+    import os
+    from pathlib import Path
+
+    from uninote.bench import report
+    from uninote.bench.machine import cpu_count, measure_bandwidth
+    from uninote.errors import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.synthetic is None and not (args.embeddings or args.model):
+        raise ConfigError("give --synthetic SIZES, or real embeddings with --embeddings / --model + --corpus")
+    bandwidth = measure_bandwidth()
+    print(f"single-thread read bandwidth: {bandwidth / 1e9:.1f} GB/s (best of numpy sum / sdot over 512 MB); "
+          f"{cpu_count()} cores")
+    thread_counts = args.threads or sorted({1, cpu_count()})
+    strategies = [s for s in (args.strategies or "").split(",") if s]
+    records = []
+    if args.embeddings or args.model:
+        from uninote.bench.real import REAL_STRATEGIES, run_real
+        from uninote.cli.index_cmd import load_embeddings
+
+        emb = load_embeddings(args)
+        records += run_real(emb, bandwidth, dims=args.dims, strategies=tuple(strategies or REAL_STRATEGIES),
+                            n_queries=args.queries, thread_counts=thread_counts, seed=args.seed)
+    if args.synthetic:
+        from uninote.bench.synthetic import SyntheticBenchConfig, run_synthetic
+
+        cache = None if args.no_cache else Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache/uninote")) / "bench"
+        cfg = SyntheticBenchConfig(sizes=args.synthetic, n_queries=args.queries, thread_counts=thread_counts,
+                                   ann_dims=args.ann_dims, ef_search=args.ef_search, ivf_nprobe=args.nprobe,
+                                   max_bytes=int(args.max_gb * 2**30), cache_dir=cache, seed=args.seed)
+        if args.dims:
+            cfg.dims = args.dims
+        if strategies:
+            cfg.strategies = strategies
+        records += run_synthetic(cfg, bandwidth)
+    print(report.markdown_table(records))
+    if len({r.n for r in records}) > 1:
+        print("\nCost growth with N (single-thread p50):\n" + report.scaling_table(records))
+    meta = {"bandwidth_gbps": bandwidth / 1e9, "cores": cpu_count()}
+    if args.out:
+        print(f"wrote {report.write_json(records, args.out, meta)}")
+    if args.chart:
+        print(f"wrote {report.write_chart(records, args.chart)}")
+    return 0

@@ -1,0 +1,132 @@
+"""``uninote index``: build, inspect and query the retrieval indexes of one model version."""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Build every index of one embedding pass: one per (granularity, Matryoshka dim), all from the
+full-dim vectors (truncated and re-normalised, never re-encoded). Index kinds follow corpus size
+(exact flat up to 50k vectors, HNSW up to 5M, IVF-PQ beyond) unless --kind says otherwise. The
+folder holds manifest.json (model version, granularity, dim, kind, count, checksums), the vectors
+(safetensors) and the faiss files; loading refuses another model version and corrupted files.
+
+Embeddings come from --model + --corpus (embedded now with the model's embed_corpus) or from
+--embeddings, a folder written by `uninote embed`.
+"""
+
+EPILOG = """\
+examples:
+  uninote index build --model baseline:text --corpus data/fashion-test --out indexes/fashion
+  uninote index build --embeddings emb/fashion --out indexes/fashion --dims 64,128,768 --kind hnsw
+  uninote index info --index indexes/fashion
+  uninote index search --index indexes/fashion --note 15970 --dim 64 --strategy adaptive
+"""
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def add_embedding_source(p) -> None:
+    """--model/--corpus/--embeddings, shared with `uninote bench`."""
+    p.add_argument("--model", help="checkpoint folder, Hub id or baseline:text|image|concat (embeds --corpus; "
+                   "with --embeddings, only checks the embeddings were written by this model)")
+    p.add_argument("--corpus", help="corpus folder or any load_corpus source to embed with --model")
+    p.add_argument("--embeddings", help="folder written by `uninote embed` (skips embedding)")
+
+
+def load_embeddings(args):
+    """NoteEmbeddings from --embeddings (checked against --model) or --model + --corpus."""
+    from uninote.embeddings import NoteEmbeddings
+    from uninote.errors import ConfigError, ModelMismatchError
+
+    if args.embeddings:
+        emb = NoteEmbeddings.load(args.embeddings)
+        if args.model:
+            from uninote.model import load_model
+
+            version = load_model(args.model).version
+            if version != emb.model_version:
+                raise ModelMismatchError(f"{args.embeddings}: embeddings were written by model version "
+                                         f"{emb.model_version!r}, --model {args.model} is {version!r}")
+        return emb
+    if not (args.model and args.corpus):
+        raise ConfigError("give --embeddings DIR, or --model and --corpus to embed now")
+    from uninote.data import load_corpus
+    from uninote.model import load_model
+
+    return load_model(args.model).embed_corpus(load_corpus(args.corpus), progress=True)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("index", help="build, inspect and query retrieval indexes",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="index_command", metavar="ACTION")
+    sub.required = True
+    b = sub.add_parser("build", help="build every (granularity, dim) index into --out")
+    add_embedding_source(b)
+    b.add_argument("--out", required=True, help="index folder to write")
+    b.add_argument("--dims", type=_ints, default=None, help="comma-separated dims (default 64,128,256,512,full)")
+    b.add_argument("--granularities", default="note,text,image,region", help="comma-separated granularities")
+    b.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivfpq"], default="auto",
+                   help="index kind (default: auto, by vector count)")
+    b.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per vector")
+    b.add_argument("--ef-construction", type=int, default=40, help="HNSW build beam width")
+    b.add_argument("--ef-search", type=int, default=64, help="HNSW query beam width (stored in the manifest)")
+    b.set_defaults(func=run_build)
+    i = sub.add_parser("info", help="print an index folder's manifest")
+    i.add_argument("--index", required=True, help="index folder")
+    i.set_defaults(func=run_info)
+    s = sub.add_parser("search", help="neighbours of a note in an index")
+    s.add_argument("--index", required=True, help="index folder")
+    s.add_argument("--note", required=True, help="query note id (must be in the index)")
+    s.add_argument("--k", type=int, default=10, help="neighbours to return")
+    s.add_argument("--dim", type=int, default=None, help="Matryoshka dim (default: full)")
+    s.add_argument("--granularity", default="note", choices=["note", "text", "image", "region"])
+    s.add_argument("--strategy", default="exact", choices=["exact", "ann", "adaptive", "local", "global+local"])
+    s.add_argument("--modality", default="note", choices=["note", "image", "text"])
+    s.add_argument("--keep-self", action="store_true", help="keep the query and its exact duplicates")
+    s.add_argument("--model-version", default=None, help="refuse the index unless built by this version")
+    s.set_defaults(func=run_search)
+
+
+def run_build(args) -> int:
+    import time
+
+    from uninote.index import IndexConfig, Retriever
+
+    start = time.perf_counter()
+    emb = load_embeddings(args)
+    config = IndexConfig(kind=args.kind, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
+                         ef_search=args.ef_search)
+    retriever = Retriever(emb, config)
+    retriever.build(dims=args.dims, granularities=[g for g in args.granularities.split(",") if g])
+    out = retriever.save(args.out)
+    print(f"wrote {out}: {len(retriever)} notes, model {emb.model_version}, "
+          f"{time.perf_counter() - start:.1f}s")
+    return run_info(argparse.Namespace(index=args.out))
+
+
+def run_info(args) -> int:
+    from uninote.index.persist import read_manifest
+
+    m = read_manifest(args.index)
+    print(f"model {m['model_version']}  full dim {m['full_dim']}  notes {m['live_notes']} "
+          f"(slots {m['slots']})")
+    for e in m["indexes"]:
+        print(f"  {e['granularity']:<7} d={e['dim']:<4} {e['kind']:<6} {e['count']:>9,} vectors  "
+              f"checksum {e['vectors_checksum']}")
+    return 0
+
+
+def run_search(args) -> int:
+    from uninote.index import Retriever
+
+    r = Retriever.load(args.index, model_version=args.model_version)
+    hits = r.search(args.note, k=args.k, dim=args.dim, granularity=args.granularity, strategy=args.strategy,
+                    modality=args.modality, exclude_self=not args.keep_self)
+    for h in hits:
+        print(f"{h.rank:>3}  {h.score:.4f}  {h.note_id}")
+    return 0
