@@ -1,0 +1,114 @@
+"""The RL experiment of docs/results/rl.md: simulated grades on fashion-train, evaluation on fashion-test.
+
+    .venv/bin/python scripts/rl_experiment.py --sft /root/.cache/uninote/models/sft-fashion \
+        --train /root/.cache/uninote/prepared/fashion-train --test /root/.cache/uninote/prepared/fashion-test \
+        --work /root/.cache/uninote/rl-exp
+
+For each grader error rate it fills one SQLite store with `uninote simulate-annotators` (2,000
+pairs from the SFT model's neighbours), then runs `uninote train-rl --init SFT --db URL
+--max-pairs N` for the budgets (at 0% error) and for every error rate (at the largest budget),
+and evaluates the SFT model and every RL model on fashion-test with the evaluation harness
+(uninote.eval.evaluate, the code behind `uninote eval`): note->note, image-only and text-only
+queries against the note index at every dim, plus an out-of-training-data slice (test queries whose
+subCategory no graded training query has). Commands are printed as they run; results go to
+<work>/results.json and a markdown summary to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+UNINOTE = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "uninote")
+
+
+def sh(cmd: list[str]) -> float:
+    print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+def evaluate_model(path: str, test, dims, uncovered: set[str]) -> dict:
+    from uninote.eval import evaluate
+    from uninote.model.uninote import UniNoteModel
+
+    model = UniNoteModel.from_pretrained(path)
+    emb = model.embed_corpus(test, progress=False)
+    report = evaluate(emb, test.qrels, dims=dims, modalities=("note", "image", "text"), granularities=("note",),
+                      keep_per_query=True)
+    out = {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in report.results}
+    for d in dims:
+        per_q = report.per_query[("note", "note", d)]
+        ood = [v for q, v in per_q.items() if test.get(q).meta.get("subCategory") in uncovered]
+        out[f"ood_note@{d}"] = float(np.mean(ood)) if ood else float("nan")
+        out["ood_queries"] = len(ood)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sft", required=True)
+    ap.add_argument("--train", required=True)
+    ap.add_argument("--test", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000])
+    ap.add_argument("--error-rates", type=float, nargs="+", default=[0.0, 0.1, 0.25])
+    ap.add_argument("--annotators", type=int, default=3)
+    ap.add_argument("--rl-args", default="", help="extra train-rl flags, e.g. '--steps 200'")
+    args = ap.parse_args()
+
+    from uninote.data import load_corpus
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results_path = work / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    runs = [(b, 0.0) for b in args.budgets] + [(max(args.budgets), r) for r in args.error_rates if r != 0.0]
+    for rate in sorted({r for _, r in runs}):
+        db = work / f"grades-e{int(rate * 100)}.db"
+        if not db.exists():
+            sh([UNINOTE, "simulate-annotators", "--db", f"sqlite:///{db}", "--corpus", args.train, "--model",
+                args.sft, "--pairs", str(max(args.budgets)), "--error-rate", str(rate), "--annotators",
+                str(args.annotators), "--quiet"])
+    timings = results.setdefault("train_seconds", {})
+    for budget, rate in runs:
+        out = work / f"rl-b{budget}-e{int(rate * 100)}"
+        if not (out / "metrics.json").exists():
+            db = work / f"grades-e{int(rate * 100)}.db"
+            timings[out.name] = sh([UNINOTE, "train-rl", "--init", args.sft, "--db", f"sqlite:///{db}", "--out",
+                                    str(out), "--max-pairs", str(budget), "--quiet", *shlex.split(args.rl_args)])
+            results_path.write_text(json.dumps(results, indent=2))
+    train, test = load_corpus(args.train), load_corpus(args.test)
+    from uninote.train.rl_data import from_store
+
+    graded = from_store(f"sqlite:///{work / 'grades-e0.db'}")
+    covered = {train.get(q).meta.get("subCategory") for q in graded.grades}
+    uncovered = {n.meta.get("subCategory") for n in test.notes} - covered
+    dims = [64, 128, 256, 512, 768]
+    evals = results.setdefault("eval", {})
+    for name, path in [("sft", args.sft)] + [(f"rl-b{b}-e{int(r * 100)}", str(work / f"rl-b{b}-e{int(r * 100)}"))
+                                             for b, r in runs]:
+        evals[name] = evaluate_model(path, test, dims, uncovered)
+        results_path.write_text(json.dumps(results, indent=2))
+    results["uncovered_subcategories"] = sorted(x for x in uncovered if x)
+    results_path.write_text(json.dumps(results, indent=2))
+    base = evals["sft"]
+    print("\n| model | " + " | ".join(f"note d={d}" for d in dims) + " | image d=768 | text d=768 | OOD note d=768 |")
+    print("|---|" + "---|" * (len(dims) + 3))
+    for name, ev in evals.items():
+        cells = [f"{ev[f'note@{d}']:.4f}" + ("" if name == "sft" else f" ({ev[f'note@{d}'] - base[f'note@{d}']:+.4f})")
+                 for d in dims]
+        for key in ("image@768", "text@768", "ood_note@768"):
+            cells.append(f"{ev[key]:.4f}" + ("" if name == "sft" else f" ({ev[key] - base[key]:+.4f})"))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
