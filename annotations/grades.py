@@ -145,6 +145,9 @@ class GradesMixin:
                 raise UnknownNote(f"unknown note id {note_id!r}: register the corpus or upload first")
         aid = annotator_id(session, name)
         now = time.time()
+        if context["task_id"] is None:  # a grade counts for the queue however it was given
+            context["task_id"] = session.execute(select(LabelTaskRow.id).where(
+                LabelTaskRow.query_id == query_id, LabelTaskRow.candidate_id == candidate_id)).scalar()
         if context["task_id"] is not None:
             _mark_task_done(session, context["task_id"], aid, now)
         row = session.execute(

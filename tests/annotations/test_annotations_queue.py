@@ -1,0 +1,182 @@
+"""Label queue: planning sources, dedup, overlap, leasing under concurrency, skip, undo."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from annotations.errors import UnknownNote
+from annotations.queue import LabelQueue, QueueConfig, Setting, plan_tasks
+from annotations.store import AnnotationStore
+from uninote.errors import ConfigError
+
+FULL = "dim=full/granularity=note/strategy=exact"
+D64 = "dim=64/granularity=note/strategy=exact"
+
+
+def test_setting_parse():
+    assert Setting.parse(D64) == Setting(64, "note", "exact")
+    assert Setting.parse({"dim": 128, "granularity": "image"}) == Setting(128, "image", "exact")
+    assert Setting.parse(FULL).key == FULL
+    with pytest.raises(ConfigError, match="unknown field"):
+        Setting.parse("dims=64")
+
+
+def test_plan_sources_by_hand():
+    cfg = QueueConfig(k=2, boundary_window=1, random_per_query=1, overlap=0.0)
+    neighbours = {
+        D64: {"q": ["a", "b", "c", "d", "e", "f"]},
+        FULL: {"q": ["a", "c", "b", "q", "d", "e", "g"]},  # q itself is dropped
+    }
+    tasks = {t.candidate_id: t for t in plan_tasks(neighbours, cfg)}
+    # top-2: {a,b} at 64, {a,c} at full -> b, c disagree; a agreed (rank 0 everywhere);
+    # boundary ranks 1..2: none left besides b/c; d, e, f, g deeper: one drawn at random.
+    assert tasks["a"].source == "agreed"
+    assert tasks["b"].source == tasks["c"].source == "disagreement"
+    assert tasks["b"].detail == {D64: 1, FULL: 2}
+    assert (tasks["c"].setting, tasks["c"].rank) == (Setting(None), 1)  # its best-ranked setting
+    randoms = [c for c, t in tasks.items() if t.source == "random"]
+    assert len(randoms) == 1 and randoms[0] in "defg"
+    assert "q" not in tasks and len(tasks) == 4
+    order = [t.source for t in plan_tasks(neighbours, cfg)]
+    assert order == ["disagreement", "disagreement", "agreed", "random"]
+
+
+def test_plan_boundary_and_overlap_share_and_dedup():
+    cands = [f"c{i}" for i in range(30)]
+    neighbours = {FULL: {f"q{j}": cands for j in range(40)}}
+    cfg = QueueConfig(k=10, boundary_window=2, random_per_query=0, overlap=0.25, max_tasks_per_query=None)
+    tasks = plan_tasks(neighbours, cfg)
+    per_query = [t for t in tasks if t.query_id == "q0"]
+    assert sorted(t.rank for t in per_query if t.source == "boundary") == [8, 9, 10, 11]
+    assert sorted(t.rank for t in per_query if t.source == "agreed") == list(range(8))
+    assert len({(t.query_id, t.candidate_id) for t in tasks}) == len(tasks) == 40 * 12
+    share = sum(t.required_annotations == 2 for t in tasks) / len(tasks)
+    assert 0.18 < share < 0.32
+    assert plan_tasks(neighbours, cfg) == tasks  # deterministic
+
+
+def _queue(store, **kw) -> LabelQueue:
+    cfg = QueueConfig(k=3, boundary_window=1, random_per_query=0, **kw)
+    q = LabelQueue(store, cfg)
+    neighbours = {
+        D64: {"n0": ["n1", "n2", "n3", "n4", "n5"], "n10": ["n11", "n12", "n13"]},
+        FULL: {"n0": ["n1", "n3", "n2", "n6", "n4"], "n10": ["n11", "n12", "n14"]},
+    }
+    q.add_from_neighbours(neighbours, model_version="v1")
+    return q
+
+
+def test_add_is_deduplicated_and_unknown_notes_add_nothing(store):
+    q = _queue(store, overlap=0.0)
+    n = store.counts()["label_tasks"]
+    report = q.add_from_neighbours({D64: {"n0": ["n1", "n2"]}})
+    assert sum(r["added"] for r in report.values()) == 0 and store.counts()["label_tasks"] == n
+    with pytest.raises(UnknownNote, match="ghost"):
+        q.add_from_neighbours({D64: {"n0": ["n7", "ghost"]}})
+    assert store.counts()["label_tasks"] == n
+
+
+def test_next_task_never_repeats_a_graded_pair(store):
+    q = _queue(store, overlap=0.0)
+    store.submit_grade("ana", "n0", "n1", 3)  # graded outside the queue
+    seen = []
+    while (task := q.next_task("ana")) is not None:
+        assert q.next_task("ana").id == task.id  # double click: same lease back (refreshed)
+        seen.append((task.query_id, task.candidate_id))
+        q.submit("ana", task, 1)
+    assert ("n0", "n1") not in seen and len(seen) == len(set(seen)) == store.counts()["label_tasks"] - 1
+    assert q.next_task("bob") is None  # single-annotator tasks all done
+    assert q.pending() == 0
+
+
+def test_overlap_tasks_go_to_two_different_annotators(store):
+    q = _queue(store, overlap=1.0, overlap_annotators=2)
+    total = store.counts()["label_tasks"]
+    graded = {"ana": set(), "bob": set(), "cy": set()}
+    for name in graded:
+        while (task := q.next_task(name)) is not None:
+            graded[name].add(task.id)
+            q.submit(name, task, 2)
+    assert graded["ana"] == graded["bob"] and len(graded["ana"]) == total
+    assert graded["cy"] == set()  # every task already has its two annotators
+
+
+def test_skip_and_undo(store):
+    q = _queue(store, overlap=0.0)
+    first = q.next_task("ana")
+    q.skip("ana", first.id)
+    second = q.next_task("ana")
+    assert second.id != first.id
+    assert q.next_task("bob").id == first.id  # a skipped task is free for others
+    q.submit("ana", second, 2)
+    store.undo("ana")
+    assert q.next_task("ana").id == second.id  # the undone pair comes straight back
+    assert store.annotator_stats("ana").n_skipped == 1
+
+
+def test_expired_lease_frees_the_task(db_path):
+    store = AnnotationStore(str(db_path))
+    from uninote.data.note import Note
+
+    store.register_notes("toy", [Note("a"), Note("b")])
+    q = LabelQueue(store, QueueConfig(k=1, boundary_window=0, random_per_query=0, overlap=0.0, lease_s=0.2))
+    q.add_from_neighbours({FULL: {"a": ["b"]}})
+    assert q.next_task("ana") is not None
+    assert q.next_task("bob") is None  # held by ana
+    time.sleep(0.3)
+    task = q.next_task("bob")
+    assert task is not None and task.annotator == "bob"
+    assert q.next_task("ana") is None  # bob holds it now
+    store.close()
+
+
+def test_concurrent_annotators_never_share_a_single_task(db_path):
+    from uninote.data.note import Note
+
+    stores = [AnnotationStore(str(db_path)) for _ in range(2)]
+    stores[0].register_notes("toy", [Note(f"x{i}") for i in range(9)])
+    neighbours = {FULL: {"x0": [f"x{i}" for i in range(1, 9)]}}
+    cfg = QueueConfig(k=8, boundary_window=0, random_per_query=0, overlap=0.0)
+    LabelQueue(stores[0], cfg).add_from_neighbours(neighbours)
+    got: dict[str, list[int]] = {}
+    barrier = threading.Barrier(8)
+
+    def annotator(i: int) -> None:
+        q = LabelQueue(stores[i % 2], cfg)
+        barrier.wait()
+        mine = []
+        while (task := q.next_task(f"a{i}")) is not None:
+            mine.append(task.id)
+            q.submit(f"a{i}", task, i % 4)
+        got[f"a{i}"] = mine
+
+    threads = [threading.Thread(target=annotator, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    handed = [t for ids in got.values() for t in ids]
+    assert sorted(handed) == list(range(1, 9))  # each of the 8 tasks to exactly one annotator
+    assert stores[0].counts()["judgments"] == 8
+    for s in stores:
+        s.close()
+
+
+def test_source_report_matches_brute_force(store):
+    q = _queue(store, overlap=0.0)
+    tasks = []
+    for name in ("ana", "bob"):
+        for _ in range(3):
+            t = q.next_task(name)
+            q.submit(name, t, 2 if t.source == "disagreement" else 0)
+            tasks.append(t)
+    report = {r["source"]: r for r in q.source_report()}
+    for source in ("disagreement", "boundary", "agreed"):
+        mine = [t for t in tasks if t.source == source]
+        assert report[source]["grades"] == len(mine)
+        if mine:
+            assert report[source]["mean_grade"] == (2.0 if source == "disagreement" else 0.0)
+    assert sum(r["tasks"] for r in report.values()) == store.counts()["label_tasks"]
