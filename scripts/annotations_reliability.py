@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -109,6 +110,7 @@ def check_kill(workdir: Path, rounds: int = 3, kill_after: int = 40, grades: int
     db = workdir / "kill.db"
     setup_db(db).close()
     total_acked, lost, results = 0, 0, []
+    rng = random.Random(0)
     for r in range(rounds):
         proc = spawn_writer(db, f"killed{r}", grades, threads=1)
         acked = []
@@ -117,14 +119,17 @@ def check_kill(workdir: Path, rounds: int = 3, kill_after: int = 40, grades: int
             if not line:
                 break
             acked.append(line)
+        time.sleep(rng.uniform(0, 0.01))  # land the kill at a random point of a write
         os.kill(proc.pid, signal.SIGKILL)
         rest, _ = proc.communicate(timeout=30)  # acks already in the pipe still count
         acks, _, errors = parse(acked + rest.splitlines())
         with AnnotationStore(str(db)) as store:
             gone = missing_acks(store, acks)
+            stored = len(store.judgments(annotator=f"killed{r}-t0"))
         total_acked += len(acks)
         lost += len(gone)
         results.append({"acked": len(acks), "lost": len(gone), "errors": len(errors),
+                        "committed_unacked": stored - len(acks) + len(gone),
                         "returncode": proc.returncode})  # fmt: skip
     return {"rounds": results, "acked": total_acked, "lost": lost,
             "integrity_check": integrity_check(db)}  # fmt: skip
