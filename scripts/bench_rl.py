@@ -46,6 +46,9 @@ def main() -> None:
     ap.add_argument("--queries", type=int, nargs="+", default=[16], help="queries_per_step values to time")
     ap.add_argument("--notes", type=int, default=4000, help="synthetic corpus size")
     ap.add_argument("--init", help="checkpoint folder (default: random heads, default architecture)")
+    ap.add_argument("--tiny-width", type=int, default=0, help=(
+        "use random 'tiny' towers of this feature width (768-d space, 1024 hidden) instead of the bundled "
+        "backbones: same head/fusion cost class, no backbone packages needed (GPU boxes)"))
     ap.add_argument("--corpus", help="corpus folder (needs --init); its cached features are used")
     ap.add_argument("--rewards-db", help="store URL for real grades (default: synthetic grades)")
     args = ap.parse_args()
@@ -54,7 +57,14 @@ def main() -> None:
     from uninote.train.rl import RLTrainer
     from uninote.train.rl_config import RLConfig
 
-    model = UniNoteModel.from_pretrained(args.init) if args.init else UniNoteModel()
+    from uninote.model.config import UniNoteConfig
+
+    if args.init:
+        model = UniNoteModel.from_pretrained(args.init)
+    elif args.tiny_width:
+        model = UniNoteModel(UniNoteConfig(text_tower="tiny", image_tower="tiny", tiny_width=args.tiny_width))
+    else:
+        model = UniNoteModel()
     if args.corpus:
         from uninote.data import load_corpus
         from uninote.train.features import corpus_features
@@ -86,7 +96,8 @@ def main() -> None:
         rows.append((q, cfg.group_size, cfg.pool_size, len(trainer.dims), 1.0 / dt, 1000 * dt))
     name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
     print(f"device: {args.device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"bf16 autocast: {args.device == 'cuda'}, notes: {len(feats)}")
+          f"bf16 autocast: {args.device == 'cuda'}, notes: {len(feats)}, "
+          f"features text/image: {model.text_tower.feature_dim}/{model.image_tower.feature_dim}")
     print("| queries/step | G | pool | dims | steps/s | ms/step |")
     print("|---|---|---|---|---|---|")
     for q, g, p, d, sps, ms in rows:

@@ -62,3 +62,22 @@ def merge_grades(human: Mapping[str, float], predicted: Mapping[str, float] | No
     merged = dict(predicted or {})
     merged.update({c: float(g) for c, g in human.items()})
     return merged
+
+
+def ndcg_reward_batch(rankings, grades, valid, k: int = 10):
+    """Vectorised ``ndcg_reward`` for a batch (same numbers, no Python loop; runs on the GPU).
+
+    ``rankings`` (Q, G, k') pool positions, ``grades`` (Q, P) float, ``valid`` (Q, P) bool.
+    Returns rewards (Q, G) with NaN where a query has no positive grade (``None`` above).
+    """
+    import torch
+
+    gains = torch.where(valid, torch.pow(2.0, grades.float()) - 1.0, torch.zeros_like(grades, dtype=torch.float32))
+    depth = min(k, gains.shape[1])
+    discount = 1.0 / torch.log2(torch.arange(depth, device=gains.device, dtype=torch.float32) + 2.0)
+    picked = rankings[..., :depth]
+    ranked = torch.gather(gains.unsqueeze(1).expand(-1, rankings.shape[1], -1), 2, picked)
+    dcg_sampled = (ranked * discount[: picked.shape[-1]]).sum(-1)
+    ideal = (gains.sort(dim=1, descending=True).values[:, :depth] * discount).sum(-1)
+    out = dcg_sampled / ideal.clamp(min=1e-12).unsqueeze(1)
+    return torch.where((ideal > 0).unsqueeze(1), out, torch.full_like(out, float("nan")))

@@ -137,3 +137,21 @@ def test_policy_gradient_raises_logp_of_positive_advantage():
     masked = policy_gradient_loss(plackett_luce.log_prob(logits, rankings), adv,
                                   torch.zeros(1, 2, dtype=torch.bool))
     assert masked.item() == 0.0
+
+
+def test_batched_ndcg_reward_matches_the_plain_function():
+    from uninote.train.rewards import ndcg_reward_batch
+
+    torch.manual_seed(3)
+    q, p, g, k = 6, 9, 5, 4
+    grades = torch.randint(0, 4, (q, p)).float() * (torch.rand(q, p) > 0.3)
+    grades[0] = 0.0  # no relevant candidate: reward undefined
+    valid = torch.ones(q, p, dtype=torch.bool)
+    valid[2, 6:] = False
+    rankings = plackett_luce.sample_rankings(torch.randn(q, p), g, k, valid, generator=torch.Generator().manual_seed(0))
+    batch = ndcg_reward_batch(rankings, grades, valid, k)
+    for i in range(q):
+        pool = {j: float(grades[i, j]) for j in range(p) if valid[i, j]}
+        plain = ndcg_reward("q", rankings[i].tolist(), pool, k)
+        for a, b in zip(batch[i].tolist(), plain):
+            assert (b is None and math.isnan(a)) or a == pytest.approx(b, abs=1e-5)

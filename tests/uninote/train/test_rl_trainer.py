@@ -148,3 +148,19 @@ def test_reward_model_heldout_metrics_on_toy_task():
     assert held["accuracy"] > 0.9 and held["ece"] < 0.1 and held["mae"] < 0.5
     pred = model.expected_grade(reps, torch.as_tensor(q[:50]), torch.as_tensor(c[:50]))
     assert ((pred > 1.5).numpy() == (grades[:50] == 3)).mean() > 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_rl_on_cuda_with_bf16_autocast(tmp_path):
+    feats, labels = toy_features()
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    trainer = RLTrainer(model, feats, toy_grades(labels), fast_config(steps=40, device="cuda", ungraded="reward_model"),
+                        tmp_path)
+    assert trainer.autocast and trainer.device.type == "cuda"
+    metrics = trainer.train("fp")
+    assert metrics["device"].startswith("cuda") and metrics["bf16"]
+    after = model.trainable_state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert mean_reward(trainer, -10) > mean_reward(trainer, 10) + 0.02
+    UniNoteModel.from_pretrained(tmp_path, device="cuda")
