@@ -23,6 +23,7 @@ from typing import Iterator
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 from annotations.errors import SchemaError
 
@@ -104,11 +105,12 @@ class Database:
     def _make_engine(self) -> Engine:
         if not self.is_sqlite:
             return create_engine(self.url, pool_pre_ping=True)
-        if self.path is not None:
+        args = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        if self.path is None:  # in-memory: one shared connection, or each thread sees its own DB
+            engine = create_engine(self.url, connect_args=args, poolclass=StaticPool)
+        else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            self.url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-        )
+            engine = create_engine(self.url, connect_args=args)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         event.listen(engine, "begin", _begin)
         return engine

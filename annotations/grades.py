@@ -53,11 +53,19 @@ def clean_grade(grade: Any) -> int:
     return value
 
 
-def _check_context(dim, rank) -> None:
-    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim <= 0):
-        raise InvalidGrade(f"dim must be a positive integer or None, got {dim!r}")
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 0):
-        raise InvalidGrade(f"rank must be a non-negative integer or None, got {rank!r}")
+def _optional_int(name: str, value: Any, minimum: int) -> int | None:
+    """``value`` as an int >= ``minimum`` (numpy ints welcome), or None; ``InvalidGrade`` else."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise InvalidGrade(f"{name} must be an integer >= {minimum} or None, got {value!r}") from None
+    if number < minimum:
+        raise InvalidGrade(f"{name} must be an integer >= {minimum} or None, got {number}")
+    return number
 
 
 def annotator_id(session: Session, name: str, create: bool = True) -> int | None:
@@ -124,7 +132,7 @@ class GradesMixin:
         """
         name = clean_annotator(annotator)
         value = clean_grade(grade)
-        _check_context(dim, rank)
+        dim, rank = _optional_int("dim", dim, 1), _optional_int("rank", rank, 0)
         query_id, candidate_id = str(query_id), str(candidate_id)
         if query_id == candidate_id:
             raise InvalidGrade(f"note {query_id!r} cannot be graded against itself")

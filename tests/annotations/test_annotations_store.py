@@ -181,3 +181,53 @@ def test_backup_copy_is_complete_and_verified(store, tmp_path):
         assert copy.judgments() == store.judgments()
     with pytest.raises(AnnotationError, match="exists"):
         store.backup(dest)
+
+
+def test_reads_do_not_wait_for_an_open_write(store):
+    import threading
+    import time
+
+    store.submit_grade("ana", "n0", "n1", 2)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_writer():
+        with store.database.write() as session:  # holds the write lock and BEGIN IMMEDIATE
+            from annotations.models import AnnotatorRow
+
+            session.add(AnnotatorRow(name="pending", created_at=0.0))
+            session.flush()
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=slow_writer)
+    t.start()
+    assert inside.wait(10)
+    t0 = time.perf_counter()
+    assert [j.grade for j in store.judgments()] == [2]  # reads the last committed snapshot
+    assert "pending" not in store.annotators()
+    assert time.perf_counter() - t0 < 1.0
+    release.set()
+    t.join()
+    assert "pending" in store.annotators()
+
+
+def test_numpy_context_values_and_bad_context(store):
+    import numpy as np
+
+    j = store.submit_grade("ana", "n0", "n1", np.int64(2), dim=np.int64(64), rank=np.int32(0))
+    assert (j.grade, j.dim, j.rank) == (2, 64, 0) and type(j.dim) is int
+    with pytest.raises(InvalidGrade, match="dim must be an integer >= 1"):
+        store.submit_grade("ana", "n0", "n2", 1, dim=0)
+    with pytest.raises(InvalidGrade, match="rank must be an integer >= 0"):
+        store.submit_grade("ana", "n0", "n2", 1, rank="3")
+
+
+def test_in_memory_store_is_shared_across_threads():
+    import threading
+
+    with AnnotationStore("sqlite://") as mem:
+        mem.register_notes("t", [Note("a"), Note("b")])
+        t = threading.Thread(target=lambda: mem.submit_grade("ana", "a", "b", 1))
+        t.start()
+        t.join()
+        assert len(mem.judgments()) == 1
