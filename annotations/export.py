@@ -135,6 +135,7 @@ def export_rewards(store, out_dir: str | Path, min_margin: float = 1.0,
     }
     columns = {"pairs": ["query_id", "candidate_id"], "groups": ["query_id"],
                "preferences": ["prompt", "chosen", "rejected"], "judgments": ["annotator"]}
+    corpora = store.corpus_names({p["query_id"] for p in pairs} | {p["candidate_id"] for p in pairs})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -144,6 +145,7 @@ def export_rewards(store, out_dir: str | Path, min_margin: float = 1.0,
         "format_version": FORMAT_VERSION, "schema_version": SCHEMA_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "db_url": store.redacted_url, "fingerprint": fingerprint(judgments),
+        "corpora": corpora, "corpus": corpora[0] if len(corpora) == 1 else None,
         "counts": {name: len(rows) for name, rows in tables.items()}
         | {"annotators": len({j.annotator for j in judgments})},
         "params": {"min_margin": min_margin, "min_group_size": min_group_size},

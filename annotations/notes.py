@@ -107,6 +107,16 @@ class NotesMixin:
         with self._db.read() as session:
             return list(session.execute(stmt).scalars())
 
+    def corpus_names(self, note_ids: Iterable[str]) -> list[str]:
+        """Sorted names of the corpora these notes were registered under (uploads left out)."""
+        ids, names = sorted(set(note_ids)), set()
+        with self._db.read() as session:
+            for start in range(0, len(ids), 500):
+                names.update(session.execute(
+                    select(NoteRow.corpus).where(NoteRow.note_id.in_(ids[start:start + 500]),
+                                                 NoteRow.uploaded.is_(False)).distinct()).scalars())  # fmt: skip
+        return sorted(n for n in names if n)
+
     def add_uploaded_note(self, note: Note, image_bytes: list[bytes]) -> Note:
         """Store an uploaded note and its photos; returns it with absolute image paths.
 

@@ -63,6 +63,7 @@ def test_manifest_fingerprint_and_tamper_check(graded, tmp_path):
     m2 = export_rewards(graded, tmp_path / "b")
     assert m1["fingerprint"] == m2["fingerprint"]
     assert "sqlite:///" in m1["db_url"]
+    assert m1["corpus"] == "toy" and m1["corpora"] == ["toy"]
     j = graded.judgments()[0]
     graded.submit_grade(j.annotator, j.query_id, j.candidate_id, (j.grade + 1) % 4)
     assert export_rewards(graded, tmp_path / "c")["fingerprint"] != m1["fingerprint"]
