@@ -1,13 +1,16 @@
 """Which pairs to label: a pure function from model neighbour lists to prioritised tasks.
 
-Input: ``{setting: {query_id: [candidate ids in rank order]}}`` where a setting is a
+Input: ``{setting: {query_id: [candidate ids in rank order]}}`` (items may also be
+``(id, score)`` pairs: with ``QueueConfig.score_threshold`` set, a score within ``score_margin`` of
+it also counts as near the decision boundary), where a setting is a
 ``Setting(dim, granularity, strategy)`` (or its text key ``"dim=64/granularity=note/strategy=exact"``,
 ``dim=full`` for the full dimension). Each (query, candidate) pair becomes at most one task with a
 ``source`` saying why it is worth a grade:
 
 - ``disagreement``: in the top-k under one setting but not another (e.g. top-k at 64 dims but
   not at full dim, or at ``exact`` but not ``ann``). The grade tells which setting was right.
-- ``boundary``: ranked within ``boundary_window`` of the cut-off k in some setting.
+- ``boundary``: ranked within ``boundary_window`` of the cut-off k in some setting, or scored
+  near ``score_threshold``.
 - ``agreed``: in the top-k of every setting; the bread and butter of listwise RL groups.
 - ``random``: a few uniformly drawn deeper candidates per query, an unbiased baseline.
 
@@ -69,6 +72,8 @@ class QueueConfig:
     overlap: float = 0.2  # share of tasks graded by several annotators (agreement statistics)
     overlap_annotators: int = 2  # annotators per overlap task
     lease_s: float = 600.0  # how long a handed-out task stays reserved for its annotator
+    score_threshold: float | None = None  # with (id, score) lists: scores this close count as boundary
+    score_margin: float = 0.02  # |score - score_threshold| <= margin is "near the decision boundary"
     few_grades_bonus: float = 1.0  # hand-out priority += bonus / (1 + grades the query has)
     seed: int = 0  # makes overlap and random draws reproducible
     source_priority: dict[str, float] = field(
@@ -107,12 +112,16 @@ def _unit(seed: int, *parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _source(ranks: dict[Setting, int | None], cfg: QueueConfig) -> str | None:
+def _source(ranks: dict[Setting, int | None], scores: list[float], cfg: QueueConfig) -> str | None:
     in_top = [r is not None and r < cfg.k for r in ranks.values()]
     if any(in_top) and not all(in_top):
         return "disagreement"
     lo, hi = cfg.k - cfg.boundary_window, cfg.k + cfg.boundary_window
     if any(r is not None and lo <= r < hi for r in ranks.values()):
+        return "boundary"
+    if cfg.score_threshold is not None and any(
+        abs(x - cfg.score_threshold) <= cfg.score_margin for x in scores
+    ):
         return "boundary"
     if all(in_top):
         return "agreed"
@@ -129,16 +138,19 @@ def plan_tasks(
     planned: list[PlannedTask] = []
     for q in queries:
         ranks: dict[str, dict[Setting, int | None]] = {}
+        scores: dict[str, list[float]] = {}
         for setting, per_query in lists.items():
-            for rank, c in enumerate(per_query.get(q, ())):
-                c = str(c)
+            for rank, item in enumerate(per_query.get(q, ())):
+                c, score = (str(item[0]), float(item[1])) if isinstance(item, (tuple, list)) else (str(item), None)
                 if c != q:
                     ranks.setdefault(c, {s: None for s in lists})
                     if ranks[c][setting] is None:
                         ranks[c][setting] = rank
+                    if score is not None:
+                        scores.setdefault(c, []).append(score)
         chosen, deeper = [], []
         for c, per_setting in ranks.items():
-            source = _source(per_setting, cfg)
+            source = _source(per_setting, scores.get(c, []), cfg)
             (chosen if source else deeper).append((c, source, per_setting))
         deeper.sort(key=lambda item: _unit(cfg.seed, "random", q, item[0]))
         chosen += [(c, "random", r) for c, _, r in deeper[: cfg.random_per_query]]

@@ -180,3 +180,11 @@ def test_source_report_matches_brute_force(store):
         if mine:
             assert report[source]["mean_grade"] == (2.0 if source == "disagreement" else 0.0)
     assert sum(r["tasks"] for r in report.values()) == store.counts()["label_tasks"]
+
+
+def test_scores_near_the_threshold_are_boundary():
+    cfg = QueueConfig(k=2, boundary_window=0, random_per_query=0, overlap=0.0,
+                      score_threshold=0.5, score_margin=0.05)  # fmt: skip
+    lists = {FULL: {"q": [("a", 0.9), ("b", 0.8), ("c", 0.52), ("d", 0.3)]}}
+    tasks = {t.candidate_id: t.source for t in plan_tasks(lists, cfg)}
+    assert tasks == {"a": "agreed", "b": "agreed", "c": "boundary"}  # d: far from 0.5, not drawn
