@@ -112,9 +112,9 @@ class NotesMixin:
         ids, names = sorted(set(note_ids)), set()
         with self._db.read() as session:
             for start in range(0, len(ids), 500):
-                names.update(session.execute(
-                    select(NoteRow.corpus).where(NoteRow.note_id.in_(ids[start:start + 500]),
-                                                 NoteRow.uploaded.is_(False)).distinct()).scalars())  # fmt: skip
+                stmt = select(NoteRow.corpus).distinct().where(
+                    NoteRow.note_id.in_(ids[start:start + 500]), NoteRow.uploaded.is_(False))
+                names.update(session.execute(stmt).scalars())
         return sorted(n for n in names if n)
 
     def add_uploaded_note(self, note: Note, image_bytes: list[bytes]) -> Note:

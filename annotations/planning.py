@@ -141,7 +141,8 @@ def plan_tasks(
         scores: dict[str, list[float]] = {}
         for setting, per_query in lists.items():
             for rank, item in enumerate(per_query.get(q, ())):
-                c, score = (str(item[0]), float(item[1])) if isinstance(item, (tuple, list)) else (str(item), None)
+                pair = isinstance(item, (tuple, list))
+                c, score = (str(item[0]), float(item[1])) if pair else (str(item), None)
                 if c != q:
                     ranks.setdefault(c, {s: None for s in lists})
                     if ranks[c][setting] is None:
