@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import Column, Float, ForeignKey, Integer, MetaData, String, Table, inspect, select
+from sqlalchemy import (
+    Column, Float, ForeignKey, Integer, MetaData, String, Table, func, inspect, select,
+)  # fmt: skip
 from sqlalchemy.engine import Connection
 
 from annotations.db import Database
@@ -84,14 +86,24 @@ def _v1_to_v2(conn: Connection) -> None:
         )  # fmt: skip
 
 
+SCHEMA_LOCK_KEY = 0x756E696E6F7465  # 'uninote'
+
 # step from version N to N+1
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+
+
+def _lock_schema(conn: Connection) -> None:
+    """PostgreSQL: serialise schema creation/migration across processes (SQLite already is,
+    through ``BEGIN IMMEDIATE``)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
 
 
 def ensure_schema(db: Database, migrate: bool = True) -> dict[str, object]:
     """Create, check or migrate the schema. Returns ``{"from": old, "to": new, "backup": path}``."""
     with db.write() as session:
         conn = session.connection()
+        _lock_schema(conn)
         tables = set(inspect(conn).get_table_names())
         if not tables:
             Base.metadata.create_all(conn)
@@ -118,6 +130,7 @@ def ensure_schema(db: Database, migrate: bool = True) -> dict[str, object]:
     backup = _backup_before_migration(db, version)
     with db.write() as session:
         conn = session.connection()
+        _lock_schema(conn)
         current = read_version(conn)  # another process may have migrated meanwhile
         while current < SCHEMA_VERSION:
             MIGRATIONS[current](conn)
