@@ -7,9 +7,11 @@ what the annotator sees next is always after a saved grade. Shortcuts (static/un
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
-from app.auth import annotator_of, on_spaces
+from app.auth import annotator_of, on_spaces, with_annotator
 from app.views import GRADE_NAMES, error_box, note_card, ok_box
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
@@ -18,7 +20,8 @@ from uninote.service import UniNoteService
 def _task_dict(task) -> dict | None:
     if task is None:
         return None
-    return {"task_id": getattr(task, "id", None) or getattr(task, "task_id", None),
+    task_id = task.task_id if hasattr(task, "task_id") else task.id  # a Judgment (undo) or a Task
+    return {"task_id": task_id,
             "query_id": task.query_id, "candidate_id": task.candidate_id,
             "rank": getattr(task, "rank", None), "dim": getattr(task, "dim", None),
             "granularity": getattr(task, "granularity", None),
@@ -79,12 +82,10 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
     message = gr.HTML(elem_id="annotate-message")
     outputs = [task, q_photo, c_photo, q_card, c_card, progress, message]
 
-    def load(request: gr.Request, profile: gr.OAuthProfile | None = None):
-        who = annotator_of(request, profile)
+    def load(who):
         return show(service, who, _task_dict(service.next_pair(who)) if who else None)
 
-    def grade(g: int, current: dict | None, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        who = annotator_of(request, profile)
+    def grade(g: int, who, current: dict | None):
         if current is None:
             return show(service, who, _task_dict(service.next_pair(who)) if who else None)
         try:
@@ -94,14 +95,12 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
             return show(service, who, current, error_box(str(exc)))
         return show(service, who, _task_dict(service.next_pair(who)), ok_box(f"Saved {GRADE_NAMES[g]}"))
 
-    def skip(current, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        who = annotator_of(request, profile)
+    def skip(who, current):
         if who and current and current.get("task_id") is not None:
             service.skip(who, current["task_id"])
         return show(service, who, _task_dict(service.next_pair(who)) if who else None, ok_box("Skipped"))
 
-    def undo(current, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        who = annotator_of(request, profile)
+    def undo(who, current):
         if not who:
             return show(service, who, None)
         restored = service.undo(who)
@@ -110,9 +109,9 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
         return show(service, who, _task_dict(restored), ok_box("Undone: grade this pair again"))
 
     for g, btn in enumerate(grade_btns):
-        btn.click(_bind(grade, g), task, outputs, api_visibility="private")
-    skip_btn.click(skip, task, outputs, api_visibility="private")
-    undo_btn.click(undo, task, outputs, api_visibility="private")
+        btn.click(with_annotator(functools.partial(grade, g), 1), task, outputs, api_visibility="private")
+    skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private")
+    undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private")
 
     # API endpoints for scripted annotators (gradio_client) and the load test: same service calls.
     def next_pair(request: gr.Request) -> dict:
@@ -129,10 +128,4 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
 
     gr.api(next_pair, api_name="next_pair")
     gr.api(grade_pair, api_name="grade")
-    return outputs, load
-
-
-def _bind(fn, g):
-    def on_click(current, request: gr.Request, profile: gr.OAuthProfile | None = None):
-        return fn(g, current, request, profile)
-    return on_click
+    return outputs, with_annotator(load, 0)

@@ -12,6 +12,8 @@ import hmac
 import os
 from pathlib import Path
 
+import gradio as gr  # module level: Gradio resolves the callbacks' string type hints here
+
 from uninote.errors import ConfigError
 
 
@@ -64,3 +66,28 @@ def annotator_of(request, profile=None) -> str | None:
         if name:
             return f"hf:{name}"
     return getattr(request, "username", None) if request is not None else None
+
+
+
+def with_annotator(fn, n_inputs: int):
+    """Wrap ``fn(who, *inputs)`` (0 or 1 inputs) as a Gradio callback given the signed-in annotator.
+
+    On Spaces the wrapper also asks Gradio for the OAuth profile; elsewhere it takes only the
+    request, so no OAuth session is created where there is no Hugging Face login. Gradio injects
+    ``gr.Request`` / ``gr.OAuthProfile`` by type hint, hence the fixed signatures.
+    """
+    if n_inputs not in (0, 1):
+        raise ValueError("with_annotator wraps callbacks with 0 or 1 inputs")
+    if on_spaces() and n_inputs == 1:
+        def callback(value, request: gr.Request, profile: gr.OAuthProfile | None = None):
+            return fn(annotator_of(request, profile), value)
+    elif on_spaces():
+        def callback(request: gr.Request, profile: gr.OAuthProfile | None = None):
+            return fn(annotator_of(request, profile))
+    elif n_inputs == 1:
+        def callback(value, request: gr.Request):
+            return fn(annotator_of(request), value)
+    else:
+        def callback(request: gr.Request):
+            return fn(annotator_of(request))
+    return callback

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
-from app.auth import annotator_of
+from app.auth import with_annotator
 from app.views import error_box, gallery_items, note_card, ok_box, result_line
 from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES
 from uninote.errors import UniNoteError
@@ -152,8 +153,10 @@ def build(service: UniNoteService) -> ExploreHandles:
         keep = [n.note_id for n, (t, _) in zip(notes, items) if t]
         return [it for it in items if it[0]], keep
 
-    def pick(ids, *s, evt: gr.SelectData):
-        return open_note(ids[evt.index], *s)
+    def pick(ids, k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_, gran_b_, strat_b_,
+             evt: gr.SelectData):
+        return open_note(ids[evt.index], k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_,
+                         gran_b_, strat_b_)
 
     def upload(paths, title, body, *s):
         try:
@@ -163,11 +166,12 @@ def build(service: UniNoteService) -> ExploreHandles:
             return (gr.update(),) + tuple(gr.update() for _ in outputs[:-1]) + (error_box(str(exc)),)
         return (up,) + render(service, up, *s)[:-1] + (ok_box(f"Upload accepted: {len(up.photos)} photo(s)"),)
 
-    def grade(g, q, candidate, request: gr.Request):
+    def grade(g, who, q_and_candidate):
+        q, candidate = q_and_candidate
         if not isinstance(q, str) or not candidate:
             return error_box("Open a catalogue note first: uploads are not in the annotation store")
         try:
-            service.grade(annotator_of(request), q, candidate, g, {"source": "explore"})
+            service.grade(who, q, candidate, g)
         except UniNoteError as exc:
             return error_box(str(exc))
         return ok_box(f"Saved grade {g} for {q} → {candidate}")
@@ -184,12 +188,12 @@ def build(service: UniNoteService) -> ExploreHandles:
         control.change(rerender, [query] + settings, outputs, api_visibility="private",
                        trigger_mode="always_last")
     compare.change(lambda c: gr.update(visible=c), compare, right, api_visibility="private")
+    pair_state = gr.State((None, None))
+    pair.change(lambda q, c: (q if isinstance(q, str) else None, c), [query, pair], pair_state,
+                api_visibility="private")
+    query.change(lambda q, c: (q if isinstance(q, str) else None, c), [query, pair], pair_state,
+                 api_visibility="private")
     for g, btn in enumerate(grade_btns):
-        btn.click(_bind_grade(grade, g), [query, pair], grade_msg, api_visibility="private")
+        btn.click(with_annotator(functools.partial(grade, g), 1), pair_state, grade_msg,
+                  api_visibility="private")
     return ExploreHandles(query, outputs, settings, open_note, catalogue, corpus_ids, find, dim_a, dim_b)
-
-
-def _bind_grade(grade, g):
-    def on_click(q, candidate, request: gr.Request):
-        return grade(g, q, candidate, request)
-    return on_click

@@ -23,7 +23,7 @@ MAX_UPLOAD = os.environ.get("UNINOTE_MAX_UPLOAD", "10mb")
 
 
 def build_demo(service: UniNoteService) -> gr.Blocks:
-    with gr.Blocks(title="UniNote", analytics_enabled=False) as demo:
+    with gr.Blocks(title="UniNote", analytics_enabled=False, fill_width=True, delete_cache=(3600, 24 * 3600)) as demo:
         with gr.Row(elem_classes=["un-header"]):
             gr.Markdown("## UniNote · note-to-note retrieval", elem_classes=["un-brand"])
             status = gr.Markdown(service.status, elem_id="service-status", elem_classes=["un-status"])
@@ -90,7 +90,7 @@ def launch_settings(service: UniNoteService) -> dict:
         show_error=False,
         footer_links=["api"],
         css_paths=[STATIC / "uninote.css"],
-        js=(STATIC / "uninote.js").read_text(),
+        head=f"<script>{(STATIC / 'uninote.js').read_text()}</script>",
         theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"),
         ssr_mode=False,
     )

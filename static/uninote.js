@@ -1,5 +1,8 @@
-() => {
-  // UniNote front-end helpers: annotation keyboard shortcuts and map hover/click.
+// UniNote front-end helpers: annotation keyboard shortcuts and map hover/click.
+// Loaded through launch(head=<script>...), so it runs once per page load.
+(() => {
+  if (window.__uninote) return;
+  window.__uninote = true;
   const visible = (el) => !!el && el.offsetParent !== null;
   const keys = { "0": "grade-0", "1": "grade-1", "2": "grade-2", "3": "grade-3", "u": "undo-btn", "s": "skip-btn" };
   document.addEventListener("keydown", (e) => {
@@ -44,5 +47,6 @@
     plot.on("plotly_unhover", hideTip);
     plot.on("plotly_click", openPoint);
   };
-  new MutationObserver(hook).observe(document.body, { childList: true, subtree: true });
-}
+  const observe = () => new MutationObserver(hook).observe(document.body, { childList: true, subtree: true });
+  if (document.body) observe(); else document.addEventListener("DOMContentLoaded", observe);
+})();

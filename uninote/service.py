@@ -94,8 +94,12 @@ class ServiceConfig:
         cfg = cls()
         cfg.db_url = os.environ.get("UNINOTE_DB", "")
         cfg.model = os.environ.get("UNINOTE_MODEL", cfg.model)
-        if os.environ.get("UNINOTE_SFT_OVERRIDES"):
-            cfg.sft_overrides = json.loads(os.environ["UNINOTE_SFT_OVERRIDES"])
+        for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
+            if os.environ.get(env):
+                try:
+                    setattr(cfg, attr, json.loads(os.environ[env]))
+                except ValueError as exc:
+                    raise ConfigError(f"{env} must be a JSON object ({exc})") from None
         return cfg.validate()
 
     @property
@@ -139,7 +143,7 @@ class SearchResult:
     settings: dict
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # identity hash: UI state stores it and hashes it to detect changes
 class UploadedQuery:
     """An uploaded note: validated photos stored under uploads/, and its query embedding."""
 

@@ -1,0 +1,167 @@
+"""The app in a real headless Chromium (Debian's), driven by Playwright against the live server.
+
+Screenshots of every tab go to $UNINOTE_SCREENSHOTS_DIR (docs/screenshots when regenerating the
+README images), else to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    d = Path(os.environ.get("UNINOTE_SCREENSHOTS_DIR") or tmp_path_factory.mktemp("screens"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def login(browser, url: str, user: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT)
+    page.goto(url)
+    page.fill("input[type=text]", user)
+    page.fill("input[type=password]", PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#explore-catalogue img")
+    return page
+
+
+def captions(page, gallery: str) -> list[str]:
+    return page.locator(f"{gallery} .caption-label").all_inner_texts()
+
+
+def open_tab(page, name: str):
+    page.get_by_role("tab", name=name).click()
+
+
+def pick_dropdown(page, elem_id: str, value: str):
+    page.click(f"#{elem_id} input")
+    page.get_by_role("option", name=value, exact=True).click()
+
+
+def test_pick_note_see_neighbours_change_dim_compare(browser, live_app, shots):
+    url, service = live_app
+    page = login(browser, url, "ann1")
+    page.locator("#explore-catalogue .thumbnail-item").first.click()
+    page.wait_for_selector("#results-a .caption-label")
+    first = captions(page, "#results-a")
+    assert len(first) >= 4 and first[0].startswith("#1 · ")
+    assert "n0" in page.inner_text("#query-card")
+    expected = service.neighbours("n0", k=12, dim=64)
+    assert first[0].endswith(expected.neighbours[0].title)
+    page.screenshot(path=str(shots / "explore.png"), full_page=True)
+
+    small = service.dims()[0]
+    pick_dropdown(page, "dim-a", str(small))
+    page.wait_for_function("(old) => { const c = [...document.querySelectorAll('#results-a .caption-label')]"
+                           ".map(e => e.innerText); return c.length && c.join('|') !== old; }",
+                           arg="|".join(first))
+    after = captions(page, "#results-a")
+    assert after != first
+    assert f"{small}-d" in page.inner_text("#result-line-a")
+
+    page.check("#compare input")
+    page.wait_for_selector("#results-b .caption-label")
+    assert "overlap@12" in page.inner_text("#overlap")
+    page.screenshot(path=str(shots / "explore-compare.png"), full_page=True)
+
+    # clicking a neighbour opens it as the new query
+    target = service.neighbours("n0", k=12, dim=small).neighbours[0].note_id
+    page.locator("#results-a .thumbnail-item").first.click()
+    page.wait_for_function(f"document.querySelector('#query-card').innerText.includes('{target}')")
+    page.close()
+
+
+def test_grade_with_keyboard_shortcut_lands_in_database(browser, live_app, shots):
+    url, service = live_app
+    page = login(browser, url, "ann2")
+    open_tab(page, "Annotate")
+    page.wait_for_selector("#annotate-query-photo img")
+    page.wait_for_selector("#annotate-progress:has-text('ann2')")
+    task = service.queue.next_task("ann2")  # the pair leased to ann2 is the one on screen
+    page.screenshot(path=str(shots / "annotate.png"), full_page=True)
+    page.locator("body").click(position={"x": 5, "y": 5})
+    page.keyboard.press("2")
+    page.wait_for_selector("#annotate-message:has-text('Saved')")
+    rows = service.store.judgments(annotator="ann2")
+    assert [(j.query_id, j.candidate_id, j.grade) for j in rows] == [(task.query_id, task.candidate_id, 2)]
+    page.keyboard.press("u")
+    page.wait_for_selector("#annotate-message:has-text('Undone')")
+    assert service.store.judgments(annotator="ann2") == []
+    page.close()
+
+
+def test_upload_photo_gets_neighbours(browser, live_app, tmp_path):
+    url, service = live_app
+    page = login(browser, url, "ann3")
+    photo = tmp_path / "mine.png"
+    shutil.copy(Path(service.corpus.root) / "images" / "0_0.png", photo)
+    page.get_by_role("tab", name="Upload").click()
+    page.set_input_files("#explore-upload input[type=file]", str(photo))
+    page.fill("#upload-title textarea, #upload-title input", "my red shirt")
+    page.wait_for_timeout(500)
+    page.click("#upload-search")
+    page.wait_for_selector("#explore-message:has-text('Upload accepted')")
+    page.wait_for_selector("#results-a .caption-label")
+    assert len(captions(page, "#results-a")) >= 4
+    page.close()
+
+
+def test_upload_broken_file_shows_error_and_stores_nothing(browser, live_app, tmp_path):
+    url, service = live_app
+    page = login(browser, url, "ann4")
+    good = (Path(service.corpus.root) / "images" / "1_0.png").read_bytes()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(good[: len(good) // 2])  # truncated PNG
+    before = sorted(service.config.uploads_dir.rglob("*"))
+    page.get_by_role("tab", name="Upload").click()
+    page.set_input_files("#explore-upload input[type=file]", str(broken))
+    page.wait_for_timeout(500)
+    page.click("#upload-search")
+    error = page.wait_for_selector("#explore-message .un-error")
+    assert "truncated PNG" in error.inner_text()
+    assert sorted(service.config.uploads_dir.rglob("*")) == before
+    page.close()
+
+
+def test_other_tabs_render(browser, live_app, shots):
+    url, service = live_app
+    page = login(browser, url, "ann5")
+    open_tab(page, "Map")
+    page.click("#map-draw")
+    page.wait_for_selector("#umap-plot .js-plotly-plot", timeout=120_000)
+    page.wait_for_selector("#map-status:has-text('click a point')", timeout=120_000)
+    page.screenshot(path=str(shots / "map.png"), full_page=True)
+    open_tab(page, "Dashboard")
+    page.wait_for_selector("#dashboard-head:has-text('judgments')")
+    page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
+    open_tab(page, "Trainer")
+    page.wait_for_selector("#trainer-versions:has-text('active')")
+    page.screenshot(path=str(shots / "trainer.png"), full_page=True)
+    page.close()
