@@ -84,3 +84,10 @@ def measure(searcher, n: int, granularity: str, truth_full: np.ndarray, truth_di
             floor_multiple=p50 / floor if floor > 0 else None, build_s=searcher.build_s, rss_mb=resident_mb(),
             source=source, params=dict(searcher.params)))
     return records
+
+
+def apply_floor(records: list[Record], bandwidth: float) -> None:
+    """Recompute every floor (and latency / floor) for a final bandwidth estimate (bytes/s)."""
+    for r in records:
+        r.floor_ms = r.bytes_scanned_per_query / bandwidth * 1e3
+        r.floor_multiple = r.p50_ms / r.floor_ms if r.floor_ms > 0 else None

@@ -125,9 +125,9 @@ def run_size(n: int, cfg: SyntheticBenchConfig, bandwidth: float) -> list[Record
                 run(hnsw.set_ef(ef), d)
             del hnsw
             if cfg.ivf_nprobe:
-                nlist = int(min(4 * np.sqrt(n), 1024, n // 39))
+                nlist = int(min(4 * np.sqrt(n), 512, n // 39))
                 with threads(cpu_count()):
-                    ivf = S.IVFPQ(tables[d], qs[d], tables[hold], qs[hold], nlist, max(1, d // 4), seed=cfg.seed)
+                    ivf = S.IVFPQ(tables[d], qs[d], tables[hold], qs[hold], nlist, max(1, d // 8), seed=cfg.seed)
                 for nprobe in cfg.ivf_nprobe:
                     run(ivf.set_nprobe(min(nprobe, nlist)), d)
                 del ivf
