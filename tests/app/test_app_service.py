@@ -1,0 +1,161 @@
+"""UniNoteService without a browser: uploads, version switching, search bookkeeping, auth."""
+
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import tiny_service_config
+from uninote.errors import ConfigError, ImageError, UniNoteError
+from uninote.service import Neighbour, UniNoteService, overlap_at_k
+
+
+def png_bytes(size=(40, 40), colour=(200, 30, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def bomb_png(width=60000, height=60000) -> bytes:
+    """A tiny, valid-looking PNG whose header declares a huge canvas."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def tiff_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="TIFF")
+    return buf.getvalue()
+
+
+def uploads(service) -> list:
+    return sorted(p for p in service.config.uploads_dir.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda: png_bytes()[:-30], "truncated PNG"),
+    (lambda: bomb_png(), "pixels"),
+    (lambda: tiff_bytes(), "not an image we can read"),
+    (lambda: b"", "empty"),
+    (lambda: b"GIF89a" + b"\0" * 20, "truncated GIF"),
+    (lambda: png_bytes((1600, 1600)) + b"\0" * (9 * 1024 * 1024), "over the limit"),
+])
+def test_bad_uploads_are_refused_and_nothing_is_stored(service, bad, message):
+    before = uploads(service)
+    with pytest.raises(ImageError, match=message):
+        service.encode_upload([png_bytes(), bad()], title="two photos, one bad")
+    assert uploads(service) == before
+
+
+def test_good_upload_is_stored_once_and_searchable(service):
+    data = png_bytes(colour=(30, 40, 200))
+    up = service.encode_upload([data], title="blue thing")
+    again = service.encode_upload([data], title="blue thing")
+    assert up.photos == again.photos and all(p.startswith(str(service.config.uploads_dir)) for p in up.photos)
+    result = service.neighbours(up, k=5, granularity="image", modality="image")
+    assert [n.rank for n in result.neighbours] == [1, 2, 3, 4, 5]
+    scores = [n.score for n in result.neighbours]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_too_many_photos_or_nothing_is_refused(service):
+    with pytest.raises(ImageError, match="at most"):
+        service.encode_upload([png_bytes()] * 5)
+    with pytest.raises(ImageError, match="at least one photo"):
+        service.encode_upload([], title="  ")
+
+
+def test_neighbours_match_brute_force(service):
+    from uninote.index.scoring import maxsim_scores, top_k
+
+    emb = service.served.embeddings.truncate(32)
+    row = emb.row("n3")
+    scores = maxsim_scores(emb.note[row][None], emb.note, None, len(emb))
+    want = [emb.note_ids[i] for i in top_k(scores, 6, exclude=[row])]
+    got = service.neighbours("n3", k=6, dim=32).neighbours
+    assert [n.note_id for n in got] == want
+    np.testing.assert_allclose([n.score for n in got], scores[[emb.row(i) for i in want]], rtol=1e-5)
+
+
+def test_overlap_at_k():
+    def hits(ids):
+        return [Neighbour(i, r + 1, 0.0, "", None) for r, i in enumerate(ids)]
+    assert overlap_at_k(hits("abcd"), hits("abcd")) == 1.0
+    assert overlap_at_k(hits("abcd"), hits("cdef")) == 0.5
+    assert overlap_at_k([], []) == 0.0
+
+
+def test_unknown_note_and_bad_grade_are_clear_errors(service):
+    with pytest.raises(UniNoteError, match="no note with id 'nope'"):
+        service.neighbours("nope")
+    with pytest.raises(UniNoteError, match="grade must be"):
+        service.grade("alice", "n0", "n1", 7)
+    with pytest.raises(UniNoteError, match="sign in"):
+        service.grade(None, "n0", "n1", 2)
+
+
+def test_switch_version_without_restart_inflight_search_finishes_on_old(tmp_path):
+    svc = UniNoteService(tiny_service_config(tmp_path)).start()
+    old = svc.served
+    # a second version: same tiny architecture, another seed
+    svc.config.model_config = dict(svc.config.model_config, seed=7)
+    model = svc._make_model("config")
+    folder = svc.config.versions_root / "v2"
+    emb = model.embed_corpus(svc.corpus, progress=False)
+    emb.model_version = "v2"
+    svc._write_version(folder, "config", model, emb)
+    svc.store.register_model_version("v2", str(folder), parent=old.version)
+
+    entered, release = threading.Event(), threading.Event()
+    real_search = old.retriever.search
+
+    def slow_search(*a, **k):
+        entered.set()
+        release.wait(10)
+        return real_search(*a, **k)
+
+    object.__setattr__(old, "retriever", type("R", (), {"search": staticmethod(slow_search)})())
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", svc.neighbours("n0", k=3)))
+    t.start()
+    assert entered.wait(10)
+    svc.activate("v2")  # while the old search is still running
+    assert svc.neighbours("n0", k=3).version == "v2"
+    release.set()
+    t.join(10)
+    assert out["r"].version == old.version
+    assert svc.store.active_version().version == "v2"
+    assert UniNoteService(svc.config).start().served.version == "v2"  # a restart keeps serving v2
+
+
+def test_umap_is_cached_per_version_dim_granularity(service):
+    ids, xy = service.umap(16, "note")
+    assert xy.shape == (len(service.corpus), 2) and np.isfinite(xy).all()
+    assert service.umap_cached(16, "note") and not service.umap_cached(32, "note")
+    ids2, xy2 = service.umap(16, "note")
+    assert ids2 == ids and np.array_equal(xy, xy2)
+
+
+def test_users_from_env_and_file(tmp_path, monkeypatch):
+    from app.auth import load_users, make_auth
+
+    f = tmp_path / "users.txt"
+    f.write_text("# team\ncarol:secret\n\n")
+    monkeypatch.setenv("UNINOTE_USERS", "alice:pw1,bob:pw:2")
+    monkeypatch.setenv("UNINOTE_USERS_FILE", str(f))
+    users = load_users()
+    assert users == {"alice": "pw1", "bob": "pw:2", "carol": "secret"}
+    check = make_auth(users)
+    assert check("bob", "pw:2") and not check("bob", "pw") and not check("eve", "x")
+    monkeypatch.setenv("UNINOTE_USERS", "alice")
+    with pytest.raises(ConfigError, match="user:password"):
+        load_users()
