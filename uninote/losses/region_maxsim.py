@@ -23,8 +23,10 @@ from torch import nn
 
 def maxsim_matrix(query_regions: torch.Tensor, candidate_regions: torch.Tensor) -> torch.Tensor:
     """(B, C) Chamfer scores: mean over query regions of the best candidate region."""
-    sims = torch.einsum("iad,jbd->ijab", query_regions, candidate_regions)
-    return sims.max(dim=-1).values.mean(dim=-1)
+    b, r, d = query_regions.shape
+    c, r2, _ = candidate_regions.shape
+    sims = (query_regions.reshape(b * r, d) @ candidate_regions.reshape(c * r2, d).T).reshape(b, r, c, r2)
+    return sims.max(dim=-1).values.mean(dim=1)
 
 
 class RegionMaxSimLoss(nn.Module):

@@ -66,13 +66,13 @@ def peak_rss_mb() -> float:
 class FeatureBatches:
     """Cached-feature batches: (forward_features input, objective index) per step."""
 
-    def __init__(self, feats, table, n_cells: int):
-        self.feats, self.table, self.n_cells = feats, table, n_cells
+    def __init__(self, feats, table, n_cells: int, region_pairs: int | None = None):
+        self.feats, self.table, self.n_cells, self.region_pairs = feats, table, n_cells, region_pairs
 
     def __call__(self, pairs: np.ndarray):
         union, idx = pair_index(self.table, pairs)
         batch = self.feats.batch(union)
-        photos = add_region_index(idx, batch["image_owner"], len(union), self.n_cells)
+        photos = add_region_index(idx, batch["image_owner"], len(union), self.n_cells, self.region_pairs)
         batch["region"], batch["region_image"] = batch["region"][photos], photos
         return batch, idx
 
@@ -132,7 +132,6 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     from tqdm.auto import tqdm
 
     cfg.validate()
-    torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     start = time.perf_counter()
     rank, world = _distributed() if cfg.full_finetune else (0, 1)
@@ -147,9 +146,11 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
         from uninote.train.features import corpus_features
 
         t0 = time.perf_counter()
+        torch.set_num_threads(cfg.feature_threads)
         feats = corpus_features(corpus, model, progress=progress)
         feature_seconds = time.perf_counter() - t0
-        batches = FeatureBatches(feats, table, model.config.n_region_cells)
+        batches = FeatureBatches(feats, table, model.config.n_region_cells, cfg.region_pairs)
+    torch.set_num_threads(cfg.threads)
     steps = batch_order(len(table.q), cfg.batch_size, cfg.epochs, cfg.seed, rank, world)[: cfg.max_steps]
     loss_fn = build_loss(cfg)
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("text_tower", "image_tower"))]

@@ -20,7 +20,7 @@ class SFTConfig:
     embed_dim: int = field(default=768, metadata={"help": "Shared embedding dim."})
     image_size: int = field(default=224, metadata={"help": "Photo input size in pixels."})
     n_regions: int = field(default=3, metadata={"help": "Region grid side (n x n local vectors per photo)."})
-    hidden_dim: int = field(default=1024, metadata={"help": "Hidden width of heads and fusion."})
+    hidden_dim: int = field(default=512, metadata={"help": "Hidden width of heads and fusion."})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 768], metadata={
@@ -32,6 +32,8 @@ class SFTConfig:
     loss_weights: dict[str, float] = field(default_factory=lambda: {
         "note": 1.0, "image_note": 0.5, "text_note": 0.5, "image_text": 0.5, "image_image": 0.5,
         "region": 0.25}, metadata={"help": f"Weight per training signal; keys {LOSS_TERMS}."})
+    region_pairs: int = field(default=64, metadata={"help": (
+        "Pairs per batch whose photo regions enter the region loss (its cost grows with the square).")})
     mask_grade: int = field(default=3, metadata={"help": (
         "In-batch candidates whose qrels grade to the query is >= this are not used as negatives "
         "(they are relevant); set above 3 to disable.")})
@@ -49,7 +51,9 @@ class SFTConfig:
         "Train the backbones too (GPU, bf16 autocast, DDP under torchrun); default trains heads on cached features.")})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA for --full-finetune."})
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and batch order."})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads."})
+    threads: int = field(default=1, metadata={"help": (
+        "torch CPU threads for the training steps (1 is fastest for these small matmuls on a shared CPU).")})
+    feature_threads: int = field(default=2, metadata={"help": "torch CPU threads for backbone feature extraction."})
     log_every: int = field(default=10, metadata={"help": "Log the loss every N steps."})
 
     def validate(self) -> "SFTConfig":

@@ -92,19 +92,23 @@ def pair_index(table: PairTable, pairs: np.ndarray) -> tuple[np.ndarray, dict[st
 
 
 def add_region_index(idx: dict[str, torch.Tensor], image_owner: torch.Tensor, n_notes: int,
-                     n_cells: int) -> torch.Tensor:
-    """Choose the photos whose regions the loss uses (first photo of each q and p) and index them.
+                     n_cells: int, max_pairs: int | None = None) -> torch.Tensor:
+    """Choose the photos whose regions the loss uses (first photo of q and p of the first
+    ``max_pairs`` pairs, all when None) and index them.
 
     Returns ``region_image`` (photo rows, for ``forward_features``) and fills ``idx['region_q']`` /
     ``idx['region_p']`` (B, R) with rows of the region output (-1 when a note has no photo).
     """
     first = first_rows(image_owner, n_notes)
-    photos = torch.unique(torch.cat([first[idx["q"]], first[idx["p"]]]))
+    used = slice(None) if max_pairs is None else slice(0, max_pairs)
+    photos = torch.unique(torch.cat([first[idx["q"][used]], first[idx["p"][used]]]))
     photos = photos[photos >= 0]
     slot = torch.full((len(image_owner) + 1,), -1, dtype=torch.long)
     slot[photos] = torch.arange(len(photos))
     cells = torch.arange(n_cells)
     for key, rows in (("region_q", idx["q"]), ("region_p", idx["p"])):
         s = slot[first[rows]]  # first == -1 indexes the sentinel slot (-1)
+        if max_pairs is not None:
+            s[max_pairs:] = -1
         idx[key] = torch.where(s[:, None] >= 0, s[:, None] * n_cells + cells, torch.full_like(cells, -1))
     return photos
