@@ -41,6 +41,9 @@ def register(subparsers) -> None:
         if f.name in ("rm_queries", "bf16"):
             p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
                            default=None, help=f"turn off: {help_}")
+        elif f.name == "query_modalities":
+            p.add_argument(_flag(f.name), nargs="+", choices=["note", "image"], default=None,
+                           help=f"{help_} (default: {default})")
         elif f.name in ("matryoshka_dims", "matryoshka_weights"):
             typ = int if f.name == "matryoshka_dims" else float
             p.add_argument(_flag(f.name), type=typ, nargs="+", default=None, help=help_)

@@ -37,6 +37,7 @@ class NoteReps:
     text: torch.Tensor  # (N, D) L2-normalised
     image: torch.Tensor  # (N, D) L2-normalised photo mean, zeros when the note has no photo
     has_image: torch.Tensor  # (N,) bool
+    first_image: torch.Tensor | None = None  # (N, D) first photo's vector (image-only queries)
 
 
 def pair_features(reps: NoteReps, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,7 @@ def _rl_batch(feats, rows: np.ndarray) -> dict[str, torch.Tensor]:
 
 def embed_notes(model, feats, batch_size: int = 512, autocast: bool = False) -> NoteReps:
     """Unit note, text and photo-mean vectors of every note in ``feats`` (no gradient)."""
-    parts = {"note": [], "text": [], "image": [], "has_image": []}
+    parts = {"note": [], "text": [], "image": [], "has_image": [], "first_image": []}
     was_training = model.training
     model.eval()
     with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=autocast):
@@ -77,8 +77,20 @@ def embed_notes(model, feats, batch_size: int = 512, autocast: bool = False) -> 
             parts["text"].append(out["text"].float())
             parts["image"].append(F.normalize(img_sum, dim=-1))
             parts["has_image"].append(out["has_image"])
+            parts["first_image"].append(first_image(out["image"].float(), out["image_owner"], len(rows)))
     model.train(was_training)
-    return NoteReps(*(torch.cat(parts[k]) for k in ("note", "text", "image", "has_image")))
+    return NoteReps(*(torch.cat(parts[k]) for k in ("note", "text", "image", "has_image", "first_image")))
+
+
+def first_image(image: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
+    """(n, D) the first photo's vector of each note (zeros for notes without a photo).
+
+    Image-only queries use the first photo (``QueryEmbedding.vectors("image", ...)``).
+    """
+    first = torch.full((n,), image.shape[0], dtype=torch.long, device=image.device)
+    first = first.scatter_reduce(0, owner, torch.arange(image.shape[0], device=image.device), reduce="amin")
+    padded = torch.cat([image, image.new_zeros(1, image.shape[1])])
+    return padded[first]
 
 
 class RLTrainer:
@@ -197,33 +209,34 @@ class RLTrainer:
         uniq, inverse = np.unique(np.concatenate([queries, rows.numpy().ravel()]), return_inverse=True)
         q_idx = torch.from_numpy(inverse[: len(queries)]).to(self.device)
         p_idx = torch.from_numpy(inverse[len(queries):].reshape(rows.shape)).to(self.device)
-        valid_d = valid.to(self.device)
         self.model.eval()  # no dropout: the sampled policy and its gradient must be the same function
         with torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
-            emb = self.model.forward_features(_rl_batch(self.feats, uniq), normalize=False)["note"].float()
-        ref_full = self.ref.note[torch.from_numpy(uniq).to(self.ref.note.device)].to(self.device)
-        loss, stats = emb.new_zeros(()), {"reward": 0.0, "kl": 0.0, "pg": 0.0}
-        for dim, w in zip(self.dims, self.weights):
-            e, r = F.normalize(emb[:, :dim], dim=-1), F.normalize(ref_full[:, :dim], dim=-1)
-            logits = (e[q_idx].unsqueeze(1) * e[p_idx]).sum(-1) / cfg.temperature
-            ref_logits = (r[q_idx].unsqueeze(1) * r[p_idx]).sum(-1) / cfg.temperature
-            rankings = plackett_luce.sample_rankings(logits, cfg.group_size, cfg.rank_k, valid_d, generator=gen)
-            rewards = self._rewards(rankings, grades, valid)
-            rewards = rewards.to(self.device)
-            adv = group_advantages(rewards, cfg.advantage_scale)
-            defined = torch.isfinite(rewards)
-            logp = plackett_luce.log_prob(logits, rankings, valid_d)
-            pg = policy_gradient_loss(logp, adv, defined)
-            if cfg.kl_estimator == "listwise":
-                kl = listwise_kl(logits, ref_logits, valid_d)
-            else:
-                kl = k3_kl(logp, plackett_luce.log_prob(ref_logits, rankings, valid_d), defined)
-            loss = loss + w * (pg + cfg.kl_coef * kl)
-            mean_reward = float(rewards[defined].mean()) if defined.any() else float("nan")
-            stats[f"reward@{dim}"] = mean_reward
-            stats["reward"] += w * mean_reward
-            stats["kl"] += w * float(kl.detach())
-            stats["pg"] += w * float(pg.detach())
+            out = self.model.forward_features(_rl_batch(self.feats, uniq), normalize=False)
+        note = out["note"].float()
+        u = torch.from_numpy(uniq).to(self.ref.note.device)
+        ref_note = self.ref.note[u].to(self.device)
+        # query vectors per modality: the fused note vector, and the first photo (image-only queries)
+        sides = {"note": (note[q_idx], ref_note[q_idx], torch.ones(len(queries), dtype=torch.bool, device=self.device))}
+        if "image" in cfg.query_modalities:
+            img = first_image(out["image"].float(), out["image_owner"], len(uniq))
+            sides["image"] = (img[q_idx], self.ref.first_image[u].to(self.device)[q_idx], out["has_image"][q_idx])
+        loss, stats = note.new_zeros(()), {"reward": 0.0, "kl": 0.0, "pg": 0.0}
+        share = 1.0 / len(cfg.query_modalities)
+        for modality in cfg.query_modalities:
+            qv, qref, ok = sides[modality]
+            if not ok.any():
+                continue
+            sel = torch.nonzero(ok).flatten()
+            for dim, w in zip(self.dims, self.weights):
+                part, reward, kl, pg = self._ranking_loss(qv[sel], qref[sel], note[p_idx[sel]], ref_note[p_idx[sel]],
+                                                          valid[sel.cpu()], grades[sel.cpu()], dim, gen)
+                loss = loss + share * w * part
+                key = f"reward@{dim}" if modality == "note" else f"{modality}_reward@{dim}"
+                stats[key] = reward
+                if modality == "note":
+                    stats["reward"] += w * reward
+                stats["kl"] += share * w * kl
+                stats["pg"] += share * w * pg
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._all_reduce_grads()
@@ -232,6 +245,26 @@ class RLTrainer:
         self.optimizer.step()
         stats["loss"] = float(loss.detach())
         return stats
+
+    def _ranking_loss(self, q, q_ref, pool, pool_ref, valid, grades, dim: int, gen):
+        """GRPO loss of one query modality at one prefix dim: (loss, mean reward, kl, pg)."""
+        cfg = self.cfg
+        valid_d = valid.to(self.device)
+        cut = lambda x: F.normalize(x[..., :dim], dim=-1)  # noqa: E731 - Matryoshka prefix
+        logits = (cut(q).unsqueeze(1) * cut(pool)).sum(-1) / cfg.temperature
+        ref_logits = (cut(q_ref).unsqueeze(1) * cut(pool_ref)).sum(-1) / cfg.temperature
+        rankings = plackett_luce.sample_rankings(logits, cfg.group_size, cfg.rank_k, valid_d, generator=gen)
+        rewards = self._rewards(rankings, grades, valid).to(self.device)
+        adv = group_advantages(rewards, cfg.advantage_scale)
+        defined = torch.isfinite(rewards)
+        logp = plackett_luce.log_prob(logits, rankings, valid_d)
+        pg = policy_gradient_loss(logp, adv, defined)
+        if cfg.kl_estimator == "listwise":
+            kl = listwise_kl(logits, ref_logits, valid_d)
+        else:
+            kl = k3_kl(logp, plackett_luce.log_prob(ref_logits, rankings, valid_d), defined)
+        reward = float(rewards[defined].mean()) if defined.any() else float("nan")
+        return pg + cfg.kl_coef * kl, reward, float(kl.detach()), float(pg.detach())
 
     def _all_reduce_grads(self) -> None:
         if self.world <= 1 or not torch.distributed.is_initialized():

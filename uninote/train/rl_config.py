@@ -46,6 +46,9 @@ class RLConfig:
         "the reward model only). Human-graded queries are always used.")})
     rm_query_fraction: float = field(default=0.5, metadata={"help": (
         "Share of each batch drawn from ungraded queries when rm_queries is on.")})
+    query_modalities: list[str] = field(default_factory=lambda: ["note", "image"], metadata={"help": (
+        "Query sides trained against the note index: 'note' (fused vector) and 'image' (the first photo, "
+        "what an image-only query uses). Same grades and pools; losses averaged over sides.")})
     matryoshka_dims: list[int] | None = field(default=None, metadata={"help": (
         "Prefix dims to apply RL at (default: the model's matryoshka_dims).")})
     matryoshka_weights: list[float] | None = field(default=None, metadata={"help": (
@@ -79,6 +82,9 @@ class RLConfig:
                 raise ConfigError(f"RLConfig.{name}={getattr(self, name)!r}; expected one of {list(allowed)}")
         if not 0.0 <= self.rm_query_fraction < 1.0 or not 0.0 <= self.rm_heldout_fraction < 1.0:
             raise ConfigError("RLConfig: rm_query_fraction and rm_heldout_fraction must be in [0, 1)")
+        mods = list(self.query_modalities)
+        if not mods or len(set(mods)) != len(mods) or not set(mods) <= {"note", "image"} or "note" not in mods:
+            raise ConfigError(f"RLConfig.query_modalities={mods}: use ['note'] or ['note', 'image']")
         if self.matryoshka_dims is not None:
             dims = list(self.matryoshka_dims)
             if not dims or dims != sorted(set(dims)) or dims[0] < 1:
