@@ -97,7 +97,7 @@ class RewardModel(nn.Module):
 @dataclass
 class RewardModelConfig:
     hidden_dim: int = field(default=128, metadata={"help": "Hidden width of the reward MLP."})
-    epochs: int = field(default=60, metadata={"help": "Full passes over the training grades."})
+    epochs: int = field(default=15, metadata={"help": "Full passes over the training grades (few: it overfits fast)."})
     lr: float = field(default=2e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=256, metadata={"help": "Pairs per optimisation step."})

@@ -62,7 +62,7 @@ class RLConfig:
     save_every: int = field(default=100, metadata={"help": "Steps between resumable checkpoints (0 = only at the end)."})
     log_every: int = field(default=10, metadata={"help": "Steps between progress reports."})
     rm_hidden_dim: int = field(default=128, metadata={"help": "Reward model hidden width."})
-    rm_epochs: int = field(default=60, metadata={"help": "Reward model training epochs."})
+    rm_epochs: int = field(default=15, metadata={"help": "Reward model training epochs."})
     rm_heldout_fraction: float = field(default=0.2, metadata={"help": (
         "Share of graded queries held out to report reward-model accuracy and calibration.")})
 
