@@ -125,3 +125,16 @@ def _requeue_and_claim(store, worker_id):
     job = store.claim_job(worker_id)
     assert job is not None and job.attempts == 2
     return job
+
+
+def test_worker_cli_once(world, capsys):
+    from uninote.cli.main import main
+
+    store, versions, root = world
+    job_id = store.enqueue_job("rl", {"base_version": "sft", "corpus": str(root), "rl": FAST_RL})
+    assert main(["worker", "--db", store.url, "--versions-root", str(versions), "--once",
+                 "--worker-id", "cli"]) == 0
+    assert "processed 1 job(s)" in capsys.readouterr().out
+    job = store.get_job(job_id)
+    assert job.status == "succeeded" and job.worker_id == "cli"
+    assert (versions / job.result["version"] / "READY").exists()
