@@ -38,7 +38,7 @@ class SFTConfig:
         "In-batch candidates whose qrels grade to the query is >= this are not used as negatives "
         "(they are relevant); set above 3 to disable.")})
     # optimisation
-    epochs: int = field(default=12, metadata={"help": "Passes over the training pairs."})
+    epochs: int = field(default=8, metadata={"help": "Passes over the training pairs."})
     batch_size: int = field(default=256, metadata={"help": "Pairs per step (per process under DDP)."})
     lr: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate (heads); backbones get lr * backbone_lr_scale."})
     backbone_lr_scale: float = field(default=0.02, metadata={"help": "Backbone LR multiplier for --full-finetune."})
