@@ -108,10 +108,13 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
             return show(service, who, current, ok_box("Nothing to undo"))
         return show(service, who, _task_dict(restored), ok_box("Undone: grade this pair again"))
 
+    # Grading is a few milliseconds of database work: answered directly (queue=False) so the next
+    # pair shows fast; the write completes before the next pair is fetched, in the same call.
     for g, btn in enumerate(grade_btns):
-        btn.click(with_annotator(functools.partial(grade, g), 1), task, outputs, api_visibility="private")
-    skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private")
-    undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private")
+        btn.click(with_annotator(functools.partial(grade, g), 1), task, outputs, api_visibility="private",
+                  queue=False)
+    skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private", queue=False)
+    undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private", queue=False)
 
     # API endpoints for scripted annotators (gradio_client) and the load test: same service calls.
     def next_pair(request: gr.Request) -> dict:
@@ -126,6 +129,6 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
         return {"id": j.id, "annotator": j.annotator, "query_id": j.query_id,
                 "candidate_id": j.candidate_id, "grade": j.grade}
 
-    gr.api(next_pair, api_name="next_pair")
-    gr.api(grade_pair, api_name="grade")
+    gr.api(next_pair, api_name="next_pair", queue=False)
+    gr.api(grade_pair, api_name="grade", queue=False)
     return outputs, with_annotator(load, 0)

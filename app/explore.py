@@ -55,7 +55,8 @@ def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, 
         a = service.neighbours(query, k=int(k), dim=int(dim_a), granularity=gran_a, modality=modality,
                                strategy=strat_a)
         shown = [n.note_id for n in a.neighbours if n.thumbnail]
-        pairs = [(f"#{n.rank} {n.title[:60]}", n.note_id) for n in a.neighbours]
+        qid = query if isinstance(query, str) else ""
+        pairs = [(f"#{n.rank} {n.title[:60]}", f"{qid}\t{n.note_id}") for n in a.neighbours]
         if compare:
             b = service.neighbours(query, k=int(k), dim=int(dim_b), granularity=gran_b,
                                    modality=modality, strategy=strat_b)
@@ -166,9 +167,9 @@ def build(service: UniNoteService) -> ExploreHandles:
             return (gr.update(),) + tuple(gr.update() for _ in outputs[:-1]) + (error_box(str(exc)),)
         return (up,) + render(service, up, *s)[:-1] + (ok_box(f"Upload accepted: {len(up.photos)} photo(s)"),)
 
-    def grade(g, who, q_and_candidate):
-        q, candidate = q_and_candidate
-        if not isinstance(q, str) or not candidate:
+    def grade(g, who, pair_value):
+        q, _, candidate = (pair_value or "").partition("\t")
+        if not q or not candidate:
             return error_box("Open a catalogue note first: uploads are not in the annotation store")
         try:
             service.grade(who, q, candidate, g)
@@ -176,24 +177,21 @@ def build(service: UniNoteService) -> ExploreHandles:
             return error_box(str(exc))
         return ok_box(f"Saved grade {g} for {q} → {candidate}")
 
-    find.submit(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private")
+    find.submit(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private", queue=False)
     find.change(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private",
-                trigger_mode="always_last")
-    catalogue.select(pick, [corpus_ids] + settings, [query] + outputs, api_visibility="private")
-    gal_a.select(pick, [shown] + settings, [query] + outputs, api_visibility="private")
-    open_btn.click(open_note, [by_id] + settings, [query] + outputs, api_name="explore_note")
-    by_id.submit(open_note, [by_id] + settings, [query] + outputs, api_visibility="private")
+                trigger_mode="always_last", queue=False)
+    catalogue.select(pick, [corpus_ids] + settings, [query] + outputs, api_visibility="private", queue=False)
+    gal_a.select(pick, [shown] + settings, [query] + outputs, api_visibility="private", queue=False)
+    open_btn.click(open_note, [by_id] + settings, [query] + outputs, api_name="explore_note", queue=False)
+    by_id.submit(open_note, [by_id] + settings, [query] + outputs, api_visibility="private", queue=False)
     up_btn.click(upload, [files, up_title, up_body] + settings, [query] + outputs, api_name="explore_upload")
+    # Searches take milliseconds: they are answered directly, outside the queue (lower latency);
+    # uploads (decoding + model encoding) stay queued under the app's concurrency limit.
     for control in settings:
         control.change(rerender, [query] + settings, outputs, api_visibility="private",
-                       trigger_mode="always_last")
-    compare.change(lambda c: gr.update(visible=c), compare, right, api_visibility="private")
-    pair_state = gr.State((None, None))
-    pair.change(lambda q, c: (q if isinstance(q, str) else None, c), [query, pair], pair_state,
-                api_visibility="private")
-    query.change(lambda q, c: (q if isinstance(q, str) else None, c), [query, pair], pair_state,
-                 api_visibility="private")
+                       trigger_mode="always_last", queue=False)
+    compare.change(lambda c: gr.update(visible=c), compare, right, api_visibility="private", queue=False)
     for g, btn in enumerate(grade_btns):
-        btn.click(with_annotator(functools.partial(grade, g), 1), pair_state, grade_msg,
-                  api_visibility="private")
+        btn.click(with_annotator(functools.partial(grade, g), 1), pair, grade_msg, api_visibility="private",
+                  queue=False)
     return ExploreHandles(query, outputs, settings, open_note, catalogue, corpus_ids, find, dim_a, dim_b)

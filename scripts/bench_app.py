@@ -1,0 +1,244 @@
+"""App latency and memory: cold start, Explore click-to-render, grade-to-next-pair, 20 annotators.
+
+Starts the real app (`python app.py`, exactly what `make demo` runs) as a subprocess on a free
+loopback port with test logins, then measures from outside:
+
+- start:    seconds from process start to the page being served, and to "usable" (an Explore
+            search answers through the API), for a first run (empty UNINOTE_HOME) and a cached run;
+- explore:  browser click-to-render (click a neighbour in headless Chromium until the new query's
+            neighbours are on screen), p50/p95;
+- grade:    browser key press "2" until the next pair is shown, p50/p95;
+- load:     20 gradio_client annotators grading at once, per-call p50/p95 of next_pair + grade;
+- memory:   RSS of the app process (and its children) at the end.
+
+Usage:
+    python scripts/bench_app.py --home /tmp/uninote-bench [--corpus PATH] [--fresh] [--n 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PASSWORD = "bench-pw"
+USERS = [f"bench{i}" for i in range(21)]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def summary(values: list[float]) -> dict:
+    return {"n": len(values), "p50_ms": round(pct(values, 50), 1), "p95_ms": round(pct(values, 95), 1),
+            "max_ms": round(max(values), 1)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(env_extra: dict, log_path: Path):
+    port = free_port()
+    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               UNINOTE_USERS=",".join(f"{u}:{PASSWORD}" for u in USERS), **env_extra)
+    log = open(log_path, "w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", t0
+
+
+def wait_served(url: str, t0: float, timeout: float) -> float:
+    while time.perf_counter() - t0 < timeout:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return time.perf_counter() - t0
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("page never served")
+
+
+def wait_usable(url: str, t0: float, timeout: float, note_id: str) -> float:
+    from gradio_client import Client
+
+    client = Client(url, auth=(USERS[0], PASSWORD), verbose=False)
+    while time.perf_counter() - t0 < timeout:
+        try:
+            out = client.predict(note_id, 12, "note", 768, "note", "exact", False, 64, "note", "exact",
+                                 api_name="/explore_note")
+            if out and any(isinstance(x, list) and x for x in out):  # neighbours gallery filled
+                return time.perf_counter() - t0
+        except Exception:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError("app never became usable")
+
+
+def wait_warm(home: Path, t0: float, timeout: float) -> float:
+    """Background warm-up done: the default map layout is cached (thumbnails are made before it)."""
+    while time.perf_counter() - t0 < timeout:
+        if list(home.glob("versions/*/umap/note-*.safetensors")):
+            return time.perf_counter() - t0
+        time.sleep(1.0)
+    raise TimeoutError("background warm-up (thumbnails, default map) never finished")
+
+
+def rss_mb(proc) -> float:
+    p = psutil.Process(proc.pid)
+    return sum(c.memory_info().rss for c in [p] + p.children(recursive=True)) / 2**20
+
+
+def browser_latencies(url: str, n: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(url)
+        page.fill("input[type=text]", USERS[-1])
+        page.fill("input[type=password]", PASSWORD)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#explore-catalogue img")
+        page.locator("#explore-catalogue .thumbnail-item").first.click()
+        page.wait_for_selector("#results-a .caption-label")
+        explore = []
+        for i in range(n):
+            card = page.inner_text("#query-card")
+            t = time.perf_counter()
+            page.locator("#results-a .thumbnail-item").nth(i % 3).click()
+            page.wait_for_function("(old) => { const c = document.querySelector('#query-card');"
+                                   " const g = [...document.querySelectorAll('#results-a img')];"
+                                   " return c && c.innerText !== old && g.length > 0 &&"
+                                   " g.every(i => i.complete && i.naturalWidth > 0); }", arg=card,
+                                   polling="raf")
+            explore.append((time.perf_counter() - t) * 1000)
+        page.get_by_role("tab", name="Annotate").click()
+        page.wait_for_selector(f"#annotate-progress:has-text('{USERS[-1]}')")
+        grade = []
+        for i in range(n):
+            progress = page.inner_text("#annotate-progress")
+            page.locator("body").click(position={"x": 5, "y": 5})
+            t = time.perf_counter()
+            page.keyboard.press(str(i % 4))
+            page.wait_for_function("(old) => document.querySelector('#annotate-progress').innerText !== old"
+                                   " && [...document.querySelectorAll('#annotate-candidate-photo img')]"
+                                   ".every(i => i.complete && i.naturalWidth > 0)", arg=progress,
+                                   polling="raf")
+            grade.append((time.perf_counter() - t) * 1000)
+        b.close()
+    return {"explore_click_to_render": summary(explore), "grade_to_next_pair": summary(grade)}
+
+
+def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: str = "http") -> dict:
+    """``rounds`` x (next_pair + grade) per annotator, all annotators at once; per-round latency.
+
+    ``http``: each annotator is a logged-in HTTP session posting to Gradio's REST routes
+    (``/gradio_api/run/<api_name>``), so the number is the server's. ``client``: each annotator is
+    a ``gradio_client.Client`` (what scripts use); its own per-call overhead (threads, SSE) is
+    included and, with 20 clients in this one process, competes for the same CPU as the server.
+    """
+    from gradio_client import Client
+
+    calls: list[float] = []
+    lock = threading.Lock()
+
+    def http_user(user):
+        s = requests.Session()
+        s.post(f"{url}/login", data={"username": user, "password": PASSWORD}, timeout=30).raise_for_status()
+
+        def call(name, *data):
+            r = s.post(f"{url}/gradio_api/run/{name}", json={"data": list(data)}, timeout=60)
+            r.raise_for_status()
+            return r.json()["data"][0]
+        return call, s.close
+
+    def client_user(user):
+        client = Client(url, auth=(user, PASSWORD), verbose=False)
+        return (lambda name, *data: client.predict(*data, api_name=f"/{name}")), client.close
+
+    def work(user):
+        call, close = (http_user if mode == "http" else client_user)(user)
+        for r in range(rounds):
+            t = time.perf_counter()
+            task = call("next_pair")
+            if not task:
+                break
+            call("grade", task["query_id"], task["candidate_id"], r % 4, task["task_id"])
+            with lock:
+                calls.append((time.perf_counter() - t) * 1000)
+        close()
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(n_users) as pool:
+        list(pool.map(work, USERS[:n_users]))
+    out = summary(calls)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def run_once(args, label: str) -> dict:
+    env = {"UNINOTE_HOME": args.home, "UNINOTE_DEMO_CORPUS": args.corpus} if args.corpus else \
+        {"UNINOTE_HOME": args.home}
+    if args.sft_overrides:
+        env["UNINOTE_SFT_OVERRIDES"] = args.sft_overrides
+    proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log")
+    try:
+        served = wait_served(url, t0, args.timeout)
+        usable = wait_usable(url, t0, args.timeout, args.note_id)
+        result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1)}
+        if args.measure and label != "first-run":
+            result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
+            result.update(browser_latencies(url, args.n))
+            result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
+            result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
+        result["rss_mb"] = round(rss_mb(proc), 0)
+        return result
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", required=True, help="UNINOTE_HOME for the benchmark (versions, db, caches)")
+    ap.add_argument("--corpus", default="", help="UNINOTE_DEMO_CORPUS (default: the app's default)")
+    ap.add_argument("--fresh", action="store_true", help="delete --home first: measure a first run")
+    ap.add_argument("--note-id", default="15970", help="a note id of the corpus for the usability probe")
+    ap.add_argument("--n", type=int, default=30, help="browser repetitions per latency")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a usable app")
+    ap.add_argument("--sft-overrides", default="", help="UNINOTE_SFT_OVERRIDES JSON for the first run")
+    ap.add_argument("--no-measure", dest="measure", action="store_false", help="start-up times only")
+    args = ap.parse_args()
+    if args.fresh:
+        shutil.rmtree(args.home, ignore_errors=True)
+    Path(args.home).mkdir(parents=True, exist_ok=True)
+    results = []
+    if args.fresh:
+        results.append(run_once(args, "first-run"))
+        print(json.dumps(results[-1]), flush=True)
+    results.append(run_once(args, "cached"))
+    print(json.dumps(results[-1]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
