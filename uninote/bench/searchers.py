@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from uninote.index.vectors import top_indices
+
 K = 10
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
-    idx = np.argpartition(-scores, k - 1)[:k]
-    return idx[np.argsort(-scores[idx], kind="stable")]
+    return top_indices(scores, k)
 
 
 def _topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
@@ -99,7 +100,7 @@ class Adaptive(Searcher):
         self.xl, self.ql, self.xh, self.qh, self.shortlist = x_low, q_low, x_high, q_high, shortlist
 
     def one(self, i: int) -> np.ndarray:
-        short = np.argpartition(-(self.xl @ self.ql[i]), self.shortlist - 1)[: self.shortlist]
+        short = top_indices(self.xl @ self.ql[i], self.shortlist)
         return short[_topk(self.xh[short] @ self.qh[i], K)]
 
     def batch(self) -> np.ndarray:

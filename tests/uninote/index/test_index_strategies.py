@@ -122,3 +122,15 @@ def test_unknown_strategy_and_dim(emb):
         r.search("n00001", strategy="fast")
     with pytest.raises(ValueError, match="dim"):
         r.search("n00001", dim=1000)
+
+
+@pytest.mark.parametrize("n,k", [(5, 10), (300, 10), (100_000, 10), (100_000, 200), (6_401, 7)])
+def test_top_indices_matches_a_full_sort(n, k):
+    from uninote.index.vectors import top_indices
+
+    rng = np.random.default_rng(n + k)
+    scores = rng.standard_normal(n).astype(np.float32)
+    scores[rng.choice(n, n // 10, replace=False)] = -np.inf  # notes without vectors
+    scores[rng.choice(n, min(n, 30), replace=False)] = 0.5  # ties: lower index first
+    expected = top_k(scores, k)
+    np.testing.assert_array_equal(top_indices(scores, k), expected)
