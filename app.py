@@ -7,6 +7,7 @@ built in the background with progress in the console and in the page's status li
 
 import logging
 import os
+import warnings
 
 from app.factory import build_demo, launch_settings
 from uninote.service import ServiceConfig, UniNoteService
@@ -15,6 +16,7 @@ from uninote.service import ServiceConfig, UniNoteService
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    warnings.filterwarnings("ignore", message=".*HTTP_422_UNPROCESSABLE_ENTITY.*")
     service = UniNoteService(ServiceConfig.from_env()).start(background=True, warm=True)
     demo = build_demo(service)
     demo.launch(**launch_settings(service))

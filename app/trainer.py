@@ -8,9 +8,12 @@ the version they started with and no restart is needed.
 
 from __future__ import annotations
 
+import os
+
 import gradio as gr
 import pandas as pd
 
+from app.auth import with_annotator
 from app.dashboard import versions_table
 from app.views import error_box, ok_box
 from uninote.errors import UniNoteError
@@ -22,6 +25,16 @@ def jobs_table(service: UniNoteService) -> pd.DataFrame:
              "message": j.error or j.message or "", "from": j.params.get("base_version", ""),
              "result": (j.result or {}).get("version", "")} for j in service.jobs()]
     return pd.DataFrame(rows, columns=["job", "kind", "status", "progress", "message", "from", "result"])
+
+
+def _refuse(who: str | None) -> str | None:
+    """Trainer actions need a signed-in user, and one of $UNINOTE_ADMINS when that is set."""
+    if not who:
+        return error_box("Sign in to start runs or switch versions")
+    admins = {a.strip() for a in os.environ.get("UNINOTE_ADMINS", "").split(",") if a.strip()}
+    if admins and who not in admins:
+        return error_box(f"{who} may not start runs or switch versions (UNINOTE_ADMINS)")
+    return None
 
 
 def build(service: UniNoteService):
@@ -37,7 +50,8 @@ def build(service: UniNoteService):
     gr.Markdown("#### Versions")
     versions = gr.Dataframe(interactive=False, elem_id="trainer-versions")
     with gr.Row():
-        pick = gr.Dropdown([], label="Serve version", elem_id="trainer-version", scale=3)
+        pick = gr.Dropdown([], label="Serve version", elem_id="trainer-version", scale=3,
+                           allow_custom_value=True)
         activate = gr.Button("Switch", elem_id="trainer-activate", scale=1)
     timer = gr.Timer(2.0)
 
@@ -47,14 +61,21 @@ def build(service: UniNoteService):
         names = [v.version for v in service.versions()]
         return jobs_table(service), versions_table(service), gr.update(choices=names)
 
-    def start(n, rate):
+    def start(who, values):
+        n, rate = values
+        refusal = _refuse(who)
+        if refusal:
+            return refusal
         try:
             job = service.enqueue_rl({"steps": int(n), "lr": float(rate)})
         except UniNoteError as exc:
             return error_box(str(exc))
         return ok_box(f"Queued RL job {job}: waiting for a worker")
 
-    def switch(version):
+    def switch(who, version):
+        refusal = _refuse(who)
+        if refusal:
+            return refusal
         if not version:
             return error_box("Pick a version first")
         try:
@@ -64,6 +85,9 @@ def build(service: UniNoteService):
         return ok_box(f"Now serving {version}: new searches use it")
 
     timer.tick(poll, None, [jobs, versions, pick], api_visibility="private")
-    enqueue.click(start, [steps, lr], message, api_name="enqueue_rl")
-    activate.click(switch, pick, message, api_name="activate_version")
+    params = gr.State([200, 1e-4])
+    for box in (steps, lr):
+        box.change(lambda n, r: [n, r], [steps, lr], params, api_visibility="private", queue=False)
+    enqueue.click(with_annotator(start, 1), params, message, api_name="enqueue_rl")
+    activate.click(with_annotator(switch, 1), pick, message, api_name="activate_version")
     return poll, [jobs, versions, pick]

@@ -121,3 +121,21 @@ def test_app_py_honours_gradio_server_env(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_trainer_enqueues_rl_run_and_switches_version_through_the_api(live_app):
+    from gradio_client import Client
+
+    url, service = live_app
+    service.grade("ann11", "n0", "n1", 3)  # RL needs collected grades
+    client = Client(url, auth=("ann11", PASSWORD), verbose=False)
+    message = client.predict(api_name="/enqueue_rl")
+    assert "Queued RL job" in message
+    job = service.jobs()[0]
+    assert job.kind == "rl" and job.status == "queued"
+    assert job.params["base_version"] == service.served.version and job.params["steps"] == 200
+    current = service.served.version
+    assert "Now serving" in client.predict(current, api_name="/activate_version")
+    assert "incomplete" in client.predict("no-such-version", api_name="/activate_version") or \
+        "unknown" in client.predict("no-such-version", api_name="/activate_version")
+    client.close()
