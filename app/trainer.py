@@ -42,8 +42,8 @@ def build(service: UniNoteService):
                 "(`uninote worker`) picks it up; when it finishes, its version appears below and "
                 "can be served without a restart.")
     with gr.Row():
-        steps = gr.Number(value=200, precision=0, label="RL steps", minimum=1, maximum=100000)
-        lr = gr.Number(value=1e-4, label="Learning rate", minimum=0)
+        steps = gr.Number(value=300, precision=0, label="RL steps", minimum=1, maximum=100000)
+        lr = gr.Number(value=5e-5, label="Learning rate", minimum=0)
         enqueue = gr.Button("Start RL run", variant="primary", elem_id="trainer-enqueue")
     message = gr.HTML()
     jobs = gr.Dataframe(interactive=False, elem_id="trainer-jobs", label="Jobs (refreshes every 2 s)")
@@ -67,7 +67,7 @@ def build(service: UniNoteService):
         if refusal:
             return refusal
         try:
-            job = service.enqueue_rl({"steps": int(n), "lr": float(rate)})
+            job = service.enqueue_rl({"steps": int(n), "learning_rate": float(rate)})
         except UniNoteError as exc:
             return error_box(str(exc))
         return ok_box(f"Queued RL job {job}: waiting for a worker")
@@ -85,7 +85,7 @@ def build(service: UniNoteService):
         return ok_box(f"Now serving {version}: new searches use it")
 
     timer.tick(poll, None, [jobs, versions, pick], api_visibility="private")
-    params = gr.State([200, 1e-4])
+    params = gr.State([300, 5e-5])
     for box in (steps, lr):
         box.change(lambda n, r: [n, r], [steps, lr], params, api_visibility="private", queue=False)
     enqueue.click(with_annotator(start, 1), params, message, api_name="enqueue_rl")

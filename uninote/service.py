@@ -418,7 +418,31 @@ class UniNoteService:
             for n in self.corpus.notes:
                 self.thumbnail(n.note_id)
             self.precompute_umap(umap_dim, umap_granularity)
+            try:
+                self.evaluate_served()
+            except Exception:
+                log.exception("background evaluation failed")
         threading.Thread(target=work, name="uninote-warm", daemon=True).start()
+
+    def evaluate_served(self, max_queries: int = 200) -> None:
+        """Write eval.json for the served version when it has none (the first-run version), using
+        the corpus qrels, with the same harness and format as the RL worker."""
+        served = self.served
+        path = served.path / "eval.json"
+        if path.exists() or not self.corpus.qrels:
+            return
+        from uninote.eval import evaluate
+
+        self._set_status(f"evaluating {served.version} on {max_queries} queries (background)")
+        report = evaluate(served.embeddings, self.corpus.qrels, dims=self.dims(),
+                          modalities=("note", "image", "text"),
+                          granularities=("note", "text", "image", "region"), max_queries=max_queries)
+        _atomic_write(path, json.dumps({"n_queries": report.n_queries, "results": report.results,
+                                        "corpus": self.corpus.name}, indent=2).encode())
+        summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
+                   for r in report.results if r["query_modality"] == "note"}
+        self.store.register_model_version(served.version, str(served.path), metrics=summary)
+        self._set_status(self.status)
 
     def _make_thumbnail(self, src: Path, dst: Path) -> None:
         import io

@@ -133,7 +133,7 @@ def test_trainer_enqueues_rl_run_and_switches_version_through_the_api(live_app):
     assert "Queued RL job" in message
     job = service.jobs()[0]
     assert job.kind == "rl" and job.status == "queued"
-    assert job.params["base_version"] == service.served.version and job.params["steps"] == 200
+    assert job.params["base_version"] == service.served.version and job.params["steps"] == 300 and job.params["learning_rate"] == 5e-5
     current = service.served.version
     assert "Now serving" in client.predict(current, api_name="/activate_version")
     assert "incomplete" in client.predict("no-such-version", api_name="/activate_version") or \

@@ -159,3 +159,19 @@ def test_users_from_env_and_file(tmp_path, monkeypatch):
     monkeypatch.setenv("UNINOTE_USERS", "alice")
     with pytest.raises(ConfigError, match="user:password"):
         load_users()
+
+
+def test_served_version_is_evaluated_once_and_plotted(tmp_path):
+    from app.plots import quality_vs_bytes
+
+    svc = UniNoteService(tiny_service_config(tmp_path)).start()
+    assert svc.eval_results() == []
+    svc.evaluate_served(max_queries=10)
+    rows = svc.eval_results()
+    assert {(r["granularity"], r["dim"]) for r in rows if r["query_modality"] == "note"} == \
+        {(g, d) for g in ("note", "text", "image", "region") for d in (16, 32, 64)}
+    fig = quality_vs_bytes(rows, "ndcg@10", "note")
+    assert sorted(t.name for t in fig.data) == ["image", "note", "region", "text"]
+    assert list(fig.data[0].x) == [64, 128, 256]  # 4 bytes x dim
+    active = svc.store.active_version()
+    assert any(k.startswith("note/note/ndcg@10@") for k in active.metrics)
