@@ -48,6 +48,18 @@ def write_json(records: list[Record], path: str | Path, meta: dict | None = None
     return path
 
 
+def read_json(path: str | Path) -> list[Record]:
+    """Records back from a ``write_json`` file (to re-render tables or merge runs into one chart)."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(Record)}
+    out = []
+    for rec in json.loads(Path(path).read_text()):
+        rec = dict(rec, recall_at_10=rec.pop("recall@10"))
+        out.append(Record(**{k: v for k, v in rec.items() if k in names}))
+    return out
+
+
 def write_chart(records: list[Record], path: str | Path, title: str = "UniNote retrieval: quality vs cost") -> Path:
     """Plotly HTML: recall@10 (vs exact full dim) against single-thread p50 latency, per dim.
 
