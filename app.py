@@ -13,7 +13,15 @@ from app.factory import build_demo, launch_settings
 from uninote.service import ServiceConfig, UniNoteService
 
 
+def use_persistent_storage() -> None:
+    """On Spaces with persistent storage, keep caches (the materialised Hub corpus) under /data."""
+    if os.path.isdir("/data") and os.access("/data", os.W_OK):
+        os.environ.setdefault("UNINOTE_CACHE", "/data/uninote/cache")
+        os.environ.setdefault("HF_HOME", "/data/huggingface")
+
+
 def main() -> None:
+    use_persistent_storage()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     warnings.filterwarnings("ignore", message=".*HTTP_422_UNPROCESSABLE_ENTITY.*")

@@ -82,7 +82,7 @@ def build(service: UniNoteService) -> ExploreHandles:
             with gr.Tab("Catalogue"):
                 find = gr.Textbox(placeholder="Search titles, ids, colours … (e.g. blue shirt)",
                                   show_label=False, elem_id="explore-find")
-                catalogue = gr.Gallery(columns=4, height=420, allow_preview=False, show_label=False,
+                catalogue = gr.Gallery(columns=3, height=460, allow_preview=False, show_label=False,
                                        elem_id="explore-catalogue", object_fit="contain")
                 with gr.Row():
                     by_id = gr.Textbox(placeholder="note id", show_label=False, scale=3,
@@ -98,8 +98,8 @@ def build(service: UniNoteService) -> ExploreHandles:
             message = gr.HTML(elem_id="explore-message")
         with gr.Column(scale=5):
             with gr.Row(equal_height=True):
-                q_photo = gr.Image(show_label=False, height=200, width=200, interactive=False,
-                                   buttons=[], elem_id="query-photo", scale=1, min_width=160)
+                q_photo = gr.Image(show_label=False, height=180, interactive=False,
+                                   buttons=[], elem_id="query-photo", scale=0, min_width=180)
                 q_card = gr.HTML(elem_id="query-card")
             with gr.Row():
                 k = gr.Slider(4, 40, value=12, step=1, label="k", scale=1)

@@ -44,7 +44,7 @@ def grade_distribution(grades: dict[int, int]) -> go.Figure:
     fig = go.Figure(go.Bar(x=[f"grade {g}" for g in range(4)], y=[grades.get(g, 0) for g in range(4)],
                            marker_color=GRADE_COLOURS, text=[grades.get(g, 0) for g in range(4)],
                            textposition="outside"))
-    fig.update_layout(**_LAYOUT, title="Grade distribution", yaxis_title="judgments")
+    fig.update_layout(**_LAYOUT, title="Grade distribution", yaxis=dict(title="judgments", rangemode="tozero"))
     return fig
 
 
@@ -56,7 +56,8 @@ def per_annotator(stats) -> go.Figure:
     for g in range(4):
         fig.add_trace(go.Bar(name=f"grade {g}", x=names, y=[s.grade_counts.get(g, 0) for s in stats],
                              marker_color=GRADE_COLOURS[g]))
-    fig.update_layout(**_LAYOUT, barmode="stack", title="Grades per annotator", yaxis_title="judgments")
+    fig.update_layout(**_LAYOUT, barmode="stack", title="Grades per annotator",
+                      yaxis=dict(title="judgments", rangemode="tozero"))
     return fig
 
 

@@ -77,6 +77,7 @@ def live_app(service):
                     **launch_settings(service))
     finally:
         os.environ.pop("UNINOTE_USERS", None)
+    service.evaluate_served(max_queries=20)  # the dashboard's quality chart has data
     url = f"http://127.0.0.1:{port}"
     yield url, service
     demo.close()

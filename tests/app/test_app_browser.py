@@ -158,8 +158,14 @@ def test_other_tabs_render(browser, live_app, shots):
     page.wait_for_selector("#umap-plot .js-plotly-plot", timeout=120_000)
     page.wait_for_selector("#map-status:has-text('click a point')", timeout=120_000)
     page.screenshot(path=str(shots / "map.png"), full_page=True)
+    rng = __import__("random").Random(0)
+    for user in ("ann6", "ann7", "ann8"):  # a few grades, some pairs by several people
+        for q in range(6):
+            service.grade(user, f"n{q}", f"n{q + 12}", rng.choice([2, 3, 3]))
+            service.grade(user, f"n{q}", f"n{q + 1}", rng.choice([0, 1]))
     open_tab(page, "Dashboard")
-    page.wait_for_selector("#dashboard-head:has-text('judgments')")
+    head = page.wait_for_selector("#dashboard-head:has-text('judgments')")
+    assert not head.inner_text().startswith("0 judgments") and "exact agreement" in head.inner_text()
     page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
     open_tab(page, "Trainer")
     page.wait_for_selector("#trainer-versions:has-text('active')")
