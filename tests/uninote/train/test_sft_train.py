@@ -83,7 +83,8 @@ def test_no_matryoshka_trains_full_dim_only(corpus, tmp_path):
 def test_full_finetune_updates_backbones(corpus, tmp_path):
     cfg = tiny_sft(full_finetune=True, max_steps=4)
     before = UniNoteModel(cfg.model_config())
-    model, _ = train_sft(corpus, tmp_path / "ff", cfg, progress=False)
+    model, _ = train_sft(corpus, tmp_path / "ff", cfg, progress=False)  # on CUDA when there is one
+    model = model.cpu()
     assert not torch.equal(before.image_tower.net[0].weight, model.image_tower.net[0].weight)
     assert not torch.equal(before.text_tower.embed.weight, model.text_tower.embed.weight)
     again = UniNoteModel.from_pretrained(tmp_path / "ff")
