@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,142 +27,13 @@ import numpy as np
 
 from annotations.queue import LabelQueue
 from uninote.data.note import Note
-from uninote.errors import ConfigError, UniNoteError
+from uninote.errors import UniNoteError
+from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
+from uninote.service.folders import atomic_write, load_version, make_model, read_json, write_version
+from uninote.service.maps import load_layout, per_note_vectors, save_layout, umap_2d
+from uninote.service.types import Neighbour, SearchResult, ServedVersion, UploadedQuery
 
 log = logging.getLogger("uninote.service")
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FASHION_HUB_ID = "ashraq/fashion-product-images-small"
-STRATEGIES = ("exact", "adaptive", "local", "global+local")
-MAX_UPLOAD_PHOTOS = 4
-# First-run SFT: the trainer's defaults with fewer epochs, so `make demo` is usable in minutes on
-# a laptop CPU (measured in docs/results/app.md). Override with $UNINOTE_SFT_OVERRIDES (JSON).
-DEMO_SFT = {"epochs": 3}
-
-
-def default_home() -> Path:
-    """Where versions, the database and caches live: $UNINOTE_HOME, /data/uninote on Spaces."""
-    if os.environ.get("UNINOTE_HOME"):
-        return Path(os.environ["UNINOTE_HOME"])
-    if Path("/data").is_dir() and os.access("/data", os.W_OK):
-        return Path("/data/uninote")
-    return Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache" / "uninote"))
-
-
-def default_corpus() -> str:
-    """$UNINOTE_DEMO_CORPUS, else the shared fashion catalogue, else (Spaces) its Hub id."""
-    if os.environ.get("UNINOTE_DEMO_CORPUS"):
-        return os.environ["UNINOTE_DEMO_CORPUS"]
-    shared = Path(os.environ.get("UNINOTE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-    local = shared / "fashion-product-images-small"
-    return str(local) if local.exists() else FASHION_HUB_ID
-
-
-@dataclass
-class ServiceConfig:
-    """Everything the service needs, read from the environment by ``from_env``."""
-
-    corpus: str = field(default_factory=default_corpus, metadata={
-        "help": "Corpus source: native folder, fashion parquet folder or Hub id ($UNINOTE_DEMO_CORPUS)."})
-    home: Path = field(default_factory=default_home, metadata={
-        "help": "Root for versions/, annotations.db, thumbs/, uploads/, umap caches ($UNINOTE_HOME)."})
-    db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the annotation store ($UNINOTE_DB); "
-                                                      "default sqlite:///<home>/annotations.db."})
-    model: str = field(default="default", metadata={"help": (
-        "What to build when no version is active ($UNINOTE_MODEL): 'default' (SFT on first run when "
-        "the trainer is installed, else baseline:concat), 'baseline:concat', or a checkpoint folder.")})
-    model_config: dict = field(default_factory=dict, metadata={
-        "help": "UniNoteConfig overrides for a freshly built model (tests use tiny towers)."})
-    sft_overrides: dict = field(default_factory=dict, metadata={
-        "help": "Overrides for the first-run SFT config (e.g. fewer epochs for a demo)."})
-    max_upload_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "Per-photo upload limit."})
-    max_upload_pixels: int = field(default=30_000_000, metadata={"help": "Per-photo pixel limit."})
-    thumb_size: int = field(default=224, metadata={"help": "Longest side of gallery thumbnails."})
-
-    def validate(self) -> "ServiceConfig":
-        self.home = Path(self.home)
-        if not self.db_url:
-            self.db_url = f"sqlite:///{self.home / 'annotations.db'}"
-        if self.max_upload_bytes < 1024 or self.thumb_size < 32:
-            raise ConfigError("max_upload_bytes must be >= 1024 and thumb_size >= 32")
-        return self
-
-    @classmethod
-    def from_env(cls) -> "ServiceConfig":
-        cfg = cls()
-        cfg.db_url = os.environ.get("UNINOTE_DB", "")
-        cfg.model = os.environ.get("UNINOTE_MODEL", cfg.model)
-        for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
-            if os.environ.get(env):
-                try:
-                    setattr(cfg, attr, json.loads(os.environ[env]))
-                except ValueError as exc:
-                    raise ConfigError(f"{env} must be a JSON object ({exc})") from None
-        return cfg.validate()
-
-    @property
-    def versions_root(self) -> Path:
-        return self.home / "versions"
-
-    @property
-    def thumbs_dir(self) -> Path:
-        return self.home / "thumbs"
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.home / "uploads"
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    """One model version with everything a search needs. Never mutated; swapped whole."""
-
-    version: str
-    path: Path
-    model: Any
-    embeddings: Any
-    retriever: Any
-
-
-@dataclass(frozen=True)
-class Neighbour:
-    note_id: str
-    rank: int
-    score: float
-    title: str
-    thumbnail: str | None
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    neighbours: list[Neighbour]
-    latency_ms: float
-    version: str
-    settings: dict
-
-
-@dataclass(eq=False)  # identity hash: UI state stores it and hashes it to detect changes
-class UploadedQuery:
-    """An uploaded note: validated photos stored under uploads/, and its query embedding."""
-
-    upload_id: str
-    photos: list[str]
-    title: str
-    body: str
-    embedding: Any
-
-
-def overlap_at_k(a: list[Neighbour], b: list[Neighbour]) -> float:
-    """|top-k(a) ∩ top-k(b)| / k for two result lists of equal length k."""
-    k = max(len(a), len(b))
-    return 0.0 if k == 0 else len({n.note_id for n in a} & {n.note_id for n in b}) / k
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class UniNoteService:
@@ -284,68 +153,19 @@ class UniNoteService:
             self._set_status(f"first run: indexing {len(self.corpus):,} notes")
             self._write_version(folder, spec, model, embeddings)
         self.store.register_model_version(version, str(folder), corpus=self.corpus.name,
-                                          metrics=_read_json(folder / "eval.json"))
+                                          metrics=read_json(folder / "eval.json"))
         self.store.set_active_version(version)
         return version
 
     def _make_model(self, spec: str):
-        """The model for a spec (see ``ServiceConfig.model``); 'default' trains SFT here."""
-        from uninote.model import UniNoteConfig, UniNoteModel, load_model
-
-        if spec == "config":  # a freshly initialised model from model_config (tests, smoke runs)
-            return UniNoteModel(UniNoteConfig(**self.config.model_config))
-        if spec != "default":
-            return load_model(spec)
-        from uninote.train.sft import train_sft
-        from uninote.train.sft_config import SFTConfig
-
-        cfg = SFTConfig(**{**DEMO_SFT, **self.config.sft_overrides})
-        staging = self.config.versions_root / ".sft-first-run" / "model"
-        self._set_status(f"first run: training the default SFT model ({cfg.epochs} epochs; "
-                         "progress in the console)")
-        model, _ = train_sft(self.corpus, staging, cfg, progress=True)
-        return model
+        return make_model(self.config, self.corpus, spec, self._set_status)
 
     def _write_version(self, folder: Path, spec: str, model, embeddings) -> None:
-        """model/, embeddings/, index/ then READY last (docs/DESIGN.md, "Model version folder")."""
-        from uninote.index import Retriever
-
-        folder.mkdir(parents=True, exist_ok=True)
-        staging = self.config.versions_root / ".sft-first-run" / "model"
-        if spec == "default" and staging.exists():  # keep train_sft's training_config/metrics files
-            import shutil
-
-            shutil.rmtree(folder / "model", ignore_errors=True)
-            shutil.move(str(staging), str(folder / "model"))
-        elif hasattr(model, "save_pretrained"):
-            model.save_pretrained(folder / "model")
-        else:  # baselines have no weights of their own: record how to rebuild them
-            (folder / "model").mkdir(exist_ok=True)
-            (folder / "model" / "spec.json").write_text(json.dumps({"load_model": spec}))
-        embeddings.save(folder / "embeddings")
-        Retriever(embeddings).save(folder / "index")
-        (folder / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        write_version(self.config, folder, spec, model, embeddings)
 
     def _load_version(self, version: str) -> ServedVersion:
-        from uninote.embeddings import NoteEmbeddings
-        from uninote.index import Retriever
-        from uninote.model import UniNoteModel, load_model
-
-        folder = self._version_path(version)
-        if not (folder / "READY").exists():
-            raise UniNoteError(f"{folder}: model version {version} is incomplete (no READY file)")
         self._set_status(f"loading model version {version}")
-        spec = folder / "model" / "spec.json"
-        if spec.exists():
-            model = load_model(json.loads(spec.read_text())["load_model"])
-        else:
-            model = UniNoteModel.from_pretrained(folder / "model")
-        embeddings = NoteEmbeddings.load(folder / "embeddings")
-        if (folder / "index").exists():
-            retriever = Retriever.load(folder / "index", model_version=embeddings.model_version)
-        else:
-            retriever = Retriever(embeddings)
-        return ServedVersion(version, folder, model, embeddings, retriever)
+        return load_version(version, self._version_path(version))
 
     def _version_path(self, version: str) -> Path:
         for v in self.store.list_model_versions():
@@ -437,7 +257,7 @@ class UniNoteService:
         report = evaluate(served.embeddings, self.corpus.qrels, dims=self.dims(),
                           modalities=("note", "image", "text"),
                           granularities=("note", "text", "image", "region"), max_queries=max_queries)
-        _atomic_write(path, json.dumps({"n_queries": report.n_queries, "results": report.results,
+        atomic_write(path, json.dumps({"n_queries": report.n_queries, "results": report.results,
                                         "corpus": self.corpus.name}, indent=2).encode())
         summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
                    for r in report.results if r["query_modality"] == "note"}
@@ -457,7 +277,7 @@ class UniNoteService:
         image.thumbnail((self.config.thumb_size, self.config.thumb_size))
         buf = io.BytesIO()
         image.save(buf, format="JPEG", quality=88)
-        _atomic_write(dst, buf.getvalue())
+        atomic_write(dst, buf.getvalue())
 
     # --- search -----------------------------------------------------------------------------------
     def neighbours(self, query: str | UploadedQuery, k: int = 12, dim: int | None = None,
@@ -516,7 +336,7 @@ class UniNoteService:
 
                 buf = io.BytesIO()
                 image.save(buf, format="JPEG", quality=92)
-                _atomic_write(path, buf.getvalue())
+                atomic_write(path, buf.getvalue())
             paths.append(str(path))
         note = Note(note_id=f"upload:{digest}", title=title.strip(), body=body.strip(), images=paths)
         embedding = self.served.model.encode_query(note, None)
@@ -577,7 +397,7 @@ class UniNoteService:
     def eval_results(self, version: str | None = None) -> list[dict]:
         """Metric rows (query_modality, granularity, dim, ndcg@10, ...) from a version's eval.json."""
         path = self._version_path(version) if version else self.served.path
-        data = _read_json(path / "eval.json")
+        data = read_json(path / "eval.json")
         rows = data.get("results", []) if isinstance(data, dict) else data
         return [r for r in rows if isinstance(r, dict) and "dim" in r]
 
@@ -604,12 +424,12 @@ class UniNoteService:
         dim = dim or served.embeddings.dim
         cache = served.path / "umap" / f"{granularity}-{dim}.safetensors"
         if cache.exists():
-            return _load_layout(cache)
+            return load_layout(cache)
         if progress:
             progress(f"computing UMAP of {len(served.embeddings):,} notes ({granularity}, {dim}-d)")
         vectors = per_note_vectors(served.embeddings.truncate(dim), granularity)
-        layout = _umap_2d(vectors)
-        _save_layout(cache, served.embeddings.note_ids, layout)
+        layout = umap_2d(vectors)
+        save_layout(cache, served.embeddings.note_ids, layout)
         return served.embeddings.note_ids, layout
 
     def precompute_umap(self, dim: int | None = None, granularity: str = "note") -> None:
@@ -638,47 +458,3 @@ class UniNoteService:
         return job is not None and job.is_alive()
 
 
-# --- helpers ----------------------------------------------------------------------------------------
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def per_note_vectors(embeddings, granularity: str) -> np.ndarray:
-    """One vector per note: as stored for note/text, the normalised mean of its photos/regions else."""
-    vectors, owner = embeddings.vectors(granularity)
-    if owner is None:
-        return np.asarray(vectors, dtype=np.float32)
-    n = len(embeddings)
-    sums = np.zeros((n, vectors.shape[1]), dtype=np.float32)
-    np.add.at(sums, owner, vectors)
-    empty = np.bincount(owner, minlength=n) == 0
-    sums[empty] = embeddings.note[empty]  # a note without photos falls back to its fused vector
-    return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-
-
-def _umap_2d(vectors: np.ndarray) -> np.ndarray:
-    import umap
-
-    n = len(vectors)
-    reducer = umap.UMAP(n_components=2, n_neighbors=min(15, max(2, n - 1)), metric="cosine",
-                        random_state=0, init="spectral" if n > 16 else "random", n_jobs=1)
-    return reducer.fit_transform(vectors).astype(np.float32)
-
-
-def _save_layout(path: Path, note_ids: list[str], layout: np.ndarray) -> None:
-    from safetensors.numpy import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"xy": np.ascontiguousarray(layout)}, str(tmp), metadata={"note_ids": json.dumps(note_ids)})
-    os.replace(tmp, path)
-
-
-def _load_layout(path: Path) -> tuple[list[str], np.ndarray]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        return json.loads(f.metadata()["note_ids"]), f.get_tensor("xy")

@@ -1,0 +1,92 @@
+"""``ServiceConfig``: where the app's corpus, versions, database and caches are, from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uninote.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FASHION_HUB_ID = "ashraq/fashion-product-images-small"
+STRATEGIES = ("exact", "adaptive", "local", "global+local")
+MAX_UPLOAD_PHOTOS = 4
+# First-run SFT: the trainer's defaults with fewer epochs, so `make demo` is usable in minutes on
+# a laptop CPU (measured in docs/results/app.md). Override with $UNINOTE_SFT_OVERRIDES (JSON).
+DEMO_SFT = {"epochs": 3}
+
+
+def default_home() -> Path:
+    """Where versions, the database and caches live: $UNINOTE_HOME, /data/uninote on Spaces."""
+    if os.environ.get("UNINOTE_HOME"):
+        return Path(os.environ["UNINOTE_HOME"])
+    if Path("/data").is_dir() and os.access("/data", os.W_OK):
+        return Path("/data/uninote")
+    return Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache" / "uninote"))
+
+
+def default_corpus() -> str:
+    """$UNINOTE_DEMO_CORPUS, else the shared fashion catalogue, else (Spaces) its Hub id."""
+    if os.environ.get("UNINOTE_DEMO_CORPUS"):
+        return os.environ["UNINOTE_DEMO_CORPUS"]
+    shared = Path(os.environ.get("UNINOTE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    local = shared / "fashion-product-images-small"
+    return str(local) if local.exists() else FASHION_HUB_ID
+
+
+@dataclass
+class ServiceConfig:
+    """Everything the service needs, read from the environment by ``from_env``."""
+
+    corpus: str = field(default_factory=default_corpus, metadata={
+        "help": "Corpus source: native folder, fashion parquet folder or Hub id ($UNINOTE_DEMO_CORPUS)."})
+    home: Path = field(default_factory=default_home, metadata={
+        "help": "Root for versions/, annotations.db, thumbs/, uploads/, umap caches ($UNINOTE_HOME)."})
+    db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the annotation store ($UNINOTE_DB); "
+                                                      "default sqlite:///<home>/annotations.db."})
+    model: str = field(default="default", metadata={"help": (
+        "What to build when no version is active ($UNINOTE_MODEL): 'default' (SFT on first run when "
+        "the trainer is installed, else baseline:concat), 'baseline:concat', or a checkpoint folder.")})
+    model_config: dict = field(default_factory=dict, metadata={
+        "help": "UniNoteConfig overrides for a freshly built model (tests use tiny towers)."})
+    sft_overrides: dict = field(default_factory=dict, metadata={
+        "help": "Overrides for the first-run SFT config (e.g. fewer epochs for a demo)."})
+    max_upload_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "Per-photo upload limit."})
+    max_upload_pixels: int = field(default=30_000_000, metadata={"help": "Per-photo pixel limit."})
+    thumb_size: int = field(default=224, metadata={"help": "Longest side of gallery thumbnails."})
+
+    def validate(self) -> "ServiceConfig":
+        self.home = Path(self.home)
+        if not self.db_url:
+            self.db_url = f"sqlite:///{self.home / 'annotations.db'}"
+        if self.max_upload_bytes < 1024 or self.thumb_size < 32:
+            raise ConfigError("max_upload_bytes must be >= 1024 and thumb_size >= 32")
+        return self
+
+    @classmethod
+    def from_env(cls) -> "ServiceConfig":
+        cfg = cls()
+        cfg.db_url = os.environ.get("UNINOTE_DB", "")
+        cfg.model = os.environ.get("UNINOTE_MODEL", cfg.model)
+        for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
+            if os.environ.get(env):
+                try:
+                    setattr(cfg, attr, json.loads(os.environ[env]))
+                except ValueError as exc:
+                    raise ConfigError(f"{env} must be a JSON object ({exc})") from None
+        return cfg.validate()
+
+    @property
+    def versions_root(self) -> Path:
+        return self.home / "versions"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        return self.home / "thumbs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
