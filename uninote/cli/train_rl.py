@@ -44,6 +44,9 @@ def register(subparsers) -> None:
         elif f.name == "query_modalities":
             p.add_argument(_flag(f.name), nargs="+", choices=["note", "image"], default=None,
                            help=f"{help_} (default: {default})")
+        elif f.name == "frozen_modules":
+            p.add_argument(_flag(f.name), nargs="*", choices=["text_head", "image_head", "fusion"], default=None,
+                           help=f"{help_} (default: none)")
         elif f.name in ("matryoshka_dims", "matryoshka_weights"):
             typ = int if f.name == "matryoshka_dims" else float
             p.add_argument(_flag(f.name), type=typ, nargs="+", default=None, help=help_)

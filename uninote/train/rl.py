@@ -122,6 +122,9 @@ class RLTrainer:
         self.reward_model, self.rm_metrics = None, {}
         if self.cfg.ungraded == "reward_model":
             self._fit_reward_model()
+        for name, p in model.named_parameters():
+            if name.split(".")[0] in self.cfg.frozen_modules:
+                p.requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         self.step, self.history, self.neighbours = 0, [], None

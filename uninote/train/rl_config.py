@@ -49,6 +49,9 @@ class RLConfig:
     query_modalities: list[str] = field(default_factory=lambda: ["note", "image"], metadata={"help": (
         "Query sides trained against the note index: 'note' (fused vector) and 'image' (the first photo, "
         "what an image-only query uses). Same grades and pools; losses averaged over sides.")})
+    frozen_modules: list[str] = field(default_factory=list, metadata={"help": (
+        "Model parts RL leaves at their SFT weights, e.g. ['image_head'] (image-only queries then keep "
+        "their SFT vectors). Names: text_head, image_head, fusion.")})
     matryoshka_dims: list[int] | None = field(default=None, metadata={"help": (
         "Prefix dims to apply RL at (default: the model's matryoshka_dims).")})
     matryoshka_weights: list[float] | None = field(default=None, metadata={"help": (
@@ -85,6 +88,10 @@ class RLConfig:
         mods = list(self.query_modalities)
         if not mods or len(set(mods)) != len(mods) or not set(mods) <= {"note", "image"} or "note" not in mods:
             raise ConfigError(f"RLConfig.query_modalities={mods}: use ['note'] or ['note', 'image']")
+        unknown = set(self.frozen_modules) - {"text_head", "image_head", "fusion"}
+        if unknown or len(set(self.frozen_modules)) >= 3:
+            raise ConfigError(f"RLConfig.frozen_modules={self.frozen_modules}: pick at most two of "
+                              "text_head, image_head, fusion")
         if self.matryoshka_dims is not None:
             dims = list(self.matryoshka_dims)
             if not dims or dims != sorted(set(dims)) or dims[0] < 1:

@@ -164,3 +164,15 @@ def test_rl_on_cuda_with_bf16_autocast(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert mean_reward(trainer, -10) > mean_reward(trainer, 10) + 0.02
     UniNoteModel.from_pretrained(tmp_path, device="cuda")
+
+
+def test_frozen_modules_keep_their_sft_weights(tmp_path):
+    feats, labels = toy_features()
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    RLTrainer(model, feats, toy_grades(labels), fast_config(steps=5, frozen_modules=["image_head"]), tmp_path).train("fp")
+    after = model.trainable_state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("image_head."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("fusion."))
+    with pytest.raises(ConfigError, match="frozen_modules"):
+        RLConfig(frozen_modules=["backbone"]).validate()
