@@ -314,13 +314,15 @@ class Retriever:
             alive = t["alive"].astype(bool)
             tables = {g: VectorTable(t[g], None, len(ids)) for g in ("note", "text")}
             tables.update({g: VectorTable(t[g], t[f"{g}_owner"], len(ids)) for g in ("image", "region")})
+            config, search = IndexConfig(**m["config"]), dict(m["search"])
+            if len(alive) != len(ids):
+                raise ValueError(f"{len(alive)} alive flags for {len(ids)} note ids")
         except (KeyError, ValueError, TypeError) as exc:
             if isinstance(exc, UniNoteError):
                 raise
             raise persist.CorruptIndexError(f"{d}: inconsistent index files ({exc}); rebuild it") from None
         self = cls.__new__(cls)
-        self._init(ids, alive, tables, t["region_image"], m["model_version"], IndexConfig(**m["config"]),
-                   **m["search"])
+        self._init(ids, alive, tables, t["region_image"], m["model_version"], config, **search)
         for entry in m["indexes"]:
             g, dim = entry["granularity"], entry["dim"]
             table = self.table(g, dim)

@@ -74,3 +74,12 @@ def test_missing_or_garbage_manifest(saved, tmp_path):
         Retriever.load(out)
     with pytest.raises(CorruptIndexError, match="no index manifest"):
         Retriever.load(tmp_path / "nowhere")
+
+
+def test_manifest_with_unknown_config_key_is_refused(saved):
+    _, out = saved
+    m = json.loads((out / "manifest.json").read_text())
+    m["config"]["bogus"] = 1
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(CorruptIndexError, match="inconsistent index files"):
+        Retriever.load(out)
