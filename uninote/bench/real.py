@@ -75,6 +75,10 @@ def run_real(emb: NoteEmbeddings, bandwidth: float, dims: list[int] | None = Non
         if "local" in strategies:
             plans.append(("local", "numpy max-sim", local_g, has_local, {"strategy": "local"}, flat,
                           n_local * dim * 4))
+        if "local" in strategies and "adaptive" in strategies and dim > shortlist_dim:
+            plans.append(("adaptive", f"numpy max-sim {shortlist_dim}->{dim} K'={shortlist}", local_g, has_local,
+                          {"strategy": "adaptive", "granularity": local_g}, flat,
+                          n_local * shortlist_dim * 4 + shortlist * avg_local * dim * 4))
         if "global+local" in strategies:
             plans.append(("global+local", f"numpy K'={shortlist}", "note", has_local, {"strategy": "global+local"},
                           flat, n_notes * dim * 4 + shortlist * avg_local * dim * 4))
@@ -84,7 +88,7 @@ def run_real(emb: NoteEmbeddings, bandwidth: float, dims: list[int] | None = Non
                 r.ann_index("note", dim)  # build outside the timed loop
                 scanned = _hnsw_bytes(r, "note", dim, lambda: len(_ids(r, ids, **kw)))
             found = _ids(r, ids, **kw)
-            ref = [(truth_local if strategy == "local" else truth_note)[q] for q in ids]
+            ref = [(truth_local if gran == local_g else truth_note)[q] for q in ids]
             floor = scanned / bandwidth * 1e3
             for t in thread_counts:
                 with threads(t):

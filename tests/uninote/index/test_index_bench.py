@@ -46,3 +46,19 @@ def test_synthetic_prefix_is_consistent():
 def test_recall_at_k_reference():
     assert recall_at_k([[1, 2, 3]], [[3, 4, 5]]) == 1 / 3
     assert recall_at_k([np.array(["a", "b"])], [np.array(["b", "a"])]) == 1.0
+
+
+def test_real_bench_on_small_embeddings():
+    from uninote.bench.real import run_real
+    from uninote.index.synthetic import synthetic_embeddings
+
+    emb = synthetic_embeddings(150, dim=96, images=(1, 2), seed=5)
+    records = run_real(emb, bandwidth=20e9, dims=[32, 96], n_queries=6, thread_counts=[1], shortlist=40,
+                       shortlist_dim=32)
+    got = {(r.strategy, r.dim, r.granularity) for r in records}
+    assert {("exact", 32, "note"), ("exact", 96, "note"), ("adaptive", 96, "note"), ("ann", 96, "note"),
+            ("local", 96, "region"), ("adaptive", 96, "region"), ("global+local", 96, "note")} <= got
+    by = {(r.strategy, r.dim, r.granularity): r for r in records}
+    assert by[("exact", 96, "note")].recall_at_10 == 1.0  # exact full dim is its own ground truth
+    assert by[("local", 96, "region")].recall_at_10 == 1.0
+    assert by[("exact", 32, "note")].bytes_scanned_per_query == 150 * 32 * 4
