@@ -208,3 +208,65 @@ def pool_image(feature_map: torch.Tensor, n_regions: int) -> tuple[torch.Tensor,
     pooled = feature_map.mean(dim=(2, 3))
     regions = F.adaptive_avg_pool2d(feature_map, n_regions).flatten(2).transpose(1, 2)
     return pooled, regions
+
+
+# --- lazy loading of frozen backbones ------------------------------------------------------------
+def known_feature_dim(name: str, kind: str) -> int | None:
+    """Feature width of a backbone without loading its weights (None when it must be loaded)."""
+    fixed = {"minilm": 384, "use-m3": 512, "efficientnet-lite0": 1280}
+    if name in fixed:
+        return fixed[name]
+    if name == "tiny":
+        return None
+    try:
+        from transformers import AutoConfig
+
+        conf = AutoConfig.from_pretrained(name)
+    except (OSError, ValueError):
+        return None  # the real load will raise the helpful ConfigError
+    conf = getattr(conf, "vision_config", conf) if kind == "image" else conf
+    return int(conf.hidden_size) if hasattr(conf, "hidden_size") else None
+
+
+class LazyTower(nn.Module):
+    """A frozen backbone built on first use, so serving from cached features never loads it.
+
+    Attribute access (``mean``, ``std``, ...) and calls go to the real tower, built on the device
+    of ``device_of()`` and frozen. It has no parameters until then (frozen ones are not saved).
+    """
+
+    def __init__(self, build, feature_dim: int, device_of):
+        super().__init__()
+        self.feature_dim = feature_dim
+        object.__setattr__(self, "_build", build)
+        object.__setattr__(self, "_device_of", device_of)
+        object.__setattr__(self, "_tower", None)
+
+    @property
+    def tower(self) -> nn.Module:
+        if self._tower is None:
+            tower = self._build().to(self._device_of()).eval()
+            for p in tower.parameters():
+                p.requires_grad_(False)
+            object.__setattr__(self, "_tower", tower)
+        return self._tower
+
+    @property
+    def loaded(self) -> bool:
+        return self._tower is not None
+
+    def forward(self, *args, **kwargs):
+        return self.tower(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            return super().__getattr__(name)
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.tower, name)
+
+    def _apply(self, fn, *args, **kwargs):
+        if self._tower is not None:
+            self._tower._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)

@@ -23,7 +23,7 @@ from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
 from uninote.model.fusion import NoteFusion, ProjectionHead, mean_by_owner
 from uninote.model.inputs import FeatureInputs
-from uninote.model.towers import build_image_tower, build_text_tower
+from uninote.model.towers import LazyTower, build_image_tower, build_text_tower, known_feature_dim
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
@@ -33,8 +33,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
         super().__init__()
         self.config = (config or UniNoteConfig()).validate()
         cfg = self.config
-        self.text_tower = build_text_tower(cfg)
-        self.image_tower = build_image_tower(cfg)
+        self.text_tower = self._tower(build_text_tower, cfg.text_tower, "text")
+        self.image_tower = self._tower(build_image_tower, cfg.image_tower, "image")
         torch.manual_seed(cfg.seed)
         self.text_head = ProjectionHead(self.text_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
         self.image_head = ProjectionHead(self.image_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
@@ -43,6 +43,13 @@ class UniNoteModel(FeatureInputs, nn.Module):
             for p in list(self.text_tower.parameters()) + list(self.image_tower.parameters()):
                 p.requires_grad_(False)
         self.eval()
+
+    def _tower(self, build, name: str, kind: str) -> nn.Module:
+        """The backbone; frozen ones with a known width are loaded lazily (see ``LazyTower``)."""
+        dim = known_feature_dim(name, kind) if self.config.freeze_backbones else None
+        if dim is None:
+            return build(self.config)
+        return LazyTower(lambda: build(self.config), dim, lambda: self.device)
 
     # --- bookkeeping ---------------------------------------------------------------------------
     @property

@@ -48,3 +48,20 @@ def test_use_m3_tower_handles_chinese():
     out = model.encode_text(["红色连衣裙", "red dress", ""])
     assert out.shape == (3, 32) and torch.isfinite(out).all()
     assert not any(p.requires_grad for p in model.text_tower.parameters())
+
+
+def test_frozen_model_serves_cached_features_without_loading_backbones(tmp_path, monkeypatch):
+    from uninote.data.corpus import load_native
+    from uninote.model import UniNoteConfig, UniNoteModel
+    from uninote.model.testing import make_synthetic_corpus
+    from uninote.train.features import corpus_features
+
+    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
+    corpus = load_native(make_synthetic_corpus(tmp_path / "c", n_notes=6, text_only=1, multi_image=1))
+    cfg = UniNoteConfig(embed_dim=64, matryoshka_dims=[32, 64], hidden_dim=32)
+    corpus_features(corpus, UniNoteModel(cfg), progress=False)  # fills the cache
+    fresh = UniNoteModel(cfg)
+    emb = fresh.embed_corpus(corpus, progress=False)
+    assert not fresh.text_tower.loaded and not fresh.image_tower.loaded
+    q = fresh.encode_query(corpus.notes[0], corpus.root)
+    assert fresh.image_tower.loaded and abs(float(q.note @ emb.note[0]) - 1) < 1e-2

@@ -130,3 +130,23 @@ def test_config_validation_fails_loudly(kwargs, match):
 def test_unknown_config_key_is_named():
     with pytest.raises(ConfigError, match="unknown UniNoteConfig keys \\['embed_size'\\]"):
         UniNoteConfig.from_dict({"embed_size": 3})
+
+
+def test_lazy_tower_builds_on_first_use_and_forwards_attributes():
+    from torch import nn
+
+    from uninote.model.towers import LazyTower
+
+    built = []
+
+    def build():
+        built.append(1)
+        lin = nn.Linear(3, 4)
+        lin.mean = (0.5, 0.5, 0.5)
+        return lin
+
+    lazy = LazyTower(build, 4, lambda: torch.device("cpu"))
+    assert not lazy.loaded and list(lazy.parameters()) == [] and lazy.feature_dim == 4
+    assert lazy.mean == (0.5, 0.5, 0.5) and lazy.loaded and len(built) == 1
+    assert lazy(torch.zeros(2, 3)).shape == (2, 4)
+    assert all(not p.requires_grad for p in lazy.tower.parameters()) and len(built) == 1
