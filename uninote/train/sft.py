@@ -78,10 +78,16 @@ class FeatureBatches:
 
 
 class RawBatches:
-    """Raw batches for full fine-tuning: texts and preprocessed pixels of the batch's notes."""
+    """Raw batches for full fine-tuning: texts and preprocessed pixels of the batch's notes.
+
+    Holds no model (only sizes and normalisation), so DataLoader workers can build batches.
+    """
 
     def __init__(self, corpus, table, model: UniNoteModel):
-        self.corpus, self.table, self.model = corpus, table, model
+        tower, cfg = model.image_tower, model.config
+        self.corpus, self.table = corpus, table
+        self.size, self.n_cells = cfg.image_size, cfg.n_region_cells
+        self.mean, self.std = tuple(tower.mean), tuple(tower.std)
 
     def __call__(self, pairs: np.ndarray):
         from uninote.model.images_io import open_image
@@ -97,16 +103,28 @@ class RawBatches:
                     owner.append(i)
                 except (OSError, ValueError):
                     continue  # counted by the feature pass; a broken photo is just left out here
-        tower, cfg = self.model.image_tower, self.model.config
-        pixels = preprocess_images(images, cfg.image_size, tower.mean, tower.std) if images else \
-            torch.zeros(0, 3, cfg.image_size, cfg.image_size)
+        pixels = preprocess_images(images, self.size, self.mean, self.std) if images else \
+            torch.zeros(0, 3, self.size, self.size)
         owner_t = torch.tensor(owner, dtype=torch.long)
         first = first_rows(owner_t, len(union))  # regions are computed for every photo here
-        idx["region_q"] = region_rows(first[idx["q"]], cfg.n_region_cells)
-        idx["region_p"] = region_rows(first[idx["p"]], cfg.n_region_cells)
+        idx["region_q"] = region_rows(first[idx["q"]], self.n_cells)
+        idx["region_p"] = region_rows(first[idx["p"]], self.n_cells)
         texts = [n.text() for n in notes]
         return {"texts": texts, "has_text": torch.tensor([bool(t.strip()) for t in texts]),
                 "pixels": pixels, "image_owner": owner_t}, idx
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Step i -> (batch, index); with ``num_workers`` a DataLoader prepares batches ahead."""
+
+    def __init__(self, steps, make_batch):
+        self.steps, self.make_batch = steps, make_batch
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __getitem__(self, i: int):
+        return self.make_batch(self.steps[i])
 
 
 def region_rows(photo_rows: torch.Tensor, n_cells: int) -> torch.Tensor:
@@ -168,10 +186,13 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     curve, terms = [], []
     model.train()
-    bar = tqdm(steps, desc="sft", disable=not progress or rank != 0)
+    workers = cfg.num_workers if cfg.full_finetune else 0
+    loader = torch.utils.data.DataLoader(StepBatches(steps, batches), batch_size=None, shuffle=False,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         prefetch_factor=4 if workers else None)
+    bar = tqdm(loader, desc="sft", disable=not progress or rank != 0)
     t_train = time.perf_counter()
-    for step, pairs in enumerate(bar):
-        batch, idx = batches(pairs)
+    for step, (batch, idx) in enumerate(bar):
         idx = {k: v.to(device) for k, v in idx.items()}
         with autocast:
             out = runner(batch)  # one forward pass; Matryoshka slices it

@@ -49,6 +49,8 @@ class SFTConfig:
     # paths / modes
     full_finetune: bool = field(default=False, metadata={"help": (
         "Train the backbones too (GPU, bf16 autocast, DDP under torchrun); default trains heads on cached features.")})
+    num_workers: int = field(default=4, metadata={"help": (
+        "DataLoader worker processes decoding photos for --full-finetune (0 = in the main process).")})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA for --full-finetune."})
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and batch order."})
     threads: int = field(default=1, metadata={"help": (

@@ -81,7 +81,7 @@ def test_no_matryoshka_trains_full_dim_only(corpus, tmp_path):
 
 
 def test_full_finetune_updates_backbones(corpus, tmp_path):
-    cfg = tiny_sft(full_finetune=True, max_steps=4)
+    cfg = tiny_sft(full_finetune=True, max_steps=4, num_workers=2)
     before = UniNoteModel(cfg.model_config())
     model, _ = train_sft(corpus, tmp_path / "ff", cfg, progress=False)  # on CUDA when there is one
     model = model.cpu()
@@ -100,7 +100,7 @@ def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     try:
-        model, metrics = train_sft(corpus, tmp_path / "ddp", tiny_sft(full_finetune=True, max_steps=2),
+        model, metrics = train_sft(corpus, tmp_path / "ddp", tiny_sft(full_finetune=True, max_steps=2, num_workers=0),
                                    progress=False)
         assert dist.is_initialized() and metrics["world_size"] == 1 and metrics["steps"] == 2
     finally:
