@@ -196,6 +196,34 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
     return out
 
 
+def service_baseline(home: str, corpus: str, n: int) -> dict:
+    """The same work in-process, without HTTP, Gradio or a browser: what the app adds on top."""
+    import random
+
+    os.environ["UNINOTE_HOME"] = home
+    if corpus:
+        os.environ["UNINOTE_DEMO_CORPUS"] = corpus
+    from uninote.service import ServiceConfig, UniNoteService
+
+    svc = UniNoteService(ServiceConfig.from_env()).start()
+    ids = random.Random(0).sample([x.note_id for x in svc.corpus.notes], n)
+    search = []
+    for note_id in ids:
+        t = time.perf_counter()
+        result = svc.neighbours(note_id, k=12)
+        [svc.thumbnail(x.note_id) for x in result.neighbours]
+        search.append((time.perf_counter() - t) * 1000)
+    grade = []
+    for i in range(n):
+        t = time.perf_counter()
+        task = svc.next_pair("bench-baseline")
+        svc.grade("bench-baseline", task.query_id, task.candidate_id, i % 4, {"task_id": task.id})
+        svc.next_pair("bench-baseline")
+        grade.append((time.perf_counter() - t) * 1000)
+    return {"run": "in-process baseline", "neighbours_12": summary(search),
+            "grade_then_next_pair": summary(grade)}
+
+
 def run_once(args, label: str) -> dict:
     env = {"UNINOTE_HOME": args.home, "UNINOTE_DEMO_CORPUS": args.corpus} if args.corpus else \
         {"UNINOTE_HOME": args.home}
@@ -228,7 +256,12 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a usable app")
     ap.add_argument("--sft-overrides", default="", help="UNINOTE_SFT_OVERRIDES JSON for the first run")
     ap.add_argument("--no-measure", dest="measure", action="store_false", help="start-up times only")
+    ap.add_argument("--baseline-only", action="store_true",
+                    help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()
+    if args.baseline_only:
+        print(json.dumps(service_baseline(args.home, args.corpus, args.n)), flush=True)
+        return
     if args.fresh:
         shutil.rmtree(args.home, ignore_errors=True)
     Path(args.home).mkdir(parents=True, exist_ok=True)
