@@ -18,7 +18,8 @@ from uninote.errors import ConfigError
 
 
 def on_spaces() -> bool:
-    return bool(os.environ.get("SPACE_ID"))
+    """Running on Hugging Face Spaces (what Gradio's own OAuth support checks)."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
 
 
 def _parse(lines: list[str], where: str) -> dict[str, str]:

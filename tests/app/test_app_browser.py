@@ -158,6 +158,17 @@ def test_other_tabs_render(browser, live_app, shots):
     page.wait_for_selector("#umap-plot .js-plotly-plot", timeout=120_000)
     page.wait_for_selector("#map-status:has-text('click a point')", timeout=120_000)
     page.screenshot(path=str(shots / "map.png"), full_page=True)
+    # plotly events as a mouse would fire them: hover shows the thumbnail, click opens Explore
+    thumb = service.thumbnail("n5")
+    page.evaluate("(t) => document.querySelector('#umap-plot .js-plotly-plot').emit('plotly_hover',"
+                  " {points: [{customdata: ['n5', '/gradio_api/file=' + t], text: 'x'}], event: {clientX: 50, clientY: 50}})",
+                  thumb)
+    assert page.wait_for_selector(".un-tip img").get_attribute("src").endswith(thumb)
+    page.evaluate("document.querySelector('#umap-plot .js-plotly-plot').emit('plotly_click',"
+                  " {points: [{customdata: ['n5', '']}]})")
+    page.wait_for_function("document.querySelector('#query-card') &&"
+                           " document.querySelector('#query-card').innerText.includes('n5')")
+    page.wait_for_selector("#results-a .caption-label")
     rng = __import__("random").Random(0)
     for user in ("ann6", "ann7", "ann8"):  # a few grades, some pairs by several people
         for q in range(6):

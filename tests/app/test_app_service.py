@@ -175,3 +175,19 @@ def test_served_version_is_evaluated_once_and_plotted(tmp_path):
     assert list(fig.data[0].x) == [64, 128, 256]  # 4 bytes x dim
     active = svc.store.active_version()
     assert any(k.startswith("note/note/ndcg@10@") for k in active.metrics)
+
+
+def test_spaces_mode_uses_hugging_face_login_not_passwords(service, monkeypatch):
+    from app.factory import build_demo, launch_settings
+
+    for key, value in {"SYSTEM": "spaces", "SPACE_ID": "someone/uninote", "OAUTH_CLIENT_ID": "id", "OAUTH_CLIENT_SECRET": "secret",
+                       "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}.items():
+        monkeypatch.setenv(key, value)  # what Spaces sets when the README says hf_oauth: true
+        if key.startswith(("OAUTH", "OPENID")):
+            monkeypatch.setattr(f"gradio.oauth.{key}", value)  # gradio reads these at import
+    monkeypatch.setenv("UNINOTE_USERS", "alice:pw")
+    demo = build_demo(service)
+    assert demo.expects_oauth  # a gr.LoginButton is on the Annotate tab
+    settings = launch_settings(service)
+    assert "auth" not in settings
+    assert settings["allowed_paths"] == [str(service.config.thumbs_dir), str(service.config.uploads_dir)]
