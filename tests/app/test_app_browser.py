@@ -98,6 +98,24 @@ def test_pick_note_see_neighbours_change_dim_compare(browser, live_app, shots):
     page.close()
 
 
+def test_catalogue_search_and_open_by_id(browser, live_app):
+    url, service = live_app
+    page = login(browser, url, "ann9")
+    page.fill("#explore-find textarea, #explore-find input", "blue watch")
+    page.wait_for_function("[...document.querySelectorAll('#explore-catalogue .caption-label')]"
+                           ".every(e => e.innerText.includes('blue watch'))")
+    expected = [n.title for n in service.find_notes("blue watch")]
+    assert captions(page, "#explore-catalogue") == expected and expected
+    page.fill("#explore-id textarea, #explore-id input", "n7")
+    page.click("#explore-open")
+    page.wait_for_selector("#query-card:has-text('n7')")
+    page.wait_for_selector("#results-a .caption-label")
+    page.fill("#explore-id textarea, #explore-id input", "no-such-note")
+    page.click("#explore-open")
+    assert "No note with id" in page.wait_for_selector("#explore-message .un-error").inner_text()
+    page.close()
+
+
 def test_grade_with_keyboard_shortcut_lands_in_database(browser, live_app, shots):
     url, service = live_app
     page = login(browser, url, "ann2")
