@@ -36,8 +36,9 @@ class RLConfig:
     kl_estimator: str = field(default="listwise", metadata={"help": (
         "'listwise' (exact KL of the first-choice softmax over the pool) or 'k3' (sampled estimator).")})
     reward: str = field(default="ndcg", metadata={"help": f"Reward function: one of {sorted(REWARD_FUNCTIONS)}."})
-    advantage_scale: str = field(default="group", metadata={"help": (
-        f"Advantage normalisation: one of {SCALES} (group = GRPO).")})
+    advantage_scale: str = field(default="batch", metadata={"help": (
+        f"Advantage normalisation: one of {SCALES}. 'group' = GRPO (divide by each group's std); 'batch' "
+        "(default) divides by the batch std, so near-constant groups are not blown up into noise.")})
     ungraded: str = field(default="reward_model", metadata={"help": (
         "Reward of pool candidates nobody graded: 'reward_model' (its expected grade), 'zero', or 'drop' "
         "(keep only graded candidates in pools).")})
@@ -49,9 +50,9 @@ class RLConfig:
     query_modalities: list[str] = field(default_factory=lambda: ["note", "image"], metadata={"help": (
         "Query sides trained against the note index: 'note' (fused vector) and 'image' (the first photo, "
         "what an image-only query uses). Same grades and pools; losses averaged over sides.")})
-    frozen_modules: list[str] = field(default_factory=list, metadata={"help": (
-        "Model parts RL leaves at their SFT weights, e.g. ['image_head'] (image-only queries then keep "
-        "their SFT vectors). Names: text_head, image_head, fusion.")})
+    frozen_modules: list[str] = field(default_factory=lambda: ["image_head"], metadata={"help": (
+        "Model parts RL leaves at their SFT weights. Default ['image_head']: image-only queries keep their "
+        "SFT vectors (measured: training it costs image-query quality). Names: text_head, image_head, fusion.")})
     matryoshka_dims: list[int] | None = field(default=None, metadata={"help": (
         "Prefix dims to apply RL at (default: the model's matryoshka_dims).")})
     matryoshka_weights: list[float] | None = field(default=None, metadata={"help": (
