@@ -149,6 +149,22 @@ def browser_latencies(url: str, n: int) -> dict:
     return {"explore_click_to_render": summary(explore), "grade_to_next_pair": summary(grade)}
 
 
+def explore_http(url: str, home: Path, n: int) -> dict:
+    """The Explore search alone over HTTP (no browser): POST /gradio_api/run/explore_note."""
+    note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
+    s = requests.Session()
+    s.post(f"{url}/login", data={"username": USERS[1], "password": PASSWORD}, timeout=30).raise_for_status()
+    total, inside = [], []
+    for i in range(n):
+        data = [note_ids[(i * 211) % len(note_ids)], 12, "note", 768, "note", "exact", False, 64, "note", "exact"]
+        t = time.perf_counter()
+        r = s.post(f"{url}/gradio_api/run/explore_note", json={"data": data}, timeout=60)
+        r.raise_for_status()
+        total.append((time.perf_counter() - t) * 1000)
+        inside.append(r.json().get("duration", 0.0) * 1000)
+    return {"http_call": summary(total), "inside_callback": summary(inside)}
+
+
 def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: str = "http") -> dict:
     """``rounds`` x (next_pair + grade) per annotator, all annotators at once; per-round latency.
 
@@ -236,6 +252,7 @@ def run_once(args, label: str) -> dict:
         result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1)}
         if args.measure and label != "first-run":
             result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
+            result["explore_http"] = explore_http(url, Path(args.home), args.n)
             result.update(browser_latencies(url, args.n))
             result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
             result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")

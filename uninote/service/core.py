@@ -434,6 +434,7 @@ class UniNoteService:
 
     def precompute_umap(self, dim: int | None = None, granularity: str = "note") -> None:
         """Start computing the layout in the background (no-op when already started or cached)."""
+        dim = dim or self.served.embeddings.dim
         key = (self.served.version, dim, granularity)
         with self._umap_lock:
             job = self._umap_jobs.get(key)
@@ -454,7 +455,7 @@ class UniNoteService:
         return (self.served.path / "umap" / f"{granularity}-{dim}.safetensors").exists()
 
     def umap_pending(self, dim: int | None, granularity: str) -> bool:
-        job = self._umap_jobs.get((self.served.version, dim, granularity))
+        job = self._umap_jobs.get((self.served.version, dim or self.served.embeddings.dim, granularity))
         return job is not None and job.is_alive()
 
 
