@@ -119,9 +119,11 @@ class RLTrainer:
                       for q, cs in self.graded.grades.items()}
         self.graded_queries = np.array(sorted(self.human), dtype=np.int64)
         self.ref = embed_notes(model, feats, autocast=self.autocast)  # frozen SFT reference
-        self.reward_model, self.rm_metrics = None, {}
-        if self.cfg.ungraded == "reward_model":
+        self.reward_model, self.rm_metrics, self.ungraded = None, {}, self.cfg.ungraded
+        if self.ungraded in ("reward_model", "auto"):
             self._fit_reward_model()
+            if self.ungraded == "auto":
+                self._gate_reward_model()
         for name, p in model.named_parameters():
             if name.split(".")[0] in self.cfg.frozen_modules:
                 p.requires_grad_(False)
@@ -142,10 +144,23 @@ class RLTrainer:
         self.reward_model.to(self.device)
         log.info("reward model: %s", self.rm_metrics.get("heldout", self.rm_metrics["train"]))
 
+    def _gate_reward_model(self) -> None:
+        """'auto': keep the reward model only if it clearly beats the majority class on held-out queries."""
+        held = self.rm_metrics.get("heldout")
+        margin = held["accuracy"] - held["majority_accuracy"] if held else float("-inf")
+        use = margin >= self.cfg.rm_min_margin
+        self.ungraded = "reward_model" if use else "drop"
+        self.rm_metrics["used"] = use
+        self.rm_metrics["margin"] = margin
+        if not use:
+            self.reward_model = None
+            log.info("reward model margin %.3f < %.3f: pools hold graded candidates only", margin,
+                     self.cfg.rm_min_margin)
+
     def refresh_neighbours(self) -> None:
         """Each note's current top ``policy_topk`` neighbours under the policy (full dim)."""
         k = self.cfg.policy_topk
-        if k == 0 or self.cfg.ungraded == "drop":
+        if k == 0 or self.ungraded == "drop":
             self.neighbours = None
             return
         note = embed_notes(self.model, self.feats, autocast=self.autocast).note
@@ -319,7 +334,7 @@ class RLTrainer:
                 "reward_data": {"fingerprint": fingerprint, "pairs": len(self.graded),
                                 "queries": len(self.human), "judgments": self.graded.n_judgments,
                                 "source": self.graded.source, "corpus": self.graded.corpus},
-                "reward_model": self.rm_metrics,
+                "reward_model": self.rm_metrics, "ungraded_effective": self.ungraded,
                 "reward_first20": {f"@{d}": mean(first, f"reward@{d}") for d in self.dims},
                 "reward_last20": {f"@{d}": mean(last, f"reward@{d}") for d in self.dims},
                 "kl_last20": mean(last, "kl"), "seconds": round(seconds, 2),

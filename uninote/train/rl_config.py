@@ -14,7 +14,7 @@ from uninote.errors import ConfigError
 from uninote.train.advantages import SCALES
 from uninote.train.rewards import REWARD_FUNCTIONS
 
-UNGRADED_POLICIES = ("reward_model", "zero", "drop")
+UNGRADED_POLICIES = ("auto", "reward_model", "zero", "drop")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -39,9 +39,13 @@ class RLConfig:
     advantage_scale: str = field(default="batch", metadata={"help": (
         f"Advantage normalisation: one of {SCALES}. 'group' = GRPO (divide by each group's std); 'batch' "
         "(default) divides by the batch std, so near-constant groups are not blown up into noise.")})
-    ungraded: str = field(default="reward_model", metadata={"help": (
-        "Reward of pool candidates nobody graded: 'reward_model' (its expected grade), 'zero', or 'drop' "
-        "(keep only graded candidates in pools).")})
+    ungraded: str = field(default="auto", metadata={"help": (
+        "Reward of pool candidates nobody graded: 'reward_model' (its expected grade), 'zero', 'drop' "
+        "(pools hold graded candidates only), or 'auto' (default): the reward model when its held-out "
+        "accuracy beats the majority-class floor by rm_min_margin, else 'drop' (a weak reward model "
+        "distils noise into the space: measured in docs/results/rl.md).")})
+    rm_min_margin: float = field(default=0.1, metadata={"help": (
+        "For ungraded='auto': held-out accuracy minus majority-class accuracy the reward model needs.")})
     rm_queries: bool = field(default=True, metadata={"help": (
         "With the reward model, also use ungraded training notes as queries (their pools are scored by "
         "the reward model only). Human-graded queries are always used.")})

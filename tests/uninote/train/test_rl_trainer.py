@@ -176,3 +176,18 @@ def test_frozen_modules_keep_their_sft_weights(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("fusion."))
     with pytest.raises(ConfigError, match="frozen_modules"):
         RLConfig(frozen_modules=["backbone"]).validate()
+
+
+def test_auto_ungraded_falls_back_to_graded_pools_when_the_reward_model_is_weak(tmp_path):
+    feats, labels = toy_features()
+    weak = RLTrainer(tiny_model(), feats, toy_grades(labels), fast_config(ungraded="auto", rm_min_margin=1.5), tmp_path)
+    assert weak.ungraded == "drop" and weak.reward_model is None and weak.rm_metrics["used"] is False
+    weak.refresh_neighbours()
+    assert weak.neighbours is None
+    rows, valid, grades = weak.build_pools(np.array([0, 1]), np.random.default_rng(0))
+    assert not torch.isnan(grades[valid]).any() and valid.sum(1).tolist() == [8, 8]  # graded only
+    strong = RLTrainer(tiny_model(), feats, toy_grades(labels), fast_config(ungraded="auto", rm_min_margin=-1.0),
+                       tmp_path / "s")
+    assert strong.ungraded == "reward_model" and strong.reward_model is not None
+    metrics = weak.train("fp")
+    assert metrics["ungraded_effective"] == "drop"
