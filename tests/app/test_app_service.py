@@ -191,3 +191,27 @@ def test_spaces_mode_uses_hugging_face_login_not_passwords(service, monkeypatch)
     settings = launch_settings(service)
     assert "auth" not in settings
     assert settings["allowed_paths"] == [str(service.config.thumbs_dir), str(service.config.uploads_dir)]
+
+
+def test_rl_run_from_app_grades_becomes_a_served_version(tmp_path):
+    """Trainer tab flow end to end: grades -> enqueue_rl -> `uninote worker --once` -> activate."""
+    from uninote.cli.main import main
+
+    svc = UniNoteService(tiny_service_config(tmp_path)).start()
+    base = svc.served.version
+    for user in ("a", "b"):
+        for _ in range(30):
+            task = svc.next_pair(user)
+            q, c = svc.note(task.query_id), svc.note(task.candidate_id)
+            grade = 3 if q.meta == c.meta else (2 if q.meta["kind"] == c.meta["kind"] else 0)
+            svc.grade(user, task.query_id, task.candidate_id, grade, {"task_id": task.id})
+    job_id = svc.enqueue_rl({"steps": 5})
+    assert main(["worker", "--db", svc.config.db_url, "--versions-root", str(svc.config.versions_root),
+                 "--once", "--device", "cpu"]) == 0
+    job = svc.jobs()[0]
+    assert (job.id, job.status) == (job_id, "succeeded"), job.error
+    new = job.result["version"]
+    assert [v.version for v in svc.versions() if v.parent == base] == [new]
+    svc.activate(new)
+    assert svc.neighbours("n0", k=3).version == new
+    assert svc.eval_results(new)  # the worker's eval.json feeds the dashboard chart
