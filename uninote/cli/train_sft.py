@@ -29,11 +29,13 @@ def register(subparsers) -> None:
         help_ = f.metadata.get("help", "")
         if f.name == "matryoshka":
             p.add_argument("--no-matryoshka", dest="matryoshka", action="store_false",
+                           default=argparse.SUPPRESS,
                            help="train without the Matryoshka loss (full dim only)")
         elif f.name in ("full_finetune",):
             p.add_argument(_flag(f.name), action="store_true", help=help_)
         elif f.name == "bf16":
-            p.add_argument("--no-bf16", dest="bf16", action="store_false", help="disable bf16 autocast on CUDA")
+            p.add_argument("--no-bf16", dest="bf16", action="store_false", default=argparse.SUPPRESS,
+                           help="disable bf16 autocast on CUDA")
         elif f.name in ("matryoshka_dims", "matryoshka_weights"):
             typ = int if f.name == "matryoshka_dims" else float
             p.add_argument(_flag(f.name), type=typ, nargs="+", default=default, help=help_)
@@ -52,7 +54,8 @@ def run(args) -> int:
     from uninote.train.sft import train_sft
     from uninote.train.sft_config import SFTConfig
 
-    values = {f.name: getattr(args, f.name) for f in dc.fields(SFTConfig)}
+    given = vars(args)  # --no-* switches leave their field out unless given (SUPPRESS)
+    values = {f.name: given[f.name] for f in dc.fields(SFTConfig) if f.name in given}
     if values["loss_weights"] is not None:
         values["loss_weights"] = {**SFTConfig().loss_weights, **values["loss_weights"]}
     cfg = SFTConfig(**values).validate()
