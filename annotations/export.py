@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from annotations.agreement import overall_alpha
 from annotations.errors import AnnotationError
 from annotations.models import SCHEMA_VERSION
+from uninote.fileio import sha256_file
 
 TABLES = ("pairs", "groups", "preferences", "judgments")
 FORMAT_VERSION = 1
@@ -105,14 +106,6 @@ def fingerprint(judgments: list[Any]) -> str:
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_table(rows: list[dict], out: Path, name: str, columns: list[str]) -> list[str]:
     table = pa.Table.from_pylist(rows) if rows else pa.table({c: pa.array([], pa.string()) for c in columns})
     pq.write_table(table, out / f"{name}.parquet")
@@ -150,7 +143,7 @@ def export_rewards(store, out_dir: str | Path, min_margin: float = 1.0,
         | {"annotators": len({j.annotator for j in judgments})},
         "params": {"min_margin": min_margin, "min_group_size": min_group_size},
         "agreement": overall_alpha(judgments),
-        "files": {f: _sha256(out / f) for f in files},
+        "files": {f: sha256_file(out / f) for f in files},
     }  # fmt: skip
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
@@ -197,7 +190,7 @@ def load_rewards(path_or_repo: str | Path, verify: bool = True) -> Rewards:
     manifest = json.loads(manifest_path.read_text())
     if verify:
         for name, digest in manifest["files"].items():
-            if not (root / name).exists() or _sha256(root / name) != digest:
+            if not (root / name).exists() or sha256_file(root / name) != digest:
                 raise AnnotationError(f"{root / name}: missing or changed since export (sha256 mismatch)")
     tables = {}
     for name in TABLES:

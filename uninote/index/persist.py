@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from uninote.errors import ModelMismatchError, UniNoteError
+from uninote.fileio import sha256_file
 
 FORMAT = "uninote-index/1"
 MANIFEST = "manifest.json"
@@ -29,14 +30,6 @@ MANIFEST = "manifest.json"
 
 class CorruptIndexError(UniNoteError, ValueError):
     """An index folder is missing a file, or a file is truncated, corrupted or edited."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def vectors_checksum(vectors: np.ndarray, owner: np.ndarray | None) -> str:
