@@ -52,17 +52,92 @@ def evaluate_model(path: str, test, dims, uncovered: set[str]) -> dict:
     return out
 
 
+def subset_features(feats, note_ids):
+    """The rows of ``feats`` for ``note_ids`` (photos re-owned), so a split needs no re-extraction."""
+    import torch
+
+    from uninote.train.features import CorpusFeatures
+
+    rows = feats.rows_of(note_ids)
+    img = np.concatenate([np.arange(feats.offsets[r], feats.offsets[r + 1]) for r in rows])
+    owner = np.concatenate([np.full(feats.offsets[r + 1] - feats.offsets[r], j) for j, r in enumerate(rows)])
+    t, i = torch.from_numpy(rows), torch.from_numpy(img)
+    return CorpusFeatures([feats.note_ids[r] for r in rows], feats.text[t], feats.has_text[t], feats.image[i],
+                          torch.from_numpy(owner).long(), feats.image_index[i], feats.region[i])
+
+
+def validate(args) -> None:
+    """Tune on a held-out quarter of the training corpus (see the module docstring)."""
+    from annotations.store import AnnotationStore
+    from uninote.data import load_corpus
+    from uninote.data.split import split_corpus
+    from uninote.eval import evaluate
+    from uninote.model.uninote import UniNoteModel
+    from uninote.simulate import SimulationConfig, simulate
+    from uninote.train.features import corpus_features, embed_from_features
+    from uninote.train.rl import RLTrainer
+    from uninote.train.rl_config import RLConfig
+    from uninote.train.rl_data import from_store
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    dims = [64, 128, 256, 512, 768]
+
+    def scores(model, corpus, feats):
+        emb = embed_from_features(model, feats, progress=False)
+        rep = evaluate(emb, corpus.qrels, dims=dims, modalities=("note", "image", "text"), granularities=("note",))
+        return {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in rep.results}
+
+    sft = UniNoteModel.from_pretrained(args.sft)
+    train = load_corpus(args.train)
+    feats = corpus_features(train, sft, progress=False)
+    part, held = split_corpus(train, test_fraction=0.25, seed=1)
+    f_part = subset_features(feats, [n.note_id for n in part.notes])
+    f_held = subset_features(feats, [n.note_id for n in held.notes])
+    base = scores(sft, held, f_held)
+    for rate in args.error_rates:
+        db = work / f"val-grades-e{int(rate * 100)}.db"
+        if not db.exists():
+            with AnnotationStore(f"sqlite:///{db}") as store:
+                simulate(store, part, embed_from_features(sft, f_part, progress=False),
+                         SimulationConfig(pairs=max(args.budgets), error_rate=rate, annotators=args.annotators),
+                         sft.version)
+        for budget in args.budgets:
+            graded = from_store(f"sqlite:///{db}").head(budget)
+            for text in args.configs:
+                over = json.loads(text)
+                model = UniNoteModel.from_pretrained(args.sft)
+                t0 = time.perf_counter()
+                RLTrainer(model, f_part, graded, RLConfig(**{"save_every": 0, **over}),
+                          work / "val-runs" / "tmp").train(graded.fingerprint())
+                ev = scores(model, held, f_held)
+                row = {"config": over, "error_rate": rate, "budget": budget,
+                       "seconds": round(time.perf_counter() - t0, 1),
+                       "delta": {k: round(ev[k] - base[k], 4) for k in ev}, "sft": base}
+                print(json.dumps({k: row[k] for k in ("config", "error_rate", "budget", "seconds")}
+                                 | {k: row["delta"][k] for k in ("note@64", "note@768", "image@768", "text@768")}),
+                      flush=True)
+                with open(work / "validate.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sft", required=True)
     ap.add_argument("--train", required=True)
-    ap.add_argument("--test", required=True)
+    ap.add_argument("--test", help="held-out test corpus (required unless --validate)")
+    ap.add_argument("--validate", action="store_true", help="tune on a split of --train instead (see above)")
+    ap.add_argument("--configs", nargs="+", default=["{}"], help="--validate: RLConfig overrides as JSON")
     ap.add_argument("--work", required=True)
     ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000])
     ap.add_argument("--error-rates", type=float, nargs="+", default=[0.0, 0.1, 0.25])
     ap.add_argument("--annotators", type=int, default=3)
     ap.add_argument("--rl-args", default="", help="extra train-rl flags, e.g. '--steps 200'")
     args = ap.parse_args()
+    if args.validate:
+        return validate(args)
+    if not args.test:
+        ap.error("--test is required (or use --validate)")
 
     from uninote.data import load_corpus
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from uninote.losses.kl import k3_kl, listwise_kl
-from uninote.losses.policy_gradient import policy_gradient_loss
+from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
 from uninote.train import plackett_luce
 from uninote.train.advantages import group_advantages, rewards_to_tensor
 from uninote.train.reward_model import NoteReps, RewardModel, RewardModelConfig, train_reward_model
@@ -129,7 +129,7 @@ class RLTrainer:
                 p.requires_grad_(False)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
-        self.step, self.history, self.neighbours = 0, [], None
+        self.step, self.history, self.neighbours, self.ref_neighbours = 0, [], None, None
 
     # --- setup ---------------------------------------------------------------------------------
     def _fit_reward_model(self) -> None:
@@ -255,6 +255,10 @@ class RLTrainer:
                     stats["reward"] += w * reward
                 stats["kl"] += share * w * kl
                 stats["pg"] += share * w * pg
+        if cfg.anchor_coef > 0:
+            anchor = self._anchor_kl(rng)
+            loss = loss + cfg.anchor_coef * anchor
+            stats["anchor_kl"] = float(anchor.detach())
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._all_reduce_grads()
@@ -282,7 +286,30 @@ class RLTrainer:
         else:
             kl = k3_kl(logp, plackett_luce.log_prob(ref_logits, rankings, valid_d), defined)
         reward = float(rewards[defined].mean()) if defined.any() else float("nan")
-        return pg + cfg.kl_coef * kl, reward, float(kl.detach()), float(pg.detach())
+        part = pg + cfg.kl_coef * kl
+        if cfg.listwise_coef > 0:
+            part = part + cfg.listwise_coef * listnet_loss(logits, grades.to(self.device), valid_d)
+        return part, reward, float(kl.detach()), float(pg.detach())
+
+    def _anchor_kl(self, rng: np.random.Generator) -> torch.Tensor:
+        """Listwise KL to SFT for random corpus notes against their SFT top neighbours (full dim)."""
+        if self.ref_neighbours is None:
+            ref = self.ref.note
+            top = [(ref[s:s + 1024] @ ref.T).topk(min(self.cfg.pool_size + 1, len(ref)), dim=1).indices[:, 1:]
+                   for s in range(0, len(ref), 1024)]
+            self.ref_neighbours = torch.cat(top).cpu().numpy()
+        queries = rng.integers(0, len(self.feats), size=self.cfg.anchor_queries)
+        pools = self.ref_neighbours[queries]
+        uniq, inverse = np.unique(np.concatenate([queries, pools.ravel()]), return_inverse=True)
+        q_idx = torch.from_numpy(inverse[: len(queries)]).to(self.device)
+        p_idx = torch.from_numpy(inverse[len(queries):].reshape(pools.shape)).to(self.device)
+        with torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
+            note = self.model.forward_features(_rl_batch(self.feats, uniq))["note"].float()
+        ref = self.ref.note[torch.from_numpy(uniq).to(self.ref.note.device)].to(self.device)
+        tau = self.cfg.temperature
+        logits = (note[q_idx].unsqueeze(1) * note[p_idx]).sum(-1) / tau
+        ref_logits = (ref[q_idx].unsqueeze(1) * ref[p_idx]).sum(-1) / tau
+        return listwise_kl(logits, ref_logits)
 
     def _all_reduce_grads(self) -> None:
         if self.world <= 1 or not torch.distributed.is_initialized():

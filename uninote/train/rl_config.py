@@ -35,6 +35,13 @@ class RLConfig:
     kl_coef: float = field(default=0.5, metadata={"help": "beta: weight of the KL penalty to the frozen SFT reference."})
     kl_estimator: str = field(default="listwise", metadata={"help": (
         "'listwise' (exact KL of the first-choice softmax over the pool) or 'k3' (sampled estimator).")})
+    listwise_coef: float = field(default=0.0, metadata={"help": (
+        "Weight of a ListNet term (softmax of the pool vs the grades' gain distribution) added to the "
+        "policy gradient: a sampling-free, low-variance use of every grade (0 = pure GRPO).")})
+    anchor_coef: float = field(default=0.0, metadata={"help": (
+        "Weight of a listwise KL to the SFT scoring on random corpus notes (each against its SFT top "
+        "neighbours, full dim): keeps the whole space, not just graded pools, close to SFT.")})
+    anchor_queries: int = field(default=32, metadata={"help": "Random corpus notes per step for anchor_coef."})
     reward: str = field(default="ndcg", metadata={"help": f"Reward function: one of {sorted(REWARD_FUNCTIONS)}."})
     advantage_scale: str = field(default="batch", metadata={"help": (
         f"Advantage normalisation: one of {SCALES}. 'group' = GRPO (divide by each group's std); 'batch' "
@@ -83,6 +90,8 @@ class RLConfig:
                 raise ConfigError(f"RLConfig.{name}={getattr(self, name)} must be >= {low}")
         if self.temperature <= 0 or self.learning_rate <= 0 or self.kl_coef < 0 or self.max_grad_norm < 0:
             raise ConfigError("RLConfig: temperature and learning_rate must be > 0, kl_coef and max_grad_norm >= 0")
+        if self.listwise_coef < 0 or self.anchor_coef < 0 or self.anchor_queries < 1:
+            raise ConfigError("RLConfig: listwise_coef and anchor_coef must be >= 0, anchor_queries >= 1")
         choices = {"kl_estimator": ("listwise", "k3"), "reward": tuple(REWARD_FUNCTIONS),
                    "advantage_scale": SCALES, "ungraded": UNGRADED_POLICIES, "device": DEVICES}
         for name, allowed in choices.items():

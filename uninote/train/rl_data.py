@@ -1,7 +1,10 @@
 """The grades the RL stage learns from: collected from the annotation store or an export folder.
 
-Several annotators may grade the same (query, candidate) pair; their grades are averaged (a float
-in [0, 3]). The fingerprint hashes the aggregated pairs, so a checkpoint records exactly which
+Several annotators may grade the same (query, candidate) pair. ``aggregate`` averages them
+(``method="mean"``) or, by default for the store and export readers (``method="posterior"``),
+takes the expected true grade under a symmetric grader-noise model whose error rate is estimated
+from the pairs graded twice or more (``estimate_error_rate``); with no disagreement that is the
+plain mean. The fingerprint hashes the aggregated pairs, so a checkpoint records exactly which
 reward data made it.
 """
 
@@ -59,8 +62,56 @@ class GradedPairs:
                            dict(self.info, budget=n_pairs), order[:n_pairs])
 
 
-def aggregate(records: Iterable[tuple[str, str, float]]) -> tuple[dict[str, dict[str, float]], int]:
-    """Mean grade per (query, candidate) over annotators, and how many judgments were read."""
+AGGREGATIONS = ("mean", "posterior")
+GRADE_LEVELS = (0, 1, 2, 3)
+
+
+def estimate_error_rate(groups: Iterable[list[float]]) -> float:
+    """Grader error rate e from pairs graded by several annotators (0 when none are).
+
+    Model: a grader gives the true grade with probability 1 - e, else one of the 3 other grades
+    uniformly. Two graders then disagree with probability d = 1 - (1 - e)**2 - e**2 / 3, so
+    e = 3/4 * (1 - sqrt(1 - 4d/3)) from the observed share d of disagreeing annotator pairs.
+    """
+    agree = total = 0
+    for gs in groups:
+        for i in range(len(gs)):
+            for j in range(i + 1, len(gs)):
+                total += 1
+                agree += gs[i] == gs[j]
+    if total == 0:
+        return 0.0
+    d = min(1.0 - agree / total, 0.75)
+    return 0.75 * (1.0 - (1.0 - 4.0 * d / 3.0) ** 0.5)
+
+
+def posterior_grade(observed: list[float], error_rate: float, prior: list[float]) -> float:
+    """Expected true grade given independent noisy grades (model of ``estimate_error_rate``).
+
+    ``prior[g]`` is the share of true grade g. Non-integer grades, a zero error rate, or grades the
+    model calls impossible fall back to the mean.
+    """
+    mean = sum(observed) / len(observed)
+    if error_rate <= 0.0 or any(float(o) not in GRADE_LEVELS for o in observed):
+        return mean
+    post = []
+    for g in GRADE_LEVELS:
+        like = prior[g]
+        for o in observed:
+            like *= (1.0 - error_rate) if o == g else error_rate / 3.0
+        post.append(like)
+    z = sum(post)
+    return mean if z <= 0 else sum(g * p for g, p in zip(GRADE_LEVELS, post)) / z
+
+
+def aggregate(records: Iterable[tuple[str, str, float]], method: str = "mean",
+              info: dict | None = None) -> tuple[dict[str, dict[str, float]], int]:
+    """Grade per (query, candidate) over annotators (``AGGREGATIONS``), and how many judgments were read.
+
+    ``info`` (optional dict) receives the estimated grader error rate for ``method="posterior"``.
+    """
+    if method not in AGGREGATIONS:
+        raise ConfigError(f"unknown grade aggregation {method!r}; expected one of {AGGREGATIONS}")
     sums: dict[tuple[str, str], list[float]] = defaultdict(list)
     n = 0
     for q, c, g in records:
@@ -69,28 +120,37 @@ def aggregate(records: Iterable[tuple[str, str, float]]) -> tuple[dict[str, dict
             raise ConfigError(f"grade {g} for ({q}, {c}) is outside 0-3")
         sums[(str(q), str(c))].append(g)
         n += 1
+    combine = lambda gs: sum(gs) / len(gs)  # noqa: E731
+    if method == "posterior":
+        rate = estimate_error_rate(gs for gs in sums.values() if len(gs) > 1)
+        counts = [sum(g == level for gs in sums.values() for g in gs) + 1.0 for level in GRADE_LEVELS]
+        prior = [c / sum(counts) for c in counts]
+        combine = lambda gs: posterior_grade(gs, rate, prior)  # noqa: E731
+        if info is not None:
+            info.update(estimated_error_rate=round(rate, 4), grade_prior=[round(p, 4) for p in prior])
     grades: dict[str, dict[str, float]] = defaultdict(dict)
     for (q, c), gs in sums.items():  # dicts keep first-seen order: collection order survives
-        grades[q][c] = sum(gs) / len(gs)
+        grades[q][c] = combine(gs)
     return dict(grades), n
 
 
-def from_store(url: str) -> GradedPairs:
+def from_store(url: str, method: str = "posterior") -> GradedPairs:
     """Every current judgment in the annotation store at ``url`` (SQLAlchemy URL or SQLite path)."""
     from annotations.store import AnnotationStore
 
     with AnnotationStore(url) as store:
-        return _from_open_store(store)
+        return _from_open_store(store, method)
 
 
-def _from_open_store(store) -> GradedPairs:
+def _from_open_store(store, method: str = "posterior") -> GradedPairs:
     judgments = store.judgments()
     judgments = sorted(judgments, key=lambda j: (j.created_at, j.id))  # collection order, for head()
-    grades, n = aggregate((j.query_id, j.candidate_id, j.grade) for j in judgments)
+    info: dict = {}
+    grades, n = aggregate(((j.query_id, j.candidate_id, j.grade) for j in judgments), method, info)
     corpora = corpus_names(store, {q for q in grades} | {c for cs in grades.values() for c in cs})
     corpus = corpora[0] if len(corpora) == 1 else None
     order = list(dict.fromkeys((j.query_id, j.candidate_id) for j in judgments))
-    return GradedPairs(grades, n, corpus, f"store:{store.redacted_url}", {"corpora": corpora}, order)
+    return GradedPairs(grades, n, corpus, f"store:{store.redacted_url}", {"corpora": corpora, **info}, order)
 
 
 def corpus_names(store, note_ids: set[str]) -> list[str]:
@@ -109,7 +169,7 @@ def corpus_names(store, note_ids: set[str]) -> list[str]:
     return sorted(names)
 
 
-def from_rewards_dir(directory: str | Path) -> GradedPairs:
+def from_rewards_dir(directory: str | Path, method: str = "posterior") -> GradedPairs:
     """Graded pairs from an ``uninote export-rewards`` folder (``annotations.export.load_rewards``).
 
     Raw judgments are aggregated exactly like ``from_store`` (mean over annotators, collection
@@ -126,11 +186,12 @@ def from_rewards_dir(directory: str | Path) -> GradedPairs:
         records = [(o["query_id"], o["candidate_id"], o["grade"]) for o in rows]
     else:
         records = [(o["query_id"], o["candidate_id"], o["mean_grade"]) for o in data.pairs]
-    grades, n = aggregate(records)
+    info: dict = {}
+    grades, n = aggregate(records, method, info)
     order = list(dict.fromkeys((q, c) for q, c, _ in records))
     corpus = data.manifest.get("corpus")
-    return GradedPairs(grades, n, corpus, f"dir:{d}", {"manifest_fingerprint": data.manifest.get("fingerprint")},
-                       order)
+    return GradedPairs(grades, n, corpus, f"dir:{d}", {"manifest_fingerprint": data.manifest.get("fingerprint"),
+                                                       **info}, order)
 
 
 def resolve_corpus_path(name_or_path: str | None) -> str:
