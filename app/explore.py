@@ -62,14 +62,16 @@ def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, 
                                    modality=modality, strategy=strat_b)
             overlap = (f"**overlap@{int(k)} = {overlap_at_k(a.neighbours, b.neighbours):.2f}** · "
                        f"left {a.latency_ms:.1f} ms vs right {b.latency_ms:.1f} ms")
-            gal_b, line_b = gr.update(value=gallery_items(b.neighbours), visible=True), \
+            gal_b, line_b = gr.update(value=gallery_items(b.neighbours), visible=True, columns=3), \
                 gr.update(value=result_line(b), visible=True)
         else:
             overlap, gal_b, line_b = "", gr.update(visible=False), gr.update(visible=False)
     except UniNoteError as exc:
         return (None, error_box(str(exc)), [], "", gr.update(visible=False), gr.update(visible=False),
                 "", [], gr.update(choices=[], value=None), "")
-    return (photo, card, gallery_items(a.neighbours), result_line(a), gal_b, line_b, overlap, shown,
+    # side by side, each gallery gets half the width: 3 columns keep photos and captions readable
+    gal_a = gr.update(value=gallery_items(a.neighbours), columns=3 if compare else 4)
+    return (photo, card, gal_a, result_line(a), gal_b, line_b, overlap, shown,
             gr.update(choices=pairs, value=pairs[0][1] if pairs else None), "")
 
 

@@ -30,7 +30,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Explore", id="explore", elem_id="tab-explore"):
                 ex = explore.build(service)
-            with gr.Tab("Annotate", id="annotate", elem_id="tab-annotate"):
+            with gr.Tab("Annotate", id="annotate", elem_id="tab-annotate") as ann_tab:
                 ann_outputs, ann_load = annotate.build(service)
             with gr.Tab("Map", id="map", elem_id="tab-map"):
                 mp = map_tab.build(service)
@@ -59,6 +59,9 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
                           [status, ready_seen, ex.dim_a, ex.dim_b, mp["dim"], mp["field"], ex.catalogue,
                            ex.corpus_ids, status_timer], api_visibility="private")
         demo.load(ann_load, None, ann_outputs, api_visibility="private")
+        # Opening the tab shows the pair again (the same leased one): the photos of a tab first
+        # opened after other events otherwise stay under Gradio's loading overlay.
+        ann_tab.select(ann_load, None, ann_outputs, api_visibility="private", queue=False)
         dash_tab.select(dash_run, dash_inputs, dash_outputs, api_visibility="private")
 
         def open_from_map(note_id, *settings):

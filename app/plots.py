@@ -67,11 +67,13 @@ def quality_vs_bytes(rows: list[dict], metric: str = "ndcg@10", modality: str = 
     if not rows:
         return empty("No evaluation for this version yet (run `uninote eval`)")
     fig = go.Figure()
+    ticks = sorted({4 * r["dim"] for r in rows})  # label the measured sizes, not log-axis minors
     for gran in sorted({r["granularity"] for r in rows}):
         pts = sorted((r["dim"], r[metric]) for r in rows if r["granularity"] == gran)
         fig.add_trace(go.Scatter(x=[4 * d for d, _ in pts], y=[v for _, v in pts], mode="lines+markers",
                                  name=gran, text=[f"{d}-d" for d, _ in pts],
                                  hovertemplate="%{text}: %{y:.3f}<extra>" + gran + "</extra>"))
     fig.update_layout(**_LAYOUT, title=f"{metric} vs bytes per vector ({modality} queries)",
-                      xaxis=dict(title="bytes per vector (float32)", type="log"), yaxis_title=metric)
+                      xaxis=dict(title="bytes per vector (float32)", type="log", tickvals=ticks,
+                                 ticktext=[f"{b:,} B · {b // 4}-d" for b in ticks]), yaxis_title=metric)
     return fig

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import PASSWORD
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from _browser import CHROMIUM, captions, chromium, open_tab, pick_dropdown  # noqa: E402
+from _browser import login as _login  # noqa: E402
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TIMEOUT = 30_000
 
 
@@ -26,12 +28,8 @@ TIMEOUT = 30_000
 def browser():
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -42,27 +40,7 @@ def shots(tmp_path_factory) -> Path:
 
 
 def login(browser, url: str, user: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(TIMEOUT)
-    page.goto(url)
-    page.fill("input[type=text]", user)
-    page.fill("input[type=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#explore-catalogue img")
-    return page
-
-
-def captions(page, gallery: str) -> list[str]:
-    return page.locator(f"{gallery} .caption-label").all_inner_texts()
-
-
-def open_tab(page, name: str):
-    page.get_by_role("tab", name=name).click()
-
-
-def pick_dropdown(page, elem_id: str, value: str):
-    page.click(f"#{elem_id} input")
-    page.get_by_role("option", name=value, exact=True).click()
+    return _login(browser, url, user, PASSWORD, TIMEOUT)
 
 
 def test_pick_note_see_neighbours_change_dim_compare(browser, live_app, shots):
@@ -119,9 +97,13 @@ def test_catalogue_search_and_open_by_id(browser, live_app):
 def test_grade_with_keyboard_shortcut_lands_in_database(browser, live_app, shots):
     url, service = live_app
     page = login(browser, url, "ann2")
+    page.locator("#explore-catalogue .thumbnail-item").first.click()  # Explore first, then the tab
+    page.wait_for_selector("#results-a .caption-label")
     open_tab(page, "Annotate")
     page.wait_for_selector("#annotate-query-photo img")
     page.wait_for_selector("#annotate-progress:has-text('ann2')")
+    page.wait_for_timeout(1000)  # the pair's photos are shown, not left under a loading overlay
+    assert page.locator("#tab-annotate .eta-bar").count() == 0
     task = service.queue.next_task("ann2")  # the pair leased to ann2 is the one on screen
     page.screenshot(path=str(shots / "annotate.png"), full_page=True)
     page.locator("body").click(position={"x": 5, "y": 5})
