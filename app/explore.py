@@ -146,6 +146,8 @@ def build(service: UniNoteService) -> ExploreHandles:
 
     def open_note(note_id, *s):
         note_id = (note_id or "").strip()
+        if not service.ready:
+            return (gr.update(),) + render(service, None, *s)[:-1] + (error_box(service.status),)
         if note_id not in service.corpus:
             return (gr.update(),) + render(service, None, *s)[:-1] + (error_box(f"No note with id {note_id!r}"),)
         return (note_id,) + render(service, note_id, *s)
