@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", help="corpus the grades refer to (default: the one the store records)")
     p.add_argument("--out", required=True, help="checkpoint folder to write (resumes if it holds a run)")
     p.add_argument("--max-pairs", type=int, help="use only the first N graded pairs (collection order)")
+    p.add_argument("--aggregation", choices=["posterior", "mean"], default="posterior",
+                   help="how several grades of one pair combine: 'posterior' (default; expected true grade "
+                        "under a grader-noise model fitted on overlapping grades) or 'mean'")
     p.add_argument("--config", help="JSON file of RLConfig fields (flags given here override it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     for f in dataclasses.fields(RLConfig):
@@ -75,7 +78,7 @@ def run(args) -> int:
     from uninote.train.rl_pipeline import load_graded, run_rl
 
     cfg = resolve_config(args)
-    graded = load_graded(args.rewards, args.db, args.max_pairs)
+    graded = load_graded(args.rewards, args.db, args.max_pairs, args.aggregation)
     bar = tqdm(total=cfg.steps, desc="rl", disable=args.quiet)
 
     def progress(step, total, stats):

@@ -33,11 +33,14 @@ class RLRun:
 
 
 def load_graded(rewards_dir: str | None = None, db_url: str | None = None,
-                max_pairs: int | None = None) -> GradedPairs:
-    """Grades from exactly one of an export folder or a store URL, optionally the first N pairs."""
+                max_pairs: int | None = None, aggregation: str = "posterior") -> GradedPairs:
+    """Grades from exactly one of an export folder or a store URL, optionally the first N pairs.
+
+    ``aggregation`` combines several annotators' grades of a pair (``rl_data.AGGREGATIONS``).
+    """
     if bool(rewards_dir) == bool(db_url):
         raise ConfigError("give exactly one of --rewards DIR or --db URL")
-    graded = from_rewards_dir(rewards_dir) if rewards_dir else from_store(db_url)
+    graded = from_rewards_dir(rewards_dir, aggregation) if rewards_dir else from_store(db_url, aggregation)
     if len(graded) == 0:
         raise ConfigError(f"no graded pairs in {graded.source}: grade some pairs first")
     return graded.head(max_pairs) if max_pairs else graded
