@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
+from uninote.config import JsonConfig
 from uninote.errors import ConfigError
 
 BUILTIN_TEXT_TOWERS = ("minilm", "tiny", "use-m3")
@@ -13,7 +12,7 @@ BUILTIN_IMAGE_TOWERS = ("efficientnet-lite0", "tiny")
 
 
 @dataclass
-class UniNoteConfig:
+class UniNoteConfig(JsonConfig):
     text_tower: str = field(default="minilm", metadata={"help": (
         "Text backbone: 'minilm' (bundled all-MiniLM-L6-v2, 384-d, mean pooled), 'use-m3' (bundled "
         "multilingual USE v3, numpy, always frozen, 512-d; for Chinese notes), 'tiny' (random, tests), "
@@ -59,24 +58,3 @@ class UniNoteConfig:
     @property
     def n_region_cells(self) -> int:
         return self.n_regions * self.n_regions
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "UniNoteConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown UniNoteConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d).validate()
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "UniNoteConfig":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None

@@ -6,10 +6,9 @@ Defaults are the recommended settings: on the 2-core CPU they finish 2,000 grade
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
+from uninote.config import JsonConfig
 from uninote.errors import ConfigError
 from uninote.train.advantages import SCALES
 from uninote.train.rewards import REWARD_FUNCTIONS
@@ -19,7 +18,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
-class RLConfig:
+class RLConfig(JsonConfig):
     steps: int = field(default=300, metadata={"help": "Optimisation steps (one batch of queries each)."})
     queries_per_step: int = field(default=16, metadata={"help": "Queries per step (the batch)."})
     group_size: int = field(default=8, metadata={"help": (
@@ -118,26 +117,3 @@ class RLConfig:
             if any(w < 0 for w in self.matryoshka_weights) or sum(self.matryoshka_weights) <= 0:
                 raise ConfigError("RLConfig.matryoshka_weights must be >= 0 with a positive sum")
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RLConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown RLConfig keys {unknown}; known keys: {sorted(known)}")
-        return cls(**d).validate()
-
-    @classmethod
-    def load(cls, path: str | Path) -> "RLConfig":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-
-    @staticmethod
-    def help() -> dict[str, str]:
-        """Field name -> help text (for the CLI)."""
-        return {f.name: f.metadata.get("help", "") for f in fields(RLConfig)}

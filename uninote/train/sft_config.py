@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 
+from uninote.config import JsonConfig
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
 
@@ -13,7 +12,7 @@ LOSS_TERMS = ("note", "image_note", "text_note", "image_text", "image_image", "r
 
 
 @dataclass
-class SFTConfig:
+class SFTConfig(JsonConfig):
     # model (passed to UniNoteConfig)
     text_tower: str = field(default="minilm", metadata={"help": "Text backbone (see UniNoteConfig)."})
     image_tower: str = field(default="efficientnet-lite0", metadata={"help": "Image backbone (see UniNoteConfig)."})
@@ -80,13 +79,3 @@ class SFTConfig:
                              matryoshka_dims=list(self.matryoshka_dims), n_regions=self.n_regions,
                              image_size=self.image_size, hidden_dim=self.hidden_dim,
                              freeze_backbones=not self.full_finetune, seed=self.seed).validate()
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def save(self, path: str | Path, **extra) -> None:
-        Path(path).write_text(json.dumps({**self.to_dict(), **extra}, indent=2))
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
