@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _browser import captions, chromium, login, open_tab, pick_dropdown, wait_images_loaded  # noqa: E402
+from _browser import chromium, login, open_tab, pick_dropdown, wait_images_loaded  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

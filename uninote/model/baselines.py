@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -14,7 +14,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -32,7 +32,7 @@ from uninote.losses.kl import k3_kl, listwise_kl
 from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
 from uninote.train import plackett_luce
 from uninote.train.advantages import group_advantages, rewards_to_tensor
-from uninote.train.reward_model import NoteReps, RewardModel, RewardModelConfig, train_reward_model
+from uninote.train.reward_model import NoteReps, RewardModelConfig, train_reward_model
 from uninote.train.rewards import REWARD_FUNCTIONS, ndcg_reward_batch
 from uninote.train.rl_checkpoint import find_resume, save_checkpoint
 from uninote.train.rl_config import RLConfig

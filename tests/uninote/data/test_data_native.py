@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 from data_testkit import jpeg_bytes, make_native, note_record
