@@ -31,12 +31,18 @@ class SimulationConfig:
     dims: list[int] = field(default_factory=lambda: [64, 0], metadata={"help": (
         "Embedding dims of the neighbour lists the queue compares (0 = full dim).")})
     overlap: float = field(default=0.2, metadata={"help": "Share of tasks graded by two annotators (when K > 1)."})
-    queries_per_chunk: int = field(default=0, metadata={"help": "Queries added per queue refill (0 = pairs / 10)."})
+    queries_per_chunk: int = field(default=0, metadata={"help": (
+        "Queries added per queue refill (0 = pairs / tasks_per_query, or pairs / 10 without it).")})
+    tasks_per_query: int = field(default=0, metadata={"help": (
+        "Most pairs the queue plans per query (its highest-priority ones; 0 = the queue's default, 20). "
+        "Fewer per query spread the budget over more queries (2,000 pairs at 5 = 400 queries).")})
     seed: int = field(default=0, metadata={"help": "Seed for query order and grader errors."})
 
     def validate(self) -> "SimulationConfig":
         if self.pairs < 1 or self.annotators < 1 or self.k < 1:
             raise ConfigError("simulate: --pairs, --annotators and --k must be >= 1")
+        if self.queries_per_chunk < 0 or self.tasks_per_query < 0:
+            raise ConfigError("simulate: --queries-per-chunk and --tasks-per-query must be >= 0")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ConfigError(f"simulate: --error-rate {self.error_rate} must be in [0, 1]")
         return self
@@ -81,13 +87,14 @@ def simulate(store, corpus, embeddings, config: SimulationConfig, model_version:
 
     cfg = config.validate()
     store.register_notes(corpus.name, corpus.notes)
+    per_query = {"max_tasks_per_query": cfg.tasks_per_query} if cfg.tasks_per_query else {}
     queue = LabelQueue(store, QueueConfig(k=cfg.k, overlap=cfg.overlap if cfg.annotators > 1 else 0.0,
-                                          seed=cfg.seed))
+                                          seed=cfg.seed, **per_query))
     names = [f"sim-{i}" for i in range(cfg.annotators)]
     rng = random.Random(cfg.seed)
     order = [n.note_id for n in corpus.notes]
     np.random.default_rng(cfg.seed).shuffle(order)
-    chunk = cfg.queries_per_chunk or max(1, math.ceil(cfg.pairs / 10))
+    chunk = cfg.queries_per_chunk or max(1, math.ceil(cfg.pairs / (cfg.tasks_per_query or 10)))
     graded: set[tuple[str, str]] = {(j.query_id, j.candidate_id) for j in store.judgments()}
     start_pairs = len(graded)
     submitted = flipped = next_query = 0

@@ -8,6 +8,7 @@ from PIL import Image
 
 from annotations.store import AnnotationStore
 from uninote.data import load_corpus
+from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
 from uninote.model.uninote import UniNoteModel
 from uninote.simulate import SimulationConfig, noisy_grade, simulate, true_grade
@@ -84,3 +85,22 @@ def test_simulate_cli(tmp_path, monkeypatch, capsys):
         assert len(store.judgments()) == 25
     with pytest.raises(SystemExit):
         main(["simulate-annotators", "--db", db])  # missing required arguments
+
+
+def test_tasks_per_query_spreads_the_budget_over_more_queries(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
+    corpus = load_corpus(write_tiny_catalogue(tmp_path / "cat"))
+    emb = tiny_model().embed_corpus(corpus, progress=False)
+    per_query = {}
+    for cap in (0, 2):
+        with AnnotationStore(f"sqlite:///{tmp_path / f'q{cap}.db'}") as store:
+            report = simulate(store, corpus, emb, SimulationConfig(pairs=20, k=5, tasks_per_query=cap))
+            counts = {}
+            for j in store.judgments():
+                counts[j.query_id] = counts.get(j.query_id, 0) + 1
+        assert report["pairs"] == 20
+        per_query[cap] = counts
+    assert max(per_query[2].values()) <= 2
+    assert len(per_query[2]) >= 10 > len(per_query[0])
+    with pytest.raises(ConfigError):
+        SimulationConfig(tasks_per_query=-1).validate()
