@@ -18,6 +18,7 @@ from app.dashboard import versions_table
 from app.views import error_box, ok_box
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
+from uninote.train.rl_config import RLConfig
 
 
 def jobs_table(service: UniNoteService) -> pd.DataFrame:
@@ -41,9 +42,10 @@ def build(service: UniNoteService):
     gr.Markdown("Queue an RL run that learns from the grades collected so far. A worker "
                 "(`uninote worker`) picks it up; when it finishes, its version appears below and "
                 "can be served without a restart.")
+    defaults = RLConfig()  # the recommended settings, not numbers copied into the UI
     with gr.Row():
-        steps = gr.Number(value=300, precision=0, label="RL steps", minimum=1, maximum=100000)
-        lr = gr.Number(value=5e-5, label="Learning rate", minimum=0)
+        steps = gr.Number(value=defaults.steps, precision=0, label="RL steps", minimum=1, maximum=100000)
+        lr = gr.Number(value=defaults.learning_rate, label="Learning rate", minimum=0)
         enqueue = gr.Button("Start RL run", variant="primary", elem_id="trainer-enqueue")
     message = gr.HTML()
     jobs = gr.Dataframe(interactive=False, elem_id="trainer-jobs", label="Jobs (refreshes every 2 s)")
@@ -55,11 +57,13 @@ def build(service: UniNoteService):
         activate = gr.Button("Switch", elem_id="trainer-activate", scale=1)
     timer = gr.Timer(2.0)
 
-    def poll():
+    def poll(current=None):
         if not service.ready:
             return pd.DataFrame(), pd.DataFrame(), gr.update()
         names = [v.version for v in service.versions()]
-        return jobs_table(service), versions_table(service), gr.update(choices=names)
+        # an empty picker shows the version being served rather than nothing
+        value = current or service.served.version
+        return jobs_table(service), versions_table(service), gr.update(choices=names, value=value)
 
     def start(who, values):
         n, rate = values
@@ -84,8 +88,8 @@ def build(service: UniNoteService):
             return error_box(str(exc))
         return ok_box(f"Now serving {version}: new searches use it")
 
-    timer.tick(poll, None, [jobs, versions, pick], api_visibility="private")
-    params = gr.State([300, 5e-5])
+    timer.tick(poll, pick, [jobs, versions, pick], api_visibility="private")
+    params = gr.State([defaults.steps, defaults.learning_rate])
     for box in (steps, lr):
         box.change(lambda n, r: [n, r], [steps, lr], params, api_visibility="private", queue=False)
     enqueue.click(with_annotator(start, 1), params, message, api_name="enqueue_rl")

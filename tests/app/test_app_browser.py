@@ -180,5 +180,8 @@ def test_other_tabs_render(browser, live_app, shots):
     page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
     open_tab(page, "Trainer")
     page.wait_for_selector("#trainer-versions:has-text('active')")
+    # the version picker shows what is being served, not an empty box
+    page.wait_for_function("v => document.querySelector('#trainer-version input').value === v",
+                           arg=service.served.version)
     page.screenshot(path=str(shots / "trainer.png"), full_page=True)
     page.close()
