@@ -33,8 +33,8 @@ import psutil
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _browser import VIEWPORT, chromium  # noqa: E402  (same Chromium flags as the tests)
 PASSWORD = "bench-pw"
 USERS = [f"bench{i}" for i in range(21)]
 
@@ -107,11 +107,8 @@ def rss_mb(proc) -> float:
 
 
 def browser_latencies(url: str, n: int) -> dict:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-        page = b.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium() as b:
+        page = b.new_page(viewport=VIEWPORT)
         page.set_default_timeout(60_000)
         page.goto(url)
         page.fill("input[type=text]", USERS[-1])
@@ -144,7 +141,6 @@ def browser_latencies(url: str, n: int) -> dict:
                                    ".every(i => i.complete && i.naturalWidth > 0)", arg=progress,
                                    polling="raf")
             grade.append((time.perf_counter() - t) * 1000)
-        b.close()
     return {"explore_click_to_render": summary(explore), "grade_to_next_pair": summary(grade)}
 
 
