@@ -77,6 +77,19 @@ def _check_images(note: Note, root: Path, path, lineno, problems: Problems, vali
     return note
 
 
+def _json_lines(path: Path, problems: Problems, desc: str | None = None):
+    """(line number, parsed object) for each non-blank line; malformed JSON goes to ``problems``."""
+    with open(path, encoding="utf-8") as fh:
+        lines = tqdm(fh, desc=desc, unit=" lines", disable=desc is None)
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.report("malformed JSON", f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
+
+
 def read_notes(root: Path, problems: Problems, validate: str = "cheap", progress: bool = False) -> list[Note]:
     """Parse ``notes.jsonl``: one note per line, unique ids, photos checked per ``validate``."""
     path = root / "notes.jsonl"
@@ -84,26 +97,18 @@ def read_notes(root: Path, problems: Problems, validate: str = "cheap", progress
         raise CorpusError("no notes.jsonl here: not a native corpus folder", str(root))
     notes: list[Note] = []
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(tqdm(fh, desc="notes", unit=" notes", disable=not progress), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.report("malformed JSON", f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
-                continue
-            note = _note_from_record(obj, path, lineno, problems)
-            if note is None:
-                continue
-            if note.note_id in first_line:
-                problems.report("duplicate id", f"duplicate note_id {note.note_id!r} "
-                                f"(first seen on line {first_line[note.note_id]})", path, lineno)
-                continue
-            first_line[note.note_id] = lineno
-            if validate != "none":
-                note = _check_images(note, root, path, lineno, problems, validate)
-            notes.append(note)
+    for lineno, obj in _json_lines(path, problems, desc="notes" if progress else None):
+        note = _note_from_record(obj, path, lineno, problems)
+        if note is None:
+            continue
+        if note.note_id in first_line:
+            problems.report("duplicate id", f"duplicate note_id {note.note_id!r} "
+                            f"(first seen on line {first_line[note.note_id]})", path, lineno)
+            continue
+        first_line[note.note_id] = lineno
+        if validate != "none":
+            note = _check_images(note, root, path, lineno, problems, validate)
+        notes.append(note)
     return notes
 
 
@@ -139,28 +144,20 @@ def read_qrels(path: Path, known: set[str], problems: Problems) -> dict[str, dic
 def read_pairs(path: Path, known: set[str], problems: Problems) -> list[Pair]:
     """Parse ``pairs.jsonl``: ``{"query_id", "positive_id", "negative_ids"}`` naming known notes."""
     pairs: list[Pair] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.report("malformed JSON", f"malformed JSON ({exc.msg} at column {exc.colno})", path, lineno)
-                continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("query_id"), str) \
-                    or not isinstance(obj.get("positive_id"), str):
-                problems.report("bad pair", "need string fields 'query_id' and 'positive_id'", path, lineno)
-                continue
-            negatives = obj.get("negative_ids", [])
-            if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
-                problems.report("bad pair", "'negative_ids' must be a list of strings", path, lineno)
-                continue
-            unknown = [i for i in [obj["query_id"], obj["positive_id"], *negatives] if i not in known]
-            if unknown:
-                problems.report("unknown note", f"unknown note id {unknown[0]!r}", path, lineno)
-                continue
-            pairs.append(Pair(obj["query_id"], obj["positive_id"], list(negatives)))
+    for lineno, obj in _json_lines(path, problems):
+        if not isinstance(obj, dict) or not isinstance(obj.get("query_id"), str) \
+                or not isinstance(obj.get("positive_id"), str):
+            problems.report("bad pair", "need string fields 'query_id' and 'positive_id'", path, lineno)
+            continue
+        negatives = obj.get("negative_ids", [])
+        if not isinstance(negatives, list) or not all(isinstance(n, str) for n in negatives):
+            problems.report("bad pair", "'negative_ids' must be a list of strings", path, lineno)
+            continue
+        unknown = [i for i in [obj["query_id"], obj["positive_id"], *negatives] if i not in known]
+        if unknown:
+            problems.report("unknown note", f"unknown note id {unknown[0]!r}", path, lineno)
+            continue
+        pairs.append(Pair(obj["query_id"], obj["positive_id"], list(negatives)))
     return pairs
 
 

