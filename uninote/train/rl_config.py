@@ -52,8 +52,9 @@ class RLConfig(JsonConfig):
         "(pools hold graded candidates only), or 'auto' (default): the reward model when its held-out "
         "accuracy beats the majority-class floor by rm_min_margin, else 'drop' (a weak reward model "
         "distils noise into the space: measured in docs/results/rl.md).")})
-    rm_min_margin: float = field(default=0.1, metadata={"help": (
-        "For ungraded='auto': held-out accuracy minus majority-class accuracy the reward model needs.")})
+    rm_min_margin: float = field(default=0.05, metadata={"help": (
+        "For ungraded='auto': held-out accuracy minus majority-class accuracy the reward model needs "
+        "(0.05: opens at 1,000+ clean grades in docs/results/rl.md, shut near the floor).")})
     rm_queries: bool = field(default=True, metadata={"help": (
         "With the reward model, also use ungraded training notes as queries (their pools are scored by "
         "the reward model only). Human-graded queries are always used.")})
