@@ -2,21 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from uninote.data.corpus import load_native
 from uninote.model import UniNoteModel
-from uninote.model.testing import make_synthetic_corpus, tiny_config
+from uninote.model.testing import tiny_config
 from uninote.train import features as F
 from uninote.train.sft_data import add_region_index, batch_order, pair_index, pair_table
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
-def corpus(tmp_path):
-    return load_native(make_synthetic_corpus(tmp_path / "c", n_notes=20, broken=1))
+def corpus(synthetic_corpus):
+    return synthetic_corpus(20)
 
 
 def test_cache_is_written_once_and_reused(corpus, monkeypatch):

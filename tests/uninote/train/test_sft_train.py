@@ -4,22 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from uninote.data.corpus import load_native
 from uninote.errors import ConfigError
 from uninote.model import UniNoteModel
-from uninote.model.testing import make_synthetic_corpus
 from uninote.train.sft import train_sft
 from uninote.train.sft_config import SFTConfig
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
-
-
 @pytest.fixture
-def corpus(tmp_path):
-    return load_native(make_synthetic_corpus(tmp_path / "c", n_notes=36, broken=1))
+def corpus(synthetic_corpus):
+    return synthetic_corpus(36)
 
 
 def tiny_sft(**kw):
