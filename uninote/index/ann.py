@@ -8,7 +8,12 @@ Kinds (inner product on L2-normalised vectors, so scores are cosines):
   scores are exact at the index dim; supports ``add`` but not removal (tombstones filter dead
   notes at query time, see ``Retriever``).
 - ``ivfpq`` ``IndexIVFPQ``; PQ scores are lossy, so its shortlist (``k * rerank_factor``) is always
-  re-ranked with the exact full-dim vectors.
+  re-ranked with the exact full-dim vectors. Its recall is set by the coarse quantizer (how many
+  true neighbours fall in the ``nprobe`` visited cells), not by the code size: see the defaults.
+
+Query-time knobs (``ef_search``, ``ivf_nprobe``, ``rerank_factor``, ``local_candidates``) are read
+at every search, so ``retriever.config = retriever.config.tuned(ivf_nprobe=64)`` changes them
+without a rebuild (also on a loaded index).
 
 ``kind="auto"`` picks by vector count: flat up to ``flat_max``, hnsw up to ``hnsw_max``, else ivfpq.
 """
@@ -33,10 +38,15 @@ class IndexConfig:
     hnsw_m: int = 32  # HNSW links per node (memory ~ M*8 bytes/vector on top of the vectors)
     ef_construction: int = 40  # HNSW build beam width (build time grows ~linearly)
     ef_search: int = 64  # HNSW query beam width (raised to k when k is larger)
-    ivf_nlist: int = 0  # IVF cells; 0 = 4*sqrt(n) clamped to [1, n/39]
-    ivf_nprobe: int = 16  # IVF cells visited per query
+    # IVF-PQ defaults measured at N=1M, d=128 on the synthetic clustered set (docs/results/index.md,
+    # "IVF-PQ at N=1M"): the old 4*sqrt(n) cells trained on 20k points, nprobe 16, shortlist 4k gave
+    # same-dim recall@10 0.63; the misses were in unvisited cells (a longer shortlist or 2x the code
+    # bytes barely helped), so the fix is finer, better-trained cells plus a 10k shortlist.
+    ivf_nlist: int = 0  # IVF cells; 0 = 8*sqrt(n) clamped to [1, n/39] (4*sqrt(n) left true neighbours in unvisited cells)
+    ivf_train_size: int = 0  # k-means training sample; 0 = 20 points per cell, at least 20k (capped at n)
+    ivf_nprobe: int = 32  # IVF cells visited per query (query-time; 32 of 8k cells: recall 0.96 at 1M)
     pq_m: int = 0  # PQ sub-quantizers; 0 = dim/8 (one byte per 8 dims), must divide dim
-    rerank_factor: int = 4  # IVF-PQ shortlist size = k * rerank_factor, re-ranked at full dim
+    rerank_factor: int = 10  # IVF-PQ shortlist = k * rerank_factor, re-ranked exactly at full dim (query-time; 4 lost ~0.1 recall)
     local_candidates: int = 32  # multi-vector ANN: vectors fetched per query vector before rescoring
     seed: int = 0  # training seed for IVF-PQ k-means
 
@@ -49,9 +59,24 @@ class IndexConfig:
                      "rerank_factor", "local_candidates"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"index config {name} must be >= 1, got {getattr(self, name)}")
-        if self.ivf_nlist < 0 or self.pq_m < 0:
-            raise ConfigError("ivf_nlist and pq_m must be >= 0 (0 = automatic)")
+        if self.ivf_nlist < 0 or self.pq_m < 0 or self.ivf_train_size < 0:
+            raise ConfigError("ivf_nlist, ivf_train_size and pq_m must be >= 0 (0 = automatic)")
         return self
+
+    def tuned(self, **changes) -> "IndexConfig":
+        """A copy with query-time knobs changed (valid on built or loaded indexes, no rebuild)."""
+        from dataclasses import replace
+
+        from uninote.errors import ConfigError
+
+        build_time = sorted(set(changes) - set(QUERY_FIELDS))
+        if build_time:
+            raise ConfigError(f"{build_time} are build-time index settings; only {QUERY_FIELDS} "
+                              "can change on a built index (rebuild with a new IndexConfig instead)")
+        return replace(self, **changes).validate()
+
+
+QUERY_FIELDS = ("ef_search", "ivf_nprobe", "rerank_factor", "local_candidates")
 
 
 def choose_kind(n_vectors: int, config: IndexConfig) -> str:
@@ -68,6 +93,16 @@ def _pq_m(dim: int, config: IndexConfig) -> int:
     while dim % m:
         m -= 1
     return m
+
+
+def ivf_nlist(n: int, config: IndexConfig) -> int:
+    """IVF cells for ``n`` vectors: ``config.ivf_nlist`` or 8*sqrt(n), clamped to [1, n/39]."""
+    return max(1, min(config.ivf_nlist or int(8 * math.sqrt(n)), n // 39))
+
+
+def ivf_train_size(n: int, nlist: int, config: IndexConfig) -> int:
+    """k-means training sample size: ``config.ivf_train_size`` or 20 per cell (>= 20k), <= n."""
+    return min(n, config.ivf_train_size or max(20_000, 20 * nlist))
 
 
 def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
@@ -87,17 +122,18 @@ def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
     if kind == "ivfpq":
         if n < 64:
             raise ValueError(f"IVF-PQ needs at least 64 vectors to train, got {n}; use kind='flat'")
-        nlist = config.ivf_nlist or int(4 * math.sqrt(n))
-        nlist = max(1, min(nlist, n // 39))
+        nlist = ivf_nlist(n, config)
         nbits = max(4, min(8, int(math.log2(max(n // 39, 16)))))
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, _pq_m(dim, config), nbits,
                                  faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = config.seed
+        index.cp.min_points_per_centroid = 20  # the auto sample is 20 per cell (faiss warns below 39)
         index.pq.cp.seed = config.seed
-        index.pq.cp.niter = 10  # PQ k-means on 2 cores is the slow part of the build
+        index.pq.cp.niter = 10  # PQ k-means: 10 iterations are enough, the coarse k-means dominates
         rng = np.random.default_rng(config.seed)
-        train = vectors if n <= 20_000 else vectors[rng.choice(n, 20_000, replace=False)]
+        n_train = ivf_train_size(n, nlist, config)
+        train = vectors if n <= n_train else vectors[rng.choice(n, n_train, replace=False)]
         index.train(train)
         index.add(vectors)
         index.nprobe = min(config.ivf_nprobe, nlist)
