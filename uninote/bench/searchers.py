@@ -164,34 +164,43 @@ class HNSW(Searcher):
 
 
 class IVFPQ(Searcher):
-    """faiss ``IndexIVFPQ`` shortlist of ``k * rerank`` re-ranked with exact vectors ``x_rerank``."""
+    """``uninote.index.ann.build_ann`` IVF-PQ (so the product's build), shortlist of ``k * rerank``
+    re-ranked with exact vectors ``x_rerank`` (the index dim for same-dim recall, or a higher one
+    as the retriever does with its full-dim vectors)."""
 
     def __init__(self, x: np.ndarray, queries: np.ndarray, x_rerank: np.ndarray, q_rerank: np.ndarray,
-                 nlist: int, pq_m: int, rerank: int = 4, seed: int = 0):
-        import faiss
+                 config, name: str = ""):
+        from uninote.index.ann import _pq_m, build_ann, ivf_nlist, ivf_train_size
 
-        d = x.shape[1]
-        super().__init__("ann", f"ivfpq nlist={nlist} m={pq_m}", d, params={"nlist": nlist, "pq_m": pq_m,
-                                                                            "rerank": rerank})
+        d, n = x.shape[1], len(x)
+        nlist = ivf_nlist(n, config)
+        params = {"nlist": nlist, "pq_m": _pq_m(d, config), "train": ivf_train_size(n, nlist, config),
+                  "nprobe": config.ivf_nprobe, "rerank": config.rerank_factor, "config": name}
+        super().__init__("ann", f"ivfpq nlist={nlist} m={params['pq_m']}", d, params=params)
         t = time.perf_counter()
-        self.faiss_index = faiss.IndexIVFPQ(faiss.IndexFlatIP(d), d, nlist, pq_m, 8, faiss.METRIC_INNER_PRODUCT)
-        self.faiss_index.cp.seed = seed
-        self.faiss_index.pq.cp.niter = 10  # PQ k-means dominates the build on 2 cores
-        rng = np.random.default_rng(seed)
-        self.faiss_index.train(x if len(x) <= 20_000 else x[rng.choice(len(x), 20_000, replace=False)])
-        self.faiss_index.add(x)
+        self.faiss_index = build_ann(x, "ivfpq", config)
         self.build_s = time.perf_counter() - t
-        self.bytes_per_vector = pq_m + 8  # codes + ids (exact re-rank vectors counted separately)
-        self.q, self.xr, self.qr, self.rerank, self.n = np.ascontiguousarray(queries), x_rerank, q_rerank, rerank, len(x)
+        self.bytes_per_vector = self.faiss_index.code_size + 8  # codes + ids (exact re-rank vectors counted separately)
+        self.q, self.n = np.ascontiguousarray(queries), n
+        self.set_rerank(x_rerank, q_rerank)
 
     def set_nprobe(self, nprobe: int) -> "IVFPQ":
-        self.faiss_index.nprobe = nprobe
-        self.params["nprobe"] = nprobe
+        self.faiss_index.nprobe = min(nprobe, self.faiss_index.nlist)
+        self.params["nprobe"] = self.faiss_index.nprobe
+        return self
+
+    def set_rerank(self, x_rerank: np.ndarray, q_rerank: np.ndarray, factor: int | None = None) -> "IVFPQ":
+        """Re-rank the shortlist of ``K * factor`` with these exact vectors."""
+        self.xr, self.qr = x_rerank, q_rerank
+        self.rerank = self.params["rerank"] = factor or self.params["rerank"]
         return self
 
     @property
     def label(self) -> str:
-        return f"ivfpq nlist={self.params['nlist']} m={self.params['pq_m']} nprobe={self.params.get('nprobe')} rerank@{self.xr.shape[1]}"
+        p = self.params
+        tag = f" ({p['config']})" if p["config"] else ""
+        return (f"ivfpq nlist={p['nlist']} m={p['pq_m']} train={p['train'] // 1000}k nprobe={p['nprobe']} "
+                f"R={self.rerank} rerank@{self.xr.shape[1]}{tag}")
 
     def one(self, i: int) -> np.ndarray:
         rows = self.faiss_index.search(self.q[i:i + 1], K * self.rerank)[1][0]

@@ -19,6 +19,7 @@ from uninote.bench import searchers as S
 from uninote.bench.machine import cpu_count, threads
 from uninote.bench.measure import Record, measure
 from uninote.embeddings import truncate
+from uninote.index.ann import IndexConfig
 from uninote.index.synthetic import SyntheticSpec, iter_chunks, synthetic_vectors
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,9 @@ class SyntheticBenchConfig:
     ef_search: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # HNSW efSearch sweep
     hnsw_m: int = 32  # HNSW links
     ef_construction: int = 40  # HNSW build beam
-    ivf_nprobe: list[int] = field(default_factory=lambda: [8, 32])  # IVF-PQ nprobe sweep ([] skips IVF-PQ)
+    ivf_nprobe: list[int] = field(default_factory=lambda: [16, 32, 64])  # IVF-PQ nprobe sweep ([] skips IVF-PQ)
+    ivf_rerank: list[int] = field(default_factory=lambda: [10, 20])  # IVF-PQ re-rank factor sweep (shortlist k*R)
+    ivf_baseline: bool = True  # also build + measure the pre-tuning IndexConfig IVF-PQ defaults
     shortlist: int = 200  # adaptive K'
     shortlist_dim: int = 64  # adaptive first-pass dim
     full_dim: int = 768  # synthetic full dim (ground truth dim)
@@ -79,6 +82,30 @@ def _hnsw_cache(cfg: SyntheticBenchConfig, spec: SyntheticSpec, dim: int) -> Pat
                                   f"s{spec.seed}-noise{spec.noise}-tau{spec.decay_tau}.faiss")
 
 
+def old_ivf_config(n: int, seed: int = 0) -> IndexConfig:
+    """The IVF-PQ defaults before tuning: 4*sqrt(n) cells trained on 20k points, nprobe 16, R=4."""
+    return IndexConfig(kind="ivfpq", ivf_nlist=int(4 * np.sqrt(n)), ivf_train_size=20_000, ivf_nprobe=16,
+                       rerank_factor=4, seed=seed)
+
+
+def run_ivfpq(cfg: SyntheticBenchConfig, n: int, d: int, hold: int, tables, qs, run) -> None:
+    """IVF-PQ at dim ``d``: current defaults swept over nprobe x re-rank factor (and the old defaults),
+    each re-ranked at ``d`` (same-dim recall) and at the held dim ``hold`` (as the retriever does)."""
+    builds = [("defaults", IndexConfig(kind="ivfpq", seed=cfg.seed), cfg.ivf_nprobe, cfg.ivf_rerank)]
+    if cfg.ivf_baseline:
+        old = old_ivf_config(n, cfg.seed)
+        builds.insert(0, ("old defaults", old, [old.ivf_nprobe], [old.rerank_factor]))
+    for name, index_cfg, nprobes, reranks in builds:
+        with threads(cpu_count()):
+            ivf = S.IVFPQ(tables[d], qs[d], tables[d], qs[d], index_cfg, name)
+        log.info("N=%d d=%d: IVF-PQ (%s) built in %.1fs", n, d, name, ivf.build_s)
+        for rdim in sorted({d, hold}):
+            for nprobe in nprobes:
+                for factor in reranks:
+                    run(ivf.set_nprobe(nprobe).set_rerank(tables[rdim], qs[rdim], factor), d)
+        del ivf
+
+
 def run_size(n: int, cfg: SyntheticBenchConfig, bandwidth: float) -> list[Record]:
     """Every configured measurement at one corpus size."""
     spec = SyntheticSpec(n, full_dim=cfg.full_dim, seed=cfg.seed)
@@ -118,19 +145,15 @@ def run_size(n: int, cfg: SyntheticBenchConfig, bandwidth: float) -> list[Record
             run(S.Adaptive(tables[lo], qs[lo], tables[d], qs[d], cfg.shortlist), d)
     if "ann" in cfg.strategies:
         for d in [d for d in cfg.ann_dims if d in tables]:
-            with threads(cpu_count()):
-                hnsw = S.HNSW(tables[d], qs[d], cfg.hnsw_m, cfg.ef_construction, _hnsw_cache(cfg, spec, d))
-            log.info("N=%d d=%d: HNSW ready in %.1fs", n, d, hnsw.build_s)
-            for ef in cfg.ef_search:
-                run(hnsw.set_ef(ef), d)
-            del hnsw
-            if cfg.ivf_nprobe:
-                nlist = int(min(4 * np.sqrt(n), 512, n // 39))
+            if cfg.ef_search:  # [] skips HNSW (its 1M build takes minutes)
                 with threads(cpu_count()):
-                    ivf = S.IVFPQ(tables[d], qs[d], tables[hold], qs[hold], nlist, max(1, d // 8), seed=cfg.seed)
-                for nprobe in cfg.ivf_nprobe:
-                    run(ivf.set_nprobe(min(nprobe, nlist)), d)
-                del ivf
+                    hnsw = S.HNSW(tables[d], qs[d], cfg.hnsw_m, cfg.ef_construction, _hnsw_cache(cfg, spec, d))
+                log.info("N=%d d=%d: HNSW ready in %.1fs", n, d, hnsw.build_s)
+                for ef in cfg.ef_search:
+                    run(hnsw.set_ef(ef), d)
+                del hnsw
+            if cfg.ivf_nprobe:
+                run_ivfpq(cfg, n, d, hold, tables, qs, run)
     return records
 
 

@@ -45,7 +45,11 @@ def register(subparsers) -> None:
     p.add_argument("--strategies", default=None, help="comma-separated strategies (default: all that apply)")
     p.add_argument("--ann-dims", type=_ints, default=[128], help="synthetic: dims with HNSW/IVF-PQ indexes")
     p.add_argument("--ef-search", type=_ints, default=[16, 32, 64, 128], help="synthetic: HNSW efSearch sweep")
-    p.add_argument("--nprobe", type=_ints, default=[8, 32], help="synthetic: IVF-PQ nprobe sweep (empty: none)")
+    p.add_argument("--nprobe", type=_ints, default=[16, 32, 64], help="synthetic: IVF-PQ nprobe sweep (empty: none)")
+    p.add_argument("--ivf-rerank", type=_ints, default=[10, 20],
+                   help="synthetic: IVF-PQ re-rank factor sweep (shortlist = 10 * R)")
+    p.add_argument("--no-ivf-baseline", action="store_true",
+                   help="synthetic: skip the pre-tuning IVF-PQ defaults (built and measured by default)")
     p.add_argument("--queries", type=int, default=100, help="queries per configuration")
     p.add_argument("--threads", type=_ints, default=None, help="thread counts (default: 1 and all cores)")
     p.add_argument("--max-gb", type=float, default=4.0, help="synthetic: cap on the largest held table (GB)")
@@ -90,6 +94,7 @@ def run(args) -> int:
         cache = None if args.no_cache else Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache/uninote")) / "bench"
         cfg = SyntheticBenchConfig(sizes=args.synthetic, n_queries=args.queries, thread_counts=thread_counts,
                                    ann_dims=args.ann_dims, ef_search=args.ef_search, ivf_nprobe=args.nprobe,
+                                   ivf_rerank=args.ivf_rerank, ivf_baseline=not args.no_ivf_baseline,
                                    max_bytes=int(args.max_gb * 2**30), cache_dir=cache, seed=args.seed)
         if args.dims:
             cfg.dims = args.dims

@@ -62,3 +62,21 @@ def test_real_bench_on_small_embeddings():
     assert by[("exact", 96, "note")].recall_at_10 == 1.0  # exact full dim is its own ground truth
     assert by[("local", 96, "region")].recall_at_10 == 1.0
     assert by[("exact", 32, "note")].bytes_scanned_per_query == 150 * 32 * 4
+
+
+def test_bench_ivfpq_sweep_rows(tmp_path):
+    """IVF-PQ rows: old defaults once, current defaults per nprobe x re-rank factor, each re-ranked
+    at the index dim and at the held dim; an empty --ef-search skips HNSW."""
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--synthetic", "2000", "--dims", "64,128", "--ann-dims", "64", "--strategies", "ann",
+               "--ef-search", "", "--nprobe", "2,4", "--ivf-rerank", "2,5", "--queries", "8", "--threads", "1",
+               "--no-cache", "--out", str(out), "--chart", ""])
+    assert rc == 0
+    labels = [r["index"] for r in json.loads(out.read_text())]
+    assert not any(label.startswith("hnsw") for label in labels)
+    old = [label for label in labels if label.endswith("(old defaults)")]
+    new = [label for label in labels if label.endswith("(defaults)")]
+    assert len(old) == 2 and all("nprobe=16 R=4 " in label for label in old)
+    assert len(new) == 2 * 2 * 2
+    assert {label.split("rerank@")[1].split()[0] for label in new} == {"64", "128"}
+    assert sum("R=5 " in label for label in new) == 4
