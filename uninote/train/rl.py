@@ -307,9 +307,14 @@ class RLTrainer:
             note = self.model.forward_features(_rl_batch(self.feats, uniq))["note"].float()
         ref = self.ref.note[torch.from_numpy(uniq).to(self.ref.note.device)].to(self.device)
         tau = self.cfg.temperature
-        logits = (note[q_idx].unsqueeze(1) * note[p_idx]).sum(-1) / tau
-        ref_logits = (ref[q_idx].unsqueeze(1) * ref[p_idx]).sum(-1) / tau
-        return listwise_kl(logits, ref_logits)
+        dims = [(ref.shape[-1], 1.0)] if self.cfg.anchor_dims == "full" else list(zip(self.dims, self.weights))
+        total = note.new_zeros(())
+        for dim, w in dims:
+            cut = lambda x: F.normalize(x[..., :dim], dim=-1)  # noqa: E731 - Matryoshka prefix
+            logits = (cut(note[q_idx]).unsqueeze(1) * cut(note[p_idx])).sum(-1) / tau
+            ref_logits = (cut(ref[q_idx]).unsqueeze(1) * cut(ref[p_idx])).sum(-1) / tau
+            total = total + w * listwise_kl(logits, ref_logits)
+        return total
 
     def _all_reduce_grads(self) -> None:
         if self.world <= 1 or not torch.distributed.is_initialized():

@@ -43,6 +43,9 @@ class RLConfig(JsonConfig):
         "Weight of a listwise KL to the SFT scoring on random corpus notes (each against its SFT top "
         "neighbours, full dim): keeps the whole space, not just graded pools, close to SFT (0 = off).")})
     anchor_queries: int = field(default=32, metadata={"help": "Random corpus notes per step for anchor_coef."})
+    anchor_dims: str = field(default="full", metadata={"help": (
+        "Prefixes the corpus anchor holds near SFT: 'full' (the full dim only) or 'all' (every RL dim, "
+        "weighted like the RL loss).")})
     reward: str = field(default="ndcg", metadata={"help": f"Reward function: one of {sorted(REWARD_FUNCTIONS)}."})
     advantage_scale: str = field(default="batch", metadata={"help": (
         f"Advantage normalisation: one of {SCALES}. 'group' = GRPO (divide by each group's std); 'batch' "
@@ -94,7 +97,7 @@ class RLConfig(JsonConfig):
             raise ConfigError("RLConfig: temperature and learning_rate must be > 0, kl_coef and max_grad_norm >= 0")
         if self.listwise_coef < 0 or self.anchor_coef < 0 or self.anchor_queries < 1:
             raise ConfigError("RLConfig: listwise_coef and anchor_coef must be >= 0, anchor_queries >= 1")
-        choices = {"kl_estimator": ("listwise", "k3"), "reward": tuple(REWARD_FUNCTIONS),
+        choices = {"kl_estimator": ("listwise", "k3"), "anchor_dims": ("full", "all"), "reward": tuple(REWARD_FUNCTIONS),
                    "advantage_scale": SCALES, "ungraded": UNGRADED_POLICIES, "device": DEVICES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

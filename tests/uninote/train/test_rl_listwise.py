@@ -51,8 +51,29 @@ def test_anchor_kl_is_zero_at_sft_and_positive_after_training(tmp_path):
     assert q.shape == (len(feats), cfg.pool_size) and not (q == np.arange(len(feats))[:, None]).any()
 
 
+def test_anchor_at_every_prefix_is_the_weighted_mean_of_per_dim_anchors(tmp_path):
+    feats, labels = toy_features()
+    trainer = RLTrainer(tiny_model(), feats, toy_grades(labels),
+                        fast_config(anchor_coef=1.0, anchor_queries=8, steps=10, anchor_dims="all",
+                                    matryoshka_dims=[8, 16], matryoshka_weights=[3.0, 1.0]), tmp_path)
+    assert float(trainer._anchor_kl(np.random.default_rng(0))) == pytest.approx(0.0, abs=1e-5)
+    trainer.train("fp")
+
+    def anchor(dims):
+        trainer.cfg.anchor_dims = "all"
+        trainer.dims, trainer.weights = dims, [1.0] * len(dims)
+        return float(trainer._anchor_kl(np.random.default_rng(1)))
+
+    both = 0.75 * anchor([8]) + 0.25 * anchor([16])
+    trainer.dims, trainer.weights = [8, 16], [0.75, 0.25]
+    assert float(trainer._anchor_kl(np.random.default_rng(1))) == pytest.approx(both, rel=1e-5)
+    trainer.cfg.anchor_dims = "full"
+    assert float(trainer._anchor_kl(np.random.default_rng(1))) == pytest.approx(anchor([16]), rel=1e-5)
+    assert anchor([8]) != pytest.approx(anchor([16]), rel=1e-3)  # the prefixes really differ
+
+
 def test_anchor_and_listwise_config_validation():
-    for bad in (dict(listwise_coef=-1.0), dict(anchor_coef=-0.1), dict(anchor_queries=0)):
+    for bad in (dict(listwise_coef=-1.0), dict(anchor_coef=-0.1), dict(anchor_queries=0), dict(anchor_dims="half")):
         with pytest.raises(ConfigError):
             RLConfig(**bad).validate()
 
