@@ -25,6 +25,15 @@ COMMAND_MODULES = [
 ]
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" to an option's help only when X says something (not None, not suppressed)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or "(default:" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="uninote",

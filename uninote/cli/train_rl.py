@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from uninote.cli.main import DefaultsHelp
 import dataclasses
 
 HELP = """Improve an SFT checkpoint from people's grades. The policy is the model itself: for each
@@ -25,7 +27,7 @@ def register(subparsers) -> None:
     from uninote.train.rl_config import RLConfig
 
     p = subparsers.add_parser("train-rl", help="stage-2 RL from graded relevance (GRPO, KL to SFT)",
-                              description=HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=HELP, formatter_class=DefaultsHelp)
     p.add_argument("--init", required=True, help="SFT checkpoint folder (or Hub id) to start from")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--rewards", help="folder written by the annotations export (graded pairs)")
@@ -38,24 +40,23 @@ def register(subparsers) -> None:
                         "under a grader-noise model fitted on overlapping grades) or 'mean'")
     p.add_argument("--config", help="JSON file of RLConfig fields (flags given here override it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    for f in dataclasses.fields(RLConfig):
+    for f in dataclasses.fields(RLConfig):  # unset flags stay absent: RLConfig's default (or --config) applies
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_ = f.metadata.get("help", "")
+        help_ = f"{f.metadata.get('help', '')} (default: {default})"
+        unset = argparse.SUPPRESS
         if f.name in ("rm_queries", "bf16"):
             p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
-                           default=None, help=f"turn off: {help_}")
+                           default=unset, help=f"turn off: {f.metadata.get('help', '')}")
         elif f.name == "query_modalities":
-            p.add_argument(_flag(f.name), nargs="+", choices=["note", "image"], default=None,
-                           help=f"{help_} (default: {default})")
+            p.add_argument(_flag(f.name), nargs="+", choices=["note", "image"], default=unset, help=help_)
         elif f.name == "frozen_modules":
-            p.add_argument(_flag(f.name), nargs="*", choices=["text_head", "image_head", "fusion"], default=None,
-                           help=f"{help_} (default: none)")
+            p.add_argument(_flag(f.name), nargs="*", choices=["text_head", "image_head", "fusion"], default=unset,
+                           help=f"{help_}; give the flag with no names to train every module")
         elif f.name in ("matryoshka_dims", "matryoshka_weights"):
             typ = int if f.name == "matryoshka_dims" else float
-            p.add_argument(_flag(f.name), type=typ, nargs="+", default=None, help=help_)
+            p.add_argument(_flag(f.name), type=typ, nargs="+", default=unset, help=f.metadata.get("help", ""))
         else:
-            p.add_argument(_flag(f.name), type=type(default), default=None,
-                           help=f"{help_} (default: {default})")
+            p.add_argument(_flag(f.name), type=type(default), default=unset, help=help_)
     p.set_defaults(func=run)
 
 

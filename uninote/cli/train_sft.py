@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+
+from uninote.cli.main import DefaultsHelp
 import dataclasses
 import json
 
@@ -20,7 +22,7 @@ def register(subparsers) -> None:
     from uninote.train.sft_config import SFTConfig
 
     p = subparsers.add_parser("train-sft", help="stage-1 contrastive SFT (InfoNCE + Matryoshka)",
-                              description=HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=HELP, formatter_class=DefaultsHelp)
     p.add_argument("--corpus", required=True, help="training corpus (native folder or any load_corpus source)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from uninote.cli.main import DefaultsHelp
+
 WORKER_HELP = """Poll the annotation store's jobs table, claim one RL job at a time (safe with several
 workers), train on CUDA when available (bf16 autocast) else CPU, stream progress and metrics into
 the job row, and publish a new model version folder (model/, embeddings/, index/, eval.json,
@@ -19,7 +21,7 @@ random other grade. Then: uninote train-rl --init MODEL --db URL --out DIR."""
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("worker", help="RL trainer worker: jobs table -> new model versions",
-                              description=WORKER_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=WORKER_HELP, formatter_class=DefaultsHelp)
     p.add_argument("--db", required=True, help="annotation store URL (sqlite:///path.db or PostgreSQL)")
     p.add_argument("--versions-root", help="version folders root (default: $UNINOTE_HOME/versions)")
     p.add_argument("--worker-id", help="name recorded on claimed jobs (default: host-pid)")
@@ -31,7 +33,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_worker)
 
     s = subparsers.add_parser("simulate-annotators", help="grade queue pairs with simulated annotators",
-                              description=SIMULATE_HELP, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              description=SIMULATE_HELP, formatter_class=DefaultsHelp)
     s.add_argument("--db", required=True, help="annotation store URL")
     s.add_argument("--corpus", required=True, help="corpus folder (or any load_corpus source)")
     s.add_argument("--model", required=True, help="checkpoint folder or baseline:... whose neighbours are graded")

@@ -70,3 +70,33 @@ def test_train_rl_from_export_folder_and_errors(graded_store, capsys):
     rc = main(["train-rl", "--init", str(tmp / "sft"), "--db", url, "--corpus", str(root), "--out",
                str(tmp / "rl4"), "--temperature", "0", *ARGS])
     assert rc == 2
+
+
+def _parse(argv):
+    import argparse
+
+    from uninote.cli import train_rl
+
+    parser = argparse.ArgumentParser()
+    train_rl.register(parser.add_subparsers())
+    return parser, parser.parse_args(["train-rl", "--init", "i", "--db", "sqlite:///x.db", "--out", "o", *argv])
+
+
+def test_train_rl_flags_override_config_file_and_unset_flags_keep_it(tmp_path):
+    from uninote.cli.train_rl import resolve_config
+    from uninote.train.rl_config import RLConfig
+
+    RLConfig(steps=7, temperature=0.05).save(tmp_path / "rl.json")
+    _, args = _parse(["--config", str(tmp_path / "rl.json"), "--steps", "9", "--frozen-modules", "--no-rm-queries"])
+    cfg = resolve_config(args)
+    assert (cfg.steps, cfg.temperature, cfg.frozen_modules, cfg.rm_queries) == (9, 0.05, [], False)
+    _, args = _parse([])
+    assert resolve_config(args) == RLConfig()
+
+
+def test_train_rl_help_shows_each_real_default_once():
+    parser, _ = _parse([])
+    sub = next(a for a in parser._actions if a.choices and "train-rl" in a.choices).choices["train-rl"]
+    text = sub.format_help()
+    assert "(default: None)" not in text
+    assert "(default: ['image_head'])" in text and "(default: 0.02)" in text
