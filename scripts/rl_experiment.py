@@ -35,6 +35,34 @@ def sh(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
+def propagate(graded, mode: str, top: float = 2.5):
+    """Grades inferred from the collected ones (a negative result kept reproducible, docs/results/rl.md).
+
+    ``sym``: g(c, q) = g(q, c). ``top``: a candidate graded >= ``top`` for q is taken as interchangeable
+    with q and inherits q's other grades. ``both``: both. Collected grades always win; several
+    inferences for one pair are averaged.
+    """
+    from collections import defaultdict
+
+    from uninote.train.rl_data import GradedPairs
+
+    inferred = defaultdict(lambda: defaultdict(list))
+    for q, cands in graded.grades.items():
+        for c, g in cands.items():
+            if mode in ("sym", "both"):
+                inferred[c][q].append(g)
+            if mode in ("top", "both") and g >= top:
+                for b, gb in cands.items():
+                    if b != c:
+                        inferred[c][b].append(gb)
+    grades = {q: dict(cands) for q, cands in graded.grades.items()}
+    for q, cands in inferred.items():
+        for c, gs in cands.items():
+            if c != q and c not in grades.get(q, {}):
+                grades.setdefault(q, {})[c] = sum(gs) / len(gs)
+    return GradedPairs(grades, graded.n_judgments, graded.corpus, f"{graded.source}+{mode}", graded.info, graded.order)
+
+
 def evaluate_model(path: str, test, dims, uncovered: set[str]) -> dict:
     from uninote.eval import evaluate
     from uninote.model.uninote import UniNoteModel
@@ -67,7 +95,13 @@ def subset_features(feats, note_ids):
 
 
 def validate(args) -> None:
-    """Tune on a held-out quarter of the training corpus (see the module docstring)."""
+    """Tune on a held-out quarter of the training corpus, or on ``--part``/``--held`` folders.
+
+    With ``--part A --held V`` (``A`` + ``V`` = a split of the training corpus, ``--sft`` trained on
+    ``A`` only) the held-out notes are unseen by SFT and RL alike: the fair validation split. With
+    ``--test`` every model is also scored there (a cross-check, not for choosing settings). A config
+    may hold ``"propagate": "sym"|"top"|"both"`` (see ``propagate``) besides RLConfig fields.
+    """
     from annotations.store import AnnotationStore
     from uninote.data import load_corpus
     from uninote.data.split import split_corpus
@@ -89,33 +123,47 @@ def validate(args) -> None:
         return {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in rep.results}
 
     sft = UniNoteModel.from_pretrained(args.sft)
-    train = load_corpus(args.train)
-    feats = corpus_features(train, sft, progress=False)
-    part, held = split_corpus(train, test_fraction=0.25, seed=1)
-    f_part = subset_features(feats, [n.note_id for n in part.notes])
-    f_held = subset_features(feats, [n.note_id for n in held.notes])
+    if args.part and args.held:
+        part, held = load_corpus(args.part), load_corpus(args.held)
+        f_part, f_held = corpus_features(part, sft, progress=False), corpus_features(held, sft, progress=False)
+    else:
+        train = load_corpus(args.train)
+        feats = corpus_features(train, sft, progress=False)
+        part, held = split_corpus(train, test_fraction=0.25, seed=1)
+        f_part = subset_features(feats, [n.note_id for n in part.notes])
+        f_held = subset_features(feats, [n.note_id for n in held.notes])
     base = scores(sft, held, f_held)
+    test = load_corpus(args.test) if args.test else None
+    f_test = corpus_features(test, sft, progress=False) if test else None
+    test_base = scores(sft, test, f_test) if test else None
     for rate in args.error_rates:
-        db = work / f"val-grades-e{int(rate * 100)}.db"
+        db = Path(args.grades) if args.grades else work / f"val-grades-e{int(rate * 100)}.db"
         if not db.exists():
             with AnnotationStore(f"sqlite:///{db}") as store:
                 simulate(store, part, embed_from_features(sft, f_part, progress=False),
                          SimulationConfig(pairs=max(args.budgets), error_rate=rate, annotators=args.annotators),
                          sft.version)
         for budget in args.budgets:
-            graded = from_store(f"sqlite:///{db}").head(budget)
+            collected = from_store(f"sqlite:///{db}").head(budget)
             for text in args.configs:
                 over = json.loads(text)
+                mode = over.pop("propagate", None)
+                graded = propagate(collected, mode) if mode else collected
                 model = UniNoteModel.from_pretrained(args.sft)
                 t0 = time.perf_counter()
                 RLTrainer(model, f_part, graded, RLConfig(**{"save_every": 0, **over}),
                           work / "val-runs" / "tmp").train(graded.fingerprint())
                 ev = scores(model, held, f_held)
-                row = {"config": over, "error_rate": rate, "budget": budget,
-                       "seconds": round(time.perf_counter() - t0, 1),
+                row = {"config": dict(over, **({"propagate": mode} if mode else {})), "error_rate": rate,
+                       "budget": budget, "seconds": round(time.perf_counter() - t0, 1),
                        "delta": {k: round(ev[k] - base[k], 4) for k in ev}, "sft": base}
+                if test:
+                    ev_test = scores(model, test, f_test)
+                    row["test_delta"] = {k: round(ev_test[k] - test_base[k], 4) for k in ev_test}
                 print(json.dumps({k: row[k] for k in ("config", "error_rate", "budget", "seconds")}
-                                 | {k: row["delta"][k] for k in ("note@64", "note@768", "image@768", "text@768")}),
+                                 | {k: row["delta"][k] for k in ("note@64", "note@768", "image@768", "text@768")}
+                                 | {f"test_{k}": v for k, v in row.get("test_delta", {}).items()
+                                    if k in ("note@64", "note@768")}),
                       flush=True)
                 with open(work / "validate.jsonl", "a") as f:
                     f.write(json.dumps(row) + "\n")
@@ -128,6 +176,9 @@ def main() -> None:
     ap.add_argument("--test", help="held-out test corpus (required unless --validate)")
     ap.add_argument("--validate", action="store_true", help="tune on a split of --train instead (see above)")
     ap.add_argument("--configs", nargs="+", default=["{}"], help="--validate: RLConfig overrides as JSON")
+    ap.add_argument("--part", help="--validate: corpus folder the grades and --sft come from (with --held)")
+    ap.add_argument("--held", help="--validate: held-out corpus folder to score on (with --part)")
+    ap.add_argument("--grades", help="--validate: an existing grade store (SQLite file) to reuse")
     ap.add_argument("--work", required=True)
     ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000])
     ap.add_argument("--error-rates", type=float, nargs="+", default=[0.0, 0.1, 0.25])
@@ -135,6 +186,8 @@ def main() -> None:
     ap.add_argument("--rl-args", default="", help="extra train-rl flags, e.g. '--steps 200'")
     args = ap.parse_args()
     if args.validate:
+        if bool(args.part) != bool(args.held):
+            ap.error("--part and --held go together")
         return validate(args)
     if not args.test:
         ap.error("--test is required (or use --validate)")
