@@ -11,7 +11,9 @@ SOURCE may be:
   * a native corpus folder (has notes.jsonl),
   * the fashion product catalogue: a folder with data/*.parquet in the Hugging Face schema, one
     such parquet file, or the Hub dataset id ashraq/fashion-product-images-small,
-  * a Qilin notes table (.csv or .parquet with note_title / note_content columns).
+  * a Qilin notes table (.csv or .parquet with note_title / note_content columns), or the Hub
+    dataset id THUIR/Qilin (any other id with --format qilin): its notes table and image folders
+    are downloaded and image paths resolve under the downloaded snapshot.
 
 The output folder holds notes.jsonl, images/ (photos hard-linked or copied from the source),
 and, when the source has relevance labels, qrels.tsv and pairs.jsonl. For the fashion catalogue
@@ -30,6 +32,7 @@ examples:
   uninote prepare --source ../shared/data/fashion-product-images-small --split train --out data/fashion-train
   uninote prepare --source ashraq/fashion-product-images-small --limit 1000 --out /tmp/fashion-1k
   uninote prepare --source ../shared/data/qilin-toy/notes.csv --image-root /data/qilin --out /tmp/qilin
+  uninote prepare --source THUIR/Qilin --limit 1000 --out /tmp/qilin-1k
 """
 
 
@@ -37,7 +40,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("prepare", help="write any supported source as a native corpus folder",
                               description=DESCRIPTION, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", required=True, help="corpus folder, parquet/csv file, or Hub dataset id")
+    p.add_argument("--source", required=True,
+                   help="corpus folder, parquet/csv file, or Hub dataset id (fashion catalogue or Qilin)")
     p.add_argument("--out", required=True, help="folder to write the native corpus into")
     p.add_argument("--format", choices=["native", "fashion", "qilin"], default=None,
                    help="source format (default: detected from the files)")
@@ -52,7 +56,10 @@ def register(subparsers) -> None:
                    "or skip them and warn with counts (skip)")
     p.add_argument("--limit", type=int, default=None, help="keep only the first N notes of the source")
     p.add_argument("--image-root", default=None,
-                   help="Qilin: folder the table's image paths are relative to (default: the table's folder)")
+                   help="Qilin: folder the table's image paths are relative to (default: the table's folder, "
+                   "or the downloaded snapshot for a Hub id)")
+    p.add_argument("--revision", default=None,
+                   help="Hub id sources: branch, tag or commit to download (default: the main branch)")
     p.set_defaults(func=run)
 
 
@@ -65,7 +72,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     started = time.perf_counter()
     corpus = load_corpus(args.source, format=args.format, on_error=args.on_error, limit=args.limit,
-                         max_queries=args.max_queries, seed=args.seed, image_root=args.image_root, progress=True)
+                         max_queries=args.max_queries, seed=args.seed, image_root=args.image_root, progress=True,
+                         revision=args.revision)
     if args.split != "all":
         train, test = split_corpus(corpus, args.test_fraction, args.seed, args.max_queries)
         corpus = train if args.split == "train" else test

@@ -5,7 +5,9 @@ Sources and how they are recognised (``format=`` overrides detection):
 - ``native``  a folder with ``notes.jsonl`` (read directly).
 - ``fashion`` a folder with ``data/*.parquet`` in the Hub schema of
   ``ashraq/fashion-product-images-small``, one such parquet file, or a Hub repo id.
-- ``qilin``   a Qilin notes table (``.csv`` or ``.parquet`` with ``note_title``/``note_content``).
+- ``qilin``   a Qilin notes table (``.csv`` or ``.parquet`` with ``note_title``/``note_content``), or a
+  Hub repo id (``THUIR/Qilin`` is detected; any other id needs ``format="qilin"``): the snapshot's
+  one notes table is read, with image paths relative to the snapshot folder.
 
 Non-native sources are materialised ONCE into a native folder under the cache,
 ``$UNINOTE_CACHE/corpora/<format>-<fingerprint>/`` (fingerprint: source path, file sizes and
@@ -64,7 +66,9 @@ def detect_format(source) -> str:
         raise CorpusError("not a recognised corpus file (expected a fashion catalogue parquet, or a Qilin "
                           "notes table .csv/.parquet with note_title and note_content columns)", str(path))
     if _HUB_ID.match(str(source)):
-        return "fashion"
+        from uninote.data.qilin import HUB_REPO_ID as QILIN_REPO_ID
+
+        return "qilin" if str(source).lower() == QILIN_REPO_ID.lower() else "fashion"
     raise CorpusError("no such file or folder, and not a Hugging Face Hub repo id (owner/name)", str(source))
 
 
@@ -75,24 +79,29 @@ def _fingerprint(fmt: str, files: list[Path], options: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _source_files(fmt: str, source) -> tuple[list[Path], str]:
-    """Local files backing a non-native source (downloading Hub repos) and a display name."""
-    from uninote.data.fashion import download, parquet_files
+def _source_files(fmt: str, source, revision: str | None) -> tuple[list[Path], str, Path | None]:
+    """Local files backing a non-native source (downloading Hub repos), a display name, and the
+    Hub snapshot folder (None for local sources)."""
+    from uninote.data import fashion, qilin
 
     path = Path(source)
+    is_hub = not path.exists() and bool(_HUB_ID.match(str(source)))
+    name = str(source).rstrip("/").split("/")[-1]
     if fmt == "fashion":
-        if not path.exists():
-            if not _HUB_ID.match(str(source)):
-                raise CorpusError("no such file or folder, and not a Hub repo id", str(source))
-            path = download(str(source))
-        files = parquet_files(path)
+        if not path.exists() and not is_hub:
+            raise CorpusError("no such file or folder, and not a Hub repo id", str(source))
+        snapshot = fashion.download(str(source), revision) if is_hub else None
+        files = fashion.parquet_files(snapshot or path)
         if not files:
-            raise CorpusError("no parquet files in the fashion catalogue schema here", str(path))
-        name = str(source).rstrip("/").split("/")[-1]
-        return files, name
+            raise CorpusError("no parquet files in the fashion catalogue schema here", str(snapshot or path))
+        return files, name, snapshot
+    if is_hub:
+        snapshot = qilin.download(str(source), revision)
+        return [qilin.find_notes_table(snapshot)], name, snapshot
     if not path.is_file():
-        raise CorpusError("Qilin notes table not found (give the path of notes .csv or .parquet)", str(source))
-    return [path], path.stem
+        raise CorpusError("Qilin notes table not found (give the path of notes .csv or .parquet, or a Hub "
+                          "repo id)", str(source))
+    return [path], path.stem, None
 
 
 def _materialise(fmt: str, files: list[Path], out: Path, problems: Problems, options: dict, progress: bool):
@@ -110,8 +119,11 @@ def _materialise(fmt: str, files: list[Path], out: Path, problems: Problems, opt
     return notices
 
 
-def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images: str, progress: bool) -> Corpus:
-    files, name = _source_files(fmt, source)
+def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images: str, progress: bool,
+                 revision: str | None = None) -> Corpus:
+    files, name, snapshot = _source_files(fmt, source, revision)
+    if fmt == "qilin" and snapshot is not None and options["image_root"] is None:
+        options = {**options, "image_root": str(snapshot.resolve())}  # Hub image paths are snapshot-relative
     folder = cache_root() / "corpora" / f"{fmt}-{_fingerprint(fmt, files, {**options, 'on_error': on_error})}"
     if not (folder / "source.json").is_file():
         problems = Problems(on_error, source=str(files[0]))
@@ -134,21 +146,23 @@ def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images
 
 def load_corpus(source, format: str | None = None, on_error: str = "fail", *, limit: int | None = None,
                 max_queries: int = 500, seed: int = 0, image_root=None, validate_images: str = "cheap",
-                progress: bool = False) -> Corpus:
+                progress: bool = False, revision: str | None = None) -> Corpus:
     """Load any supported corpus source as a ``Corpus`` (see the module docstring).
 
     Args:
-        source: native folder, fashion folder / parquet file / Hub repo id, or Qilin table path.
+        source: native folder, fashion folder / parquet file / Hub repo id, or Qilin table path / Hub
+            repo id (``THUIR/Qilin`` is detected; other ids need ``format="qilin"``).
         format: ``"native"``, ``"fashion"`` or ``"qilin"``; detected from the files when None.
         on_error: ``"fail"`` raises ``CorpusError`` (file and line) on the first problem;
             ``"skip"`` drops bad records and warns once with counts.
         limit: keep only the first N notes (fashion: before qrels/pairs are derived).
         max_queries, seed: fashion qrels sample size and the seed for qrels/pairs sampling.
         image_root: Qilin only, the folder the table's relative image paths live under
-            (default: the table's folder).
+            (default: the table's folder; for a Hub id, the snapshot folder).
         validate_images: ``"cheap"`` (header and end-marker check), ``"full"`` (decode every
             photo), or ``"none"``.
         progress: show tqdm bars.
+        revision: Hub sources only, the branch, tag or commit to download (default: the main branch).
     """
     check_on_error(on_error)
     fmt = format or detect_format(source)
@@ -167,7 +181,7 @@ def load_corpus(source, format: str | None = None, on_error: str = "fail", *, li
         return corpus
     options = {"limit": limit, "max_queries": max_queries, "seed": seed,
                "image_root": None if image_root is None else str(Path(image_root).resolve())}
-    return _load_cached(fmt, source, on_error, options, validate_images, progress)
+    return _load_cached(fmt, source, on_error, options, validate_images, progress, revision)
 
 
 def write_corpus(corpus: Corpus, out_dir, progress: bool = False) -> Path:

@@ -8,6 +8,11 @@ precomputed ``note_embedding`` is dropped.
 
 Photos that are not on disk are left out; a note with none of its photos is loaded text-only, and
 ONE warning counts such notes (the Qilin release hosts photos separately).
+
+From the Hub (``download``), only the notes table and image folders are fetched; ``find_notes_table``
+then picks the one table with Qilin's note columns inside the snapshot (any subfolder), and image
+paths resolve under the snapshot root. The release layout is ASSUMED (it cannot be checked offline):
+``HUB_PATTERNS`` lists what is fetched.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from pathlib import Path
 
 from uninote.data.note import Note
 from uninote.data.problems import Problems
+from uninote.errors import CorpusError
 
 SOURCE_TAG = "qilin"
 HUB_REPO_ID = "THUIR/Qilin"
 TEXT_COLUMNS = ("note_title", "note_content")
+# what a Hub snapshot fetches: the notes table (at the root or under notes/) and image folders, never
+# the search/recommendation logs; the real release layout is assumed, not verified (no internet here)
+HUB_PATTERNS = ["*.md", "notes*.csv", "notes*.parquet", "notes/*", "image/*", "images/*"]
 DROPPED_COLUMNS = {"note_title", "note_content", "note_idx", "image_path", "note_embedding"}
 _TOPIC = re.compile(r"#([^#\[\]\n]{1,64}?)\[话题\]#")
 _QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"")
@@ -43,6 +52,35 @@ def is_qilin_table(path) -> bool:
     except Exception:
         return False
     return set(TEXT_COLUMNS) <= names
+
+
+def download(repo_id: str = HUB_REPO_ID, revision: str | None = None) -> Path:
+    """Fetch the Hub dataset's notes table and image folders (cached by huggingface_hub); returns the
+    local snapshot folder."""
+    from huggingface_hub import snapshot_download
+
+    folder = snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision,
+                               allow_patterns=HUB_PATTERNS)
+    return Path(folder)
+
+
+def find_notes_table(folder) -> Path:
+    """The one ``.csv``/``.parquet`` file under ``folder`` with Qilin's note columns.
+
+    Raises ``CorpusError`` naming the folder and what was found when no table, or several, match.
+    """
+    folder = Path(folder)
+    candidates = sorted(f for f in folder.rglob("*") if f.suffix in (".csv", ".parquet") and f.is_file()
+                        and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+    matches = [f for f in candidates if is_qilin_table(f)]
+    if len(matches) == 1:
+        return matches[0]
+    shown = ", ".join(str(f.relative_to(folder)) for f in (matches or candidates)[:10]) or "none"
+    if not matches:
+        raise CorpusError(f"no Qilin notes table (.csv/.parquet with {' and '.join(TEXT_COLUMNS)} columns) "
+                          f"in this Hub snapshot; .csv/.parquet files found: {shown}", str(folder))
+    raise CorpusError(f"{len(matches)} tables with Qilin note columns in this Hub snapshot ({shown}); "
+                      "give the path of the one to load as the source", str(folder))
 
 
 def extract_topics(content: str) -> tuple[str, list[str]]:
