@@ -110,3 +110,46 @@ def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
 def test_sft_config_validation(kw, match):
     with pytest.raises(ConfigError, match=match):
         tiny_sft(**kw).validate()
+
+
+SFT_WORKER = '''
+import hashlib, json, sys
+import torch
+from uninote.data import load_corpus
+from uninote.train.sft import train_sft
+from uninote.train.sft_config import SFTConfig
+
+corpus, out, report = sys.argv[1:4]
+cfg = SFTConfig(text_tower="tiny", image_tower="tiny", embed_dim=32, matryoshka_dims=[8, 16, 32], image_size=32,
+                n_regions=2, hidden_dim=32, batch_size=8, epochs=1, threads=1, lr=3e-3, full_finetune=True,
+                max_steps=3, num_workers=0)
+model, metrics = train_sft(load_corpus(corpus, on_error="skip"), out, cfg, progress=False)
+h = hashlib.sha256()
+for name, t in sorted(model.state_dict().items()):
+    h.update(name.encode()); h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+rank = torch.distributed.get_rank()
+json.dump({"weights": h.hexdigest(), "world": metrics["world_size"], "loss": metrics["loss_curve"]},
+          open(f"{report}/rank{rank}.json", "w"))
+torch.distributed.destroy_process_group()
+'''
+
+
+def test_full_finetune_under_torchrun_two_cpu_ranks_stay_in_sync(corpus, tmp_path):
+    """The DDP path for real: two Gloo ranks see different shares of each batch, end with one model."""
+    import os
+    import subprocess
+    import sys
+
+    script, report = tmp_path / "worker.py", tmp_path / "report"
+    script.write_text(SFT_WORKER)
+    report.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(corpus.root), str(tmp_path / "out"), str(report)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((report / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert ranks[0]["loss"] != ranks[1]["loss"]  # each rank computed the loss on its own share
+    assert (tmp_path / "out" / "model.safetensors").exists()
