@@ -97,7 +97,7 @@ def _source_files(fmt: str, source, revision: str | None) -> tuple[list[Path], s
         return files, name, snapshot
     if is_hub:
         snapshot = qilin.download(str(source), revision)
-        return [qilin.find_notes_table(snapshot)], name, snapshot
+        return qilin.find_notes_tables(snapshot), name, snapshot
     if not path.is_file():
         raise CorpusError("Qilin notes table not found (give the path of notes .csv or .parquet, or a Hub "
                           "repo id)", str(source))
@@ -114,7 +114,7 @@ def _materialise(fmt: str, files: list[Path], out: Path, problems: Problems, opt
         return []
     from uninote.data.qilin import read_qilin
 
-    notes, notices = read_qilin(files[0], problems, options["image_root"], options["limit"])
+    notes, notices = read_qilin(files, problems, options["image_root"], options["limit"])
     write_records(out, notes, {}, [])
     return notices
 

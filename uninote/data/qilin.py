@@ -64,23 +64,31 @@ def download(repo_id: str = HUB_REPO_ID, revision: str | None = None) -> Path:
     return Path(folder)
 
 
-def find_notes_table(folder) -> Path:
-    """The one ``.csv``/``.parquet`` file under ``folder`` with Qilin's note columns.
+def find_notes_tables(folder) -> list[Path]:
+    """The Qilin notes table under ``folder``: one file, or the shards of one table in shard order.
 
-    Raises ``CorpusError`` naming the folder and what was found when no table, or several, match.
+    Shards are several tables with Qilin's note columns in one folder whose names differ only in
+    their numbers (``train-00000-of-00002.parquet``, ``train-00001-of-00002.parquet``). Raises
+    ``CorpusError`` naming the folder and what was found when no table, or several unrelated ones, match.
     """
     folder = Path(folder)
     candidates = sorted(f for f in folder.rglob("*") if f.suffix in (".csv", ".parquet") and f.is_file()
                         and not any(part.startswith(".") for part in f.relative_to(folder).parts))
     matches = [f for f in candidates if is_qilin_table(f)]
-    if len(matches) == 1:
-        return matches[0]
+    if len(matches) == 1 or (matches and _shards_of_one_table(matches)):
+        return matches
     shown = ", ".join(str(f.relative_to(folder)) for f in (matches or candidates)[:10]) or "none"
     if not matches:
         raise CorpusError(f"no Qilin notes table (.csv/.parquet with {' and '.join(TEXT_COLUMNS)} columns) "
                           f"in this Hub snapshot; .csv/.parquet files found: {shown}", str(folder))
-    raise CorpusError(f"{len(matches)} tables with Qilin note columns in this Hub snapshot ({shown}); "
-                      "give the path of the one to load as the source", str(folder))
+    raise CorpusError(f"{len(matches)} tables with Qilin note columns in this Hub snapshot ({shown}) that are "
+                      "not shards of one table; give the path of the one to load as the source", str(folder))
+
+
+def _shards_of_one_table(paths: list[Path]) -> bool:
+    """True when the files share a folder and suffix and their names differ only in digits."""
+    pattern = {(f.parent, f.suffix, re.sub(r"\d+", "#", f.stem)) for f in paths}
+    return len(pattern) == 1 and any(ch.isdigit() for ch in paths[0].stem)
 
 
 def extract_topics(content: str) -> tuple[str, list[str]]:
@@ -166,25 +174,36 @@ def _note_from_row(row: dict, path: Path, lineno: int, root: Path, problems: Pro
     return note, len(paths) - len(present), len(paths)
 
 
+def _shard_rows(paths: list[Path]):
+    """``(path, line_number, row)`` over every shard in order."""
+    for path in paths:
+        for lineno, row in _rows(path):
+            yield path, lineno, row
+
+
 def read_qilin(path, problems: Problems, image_root=None, limit: int | None = None) -> tuple[list[Note], list[str]]:
-    """Read a Qilin notes table into notes; returns ``(notes, notices)`` (notices: warnings text)."""
-    path = Path(path)
-    root = Path(image_root) if image_root is not None else path.parent
+    """Read a Qilin notes table (one file, or a list of its shards) into ``(notes, notices)``.
+
+    Notices are warning texts. Image paths resolve under ``image_root`` (default: the table's folder);
+    a ``note_idx`` seen before, in any shard, is a reported duplicate.
+    """
+    paths = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    root = Path(image_root) if image_root is not None else paths[0].parent
     notes: list[Note] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     text_only = partial = 0
-    for lineno, row in _rows(path):
+    for shard, lineno, row in _shard_rows(paths):
         if limit is not None and len(notes) >= limit:
             break
-        result = _note_from_row(row, path, lineno, root, problems)
+        result = _note_from_row(row, shard, lineno, root, problems)
         if result is None:
             continue
         note, missing, total = result
         if note.note_id in seen:
-            problems.report("duplicate id", f"duplicate note_idx {note.note_id} (first on line {seen[note.note_id]})",
-                            path, lineno)
+            problems.report("duplicate id", f"duplicate note_idx {note.note_id} (first on {seen[note.note_id]})",
+                            shard, lineno)
             continue
-        seen[note.note_id] = lineno
+        seen[note.note_id] = f"line {lineno}" if len(paths) == 1 else f"{shard.name} line {lineno}"
         text_only += not note.images
         partial += 0 < missing < total
         notes.append(note)

@@ -146,6 +146,24 @@ def test_several_notes_tables_are_refused_with_their_names(tmp_path, fake_hub):
     assert "train-00000-of-00001.parquet" in message and "other.parquet" not in message
 
 
+def test_a_sharded_notes_table_is_read_shard_by_shard_in_order(tmp_path, fake_hub):
+    fake_hub.folder = make_snapshot(tmp_path / "snapshot", table=None)
+    _write_table(fake_hub.folder / "notes" / "train-00001-of-00002.parquet", ROWS[2:])
+    _write_table(fake_hub.folder / "notes" / "train-00000-of-00002.parquet", ROWS[:2])
+    corpus = _load_quietly("THUIR/Qilin", format="qilin")
+    assert [n.note_id for n in corpus.notes] == ["0", "1", "2", "3"]
+    assert corpus.image_path(corpus.get("3"), 0).read_bytes() == jpeg_bytes(3, fmt="PNG")
+    assert [n.note_id for n in _load_quietly("THUIR/Qilin", format="qilin", limit=3).notes] == ["0", "1", "2"]
+
+
+def test_a_note_repeated_across_shards_is_a_duplicate_naming_both_places(tmp_path, fake_hub):
+    fake_hub.folder = make_snapshot(tmp_path / "snapshot", table=None)
+    _write_table(fake_hub.folder / "notes" / "part-0.parquet", ROWS[:2])
+    second = _write_table(fake_hub.folder / "notes" / "part-1.parquet", [ROWS[0], *ROWS[2:]])
+    with pytest.raises(CorpusError, match=rf"{second}:2: duplicate note_idx 0 \(first on part-0.parquet line 2\)"):
+        load_corpus("THUIR/Qilin", format="qilin")
+
+
 def test_local_table_path_does_not_touch_the_hub(tmp_path, fake_hub):
     table = _write_table(tmp_path / "local" / "notes.parquet")
     for rel, seed in PHOTOS.items():
