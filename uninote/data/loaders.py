@@ -7,7 +7,7 @@ Sources and how they are recognised (``format=`` overrides detection):
   ``ashraq/fashion-product-images-small``, one such parquet file, or a Hub repo id.
 - ``qilin``   a Qilin notes table (``.csv`` or ``.parquet`` with ``note_title``/``note_content``), or a
   Hub repo id (``THUIR/Qilin`` is detected; any other id needs ``format="qilin"``): the snapshot's
-  one notes table is read, with image paths relative to the snapshot folder.
+  notes table (one file or its shards) is read, with image paths relative to the snapshot folder.
 
 Non-native sources are materialised ONCE into a native folder under the cache,
 ``$UNINOTE_CACHE/corpora/<format>-<fingerprint>/`` (fingerprint: source path, file sizes and

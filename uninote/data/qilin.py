@@ -9,8 +9,9 @@ precomputed ``note_embedding`` is dropped.
 Photos that are not on disk are left out; a note with none of its photos is loaded text-only, and
 ONE warning counts such notes (the Qilin release hosts photos separately).
 
-From the Hub (``download``), only the notes table and image folders are fetched; ``find_notes_table``
-then picks the one table with Qilin's note columns inside the snapshot (any subfolder), and image
+From the Hub (``download``), only the notes table and image folders are fetched; ``find_notes_tables``
+then picks the table with Qilin's note columns inside the snapshot (any subfolder; one file, or the
+shards of one table in order), and image
 paths resolve under the snapshot root. The release layout is ASSUMED (it cannot be checked offline):
 ``HUB_PATTERNS`` lists what is fetched.
 """
