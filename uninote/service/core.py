@@ -29,7 +29,8 @@ from annotations.queue import LabelQueue
 from uninote.data.note import Note
 from uninote.errors import UniNoteError
 from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
-from uninote.service.folders import atomic_write, load_version, make_model, read_json, write_version
+from uninote.fileio import atomic_write
+from uninote.service.folders import load_version, make_model, read_json, write_version
 from uninote.service.maps import load_layout, per_note_vectors, save_layout, umap_2d
 from uninote.service.types import Neighbour, SearchResult, ServedVersion, UploadedQuery
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,14 +10,6 @@ from typing import Callable
 from uninote.errors import UniNoteError
 from uninote.service.config import DEMO_SFT, ServiceConfig
 from uninote.service.types import ServedVersion
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
 
 
 def read_json(path: Path) -> dict:

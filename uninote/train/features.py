@@ -123,15 +123,14 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True)
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    directory.mkdir(parents=True, exist_ok=True)
+    from uninote.fileio import atomic_write
+
     tensors = {k: getattr(feats, k).contiguous() for k in
                ("text", "has_text", "image", "image_owner", "image_index", "region")}
-    tmp = directory / "features.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    (directory / "features.json").write_text(json.dumps({"note_ids": feats.note_ids, "info": feats.info}))
-    tmp.replace(directory / "features.safetensors")  # written last: its presence means complete
+    atomic_write(directory / "features.json", json.dumps({"note_ids": feats.note_ids, "info": feats.info}).encode())
+    atomic_write(directory / "features.safetensors", save(tensors))  # written last: its presence means complete
 
 
 def load_features(directory: Path) -> CorpusFeatures:
