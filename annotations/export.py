@@ -64,11 +64,16 @@ def build_pairs(judgments: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def build_groups(pairs: list[dict[str, Any]], min_group_size: int = 2) -> list[dict[str, Any]]:
-    """Listwise groups: per query, its graded candidates by descending mean grade."""
+def _by_query(pairs: list[dict[str, Any]]) -> dict[str, list[dict]]:
     by_query: dict[str, list[dict]] = defaultdict(list)
     for p in pairs:
         by_query[p["query_id"]].append(p)
+    return by_query
+
+
+def build_groups(pairs: list[dict[str, Any]], min_group_size: int = 2) -> list[dict[str, Any]]:
+    """Listwise groups: per query, its graded candidates by descending mean grade."""
+    by_query = _by_query(pairs)
     groups = []
     for q, ps in sorted(by_query.items()):
         if len(ps) < min_group_size:
@@ -84,9 +89,7 @@ def build_groups(pairs: list[dict[str, Any]], min_group_size: int = 2) -> list[d
 
 def build_preferences(pairs: list[dict[str, Any]], min_margin: float = 1.0) -> list[dict[str, Any]]:
     """Preference pairs within each query where mean grades differ by >= ``min_margin``."""
-    by_query: dict[str, list[dict]] = defaultdict(list)
-    for p in pairs:
-        by_query[p["query_id"]].append(p)
+    by_query = _by_query(pairs)
     prefs = []
     for q, ps in sorted(by_query.items()):
         for x, y in combinations(sorted(ps, key=lambda p: p["candidate_id"]), 2):

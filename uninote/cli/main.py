@@ -25,6 +25,11 @@ COMMAND_MODULES = [
 ]
 
 
+def flag(name: str) -> str:
+    """The command-line flag of a config field: ``learning_rate`` -> ``--learning-rate``."""
+    return "--" + name.replace("_", "-")
+
+
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to an option's help only when X says something (not None, not suppressed)."""
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-
-from uninote.cli.main import DefaultsHelp
 import dataclasses
+
+from uninote.cli.main import DefaultsHelp, flag
 
 HELP = """Improve an SFT checkpoint from people's grades. The policy is the model itself: for each
 query its similarities over a candidate pool (its own top neighbours plus the graded candidates)
@@ -17,10 +17,6 @@ cached frozen-backbone features: CPU minutes for 2,000 grades; --device cuda use
 Several GPUs: `torchrun --nproc_per_node N $(which uninote) train-rl ... --device cuda`.
 Re-running with the same --out resumes from its last checkpoint. With no tuning flag this runs
 the recommended settings reported in docs/results/rl.md."""
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def register(subparsers) -> None:
@@ -48,15 +44,15 @@ def register(subparsers) -> None:
             p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
                            default=unset, help=f"turn off: {f.metadata.get('help', '')}")
         elif f.name == "query_modalities":
-            p.add_argument(_flag(f.name), nargs="+", choices=["note", "image"], default=unset, help=help_)
+            p.add_argument(flag(f.name), nargs="+", choices=["note", "image"], default=unset, help=help_)
         elif f.name == "frozen_modules":
-            p.add_argument(_flag(f.name), nargs="*", choices=["text_head", "image_head", "fusion"], default=unset,
+            p.add_argument(flag(f.name), nargs="*", choices=["text_head", "image_head", "fusion"], default=unset,
                            help=f"{help_}; give the flag with no names to train every module")
         elif f.name in ("matryoshka_dims", "matryoshka_weights"):
             typ = int if f.name == "matryoshka_dims" else float
-            p.add_argument(_flag(f.name), type=typ, nargs="+", default=unset, help=f.metadata.get("help", ""))
+            p.add_argument(flag(f.name), type=typ, nargs="+", default=unset, help=f.metadata.get("help", ""))
         else:
-            p.add_argument(_flag(f.name), type=type(default), default=unset, help=help_)
+            p.add_argument(flag(f.name), type=type(default), default=unset, help=help_)
     p.set_defaults(func=run)
 
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-
-from uninote.cli.main import DefaultsHelp
 import dataclasses
 import json
+
+from uninote.cli.main import DefaultsHelp, flag
 
 HELP = """Train heads + fusion (default: frozen backbones on cached features, CPU minutes) or the whole
 model (--full-finetune: GPU, bf16, `torchrun --nproc_per_node N -m uninote.cli.main train-sft ...`
 for DDP). With no other flag this trains the model reported in docs/RESULTS.md. Writes
 config.json, model.safetensors, training_config.json and metrics.json to --out."""
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def register(subparsers) -> None:
@@ -34,18 +30,18 @@ def register(subparsers) -> None:
                            default=argparse.SUPPRESS,
                            help="train without the Matryoshka loss (full dim only)")
         elif f.name in ("full_finetune",):
-            p.add_argument(_flag(f.name), action="store_true", help=help_)
+            p.add_argument(flag(f.name), action="store_true", help=help_)
         elif f.name == "bf16":
             p.add_argument("--no-bf16", dest="bf16", action="store_false", default=argparse.SUPPRESS,
                            help="disable bf16 autocast on CUDA")
         elif f.name in ("matryoshka_dims", "matryoshka_weights"):
             typ = int if f.name == "matryoshka_dims" else float
-            p.add_argument(_flag(f.name), type=typ, nargs="+", default=default, help=help_)
+            p.add_argument(flag(f.name), type=typ, nargs="+", default=default, help=help_)
         elif f.name == "loss_weights":
-            p.add_argument(_flag(f.name), type=json.loads, default=default, help=help_ + " (JSON object)")
+            p.add_argument(flag(f.name), type=json.loads, default=default, help=help_ + " (JSON object)")
         else:
             typ = int if f.name == "max_steps" else type(default)
-            p.add_argument(_flag(f.name), type=typ, default=default, help=help_)
+            p.add_argument(flag(f.name), type=typ, default=default, help=help_)
     p.set_defaults(func=run)
 
 

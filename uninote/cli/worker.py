@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from uninote.cli.main import DefaultsHelp
 
 WORKER_HELP = """Poll the annotation store's jobs table, claim one RL job at a time (safe with several

@@ -174,13 +174,18 @@ def check_image_file(
     problem = trailer_problem(fmt, head, tail, size)
     if problem:
         return problem
+    return _pixels_problem(path, fmt, max_pixels, f"corrupt {fmt} header")
+
+
+def _pixels_problem(source, fmt: str, max_pixels: int, corrupt: str) -> str | None:
+    """Open ``source`` (path or file object) header-only as ``fmt``; None when it declares a sane size."""
     try:
-        with Image.open(path, formats=[fmt]) as image:
+        with Image.open(source, formats=[fmt]) as image:
             width, height = image.size
     except Image.DecompressionBombError:
         return f"image declares too many pixels, over the limit of {max_pixels:,}"
     except Exception as exc:
-        return f"corrupt {fmt} header ({exc})"
+        return f"{corrupt} ({exc})"
     if width * height > max_pixels:
         return f"image declares {width}x{height} pixels, over the limit of {max_pixels:,}"
     return None
@@ -190,14 +195,6 @@ def check_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> str 
     """``check_image_file`` for bytes in memory (e.g. a parquet cell); None when fine."""
     try:
         fmt = _check_header(data, "", ALLOWED_FORMATS)
-        with Image.open(io.BytesIO(data), formats=[fmt]) as image:
-            width, height = image.size
     except ImageError as exc:
         return str(exc).lstrip(": ")
-    except Image.DecompressionBombError:
-        return f"image declares too many pixels, over the limit of {max_pixels:,}"
-    except Exception as exc:
-        return f"corrupt image header ({exc})"
-    if width * height > max_pixels:
-        return f"image declares {width}x{height} pixels, over the limit of {max_pixels:,}"
-    return None
+    return _pixels_problem(io.BytesIO(data), fmt, max_pixels, "corrupt image header")
