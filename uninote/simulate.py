@@ -1,7 +1,8 @@
 """Simulated annotators: grade pairs through the same store and queue API the app uses.
 
 Pairs come from the label queue, built (``annotations.queue.LabelQueue.add_from_neighbours``)
-from the model's own neighbour lists at a small and the full dim. Each simulated annotator leases
+from the model's own neighbour lists at a small and the full dim, ``depth`` deep (3k by default, so
+the queue's random source can draw candidates the model ranks too low). Each simulated annotator leases
 the next task, looks up the true grade -- the catalogue rule ``fashion_grade`` when both notes carry
 catalogue attributes, else the corpus qrels (0 when absent) -- and, with probability
 ``error_rate``, submits a uniformly random *other* grade instead. Queries are added to the queue
@@ -27,20 +28,25 @@ class SimulationConfig:
     error_rate: float = field(default=0.0, metadata={"help": (
         "Probability that a grader submits a random other grade instead of the true one.")})
     annotators: int = field(default=1, metadata={"help": "How many simulated annotators share the queue."})
-    k: int = field(default=10, metadata={"help": "Top-k the queue treats as shown (neighbour depth is k + 5)."})
+    k: int = field(default=10, metadata={"help": "Top-k the queue treats as shown."})
+    depth: int = field(default=0, metadata={"help": (
+        "Neighbour list depth the queue plans from (0 = 3k): its random source draws past the top-k.")})
     dims: list[int] = field(default_factory=lambda: [64, 0], metadata={"help": (
         "Embedding dims of the neighbour lists the queue compares (0 = full dim).")})
     overlap: float = field(default=0.2, metadata={"help": "Share of tasks graded by two annotators (when K > 1)."})
     queries_per_chunk: int = field(default=0, metadata={"help": (
         "Queries added per queue refill (0 = pairs / tasks_per_query, or pairs / 10 without it).")})
-    tasks_per_query: int = field(default=0, metadata={"help": (
-        "Most pairs the queue plans per query (its highest-priority ones; 0 = the queue's default, 20). "
-        "Fewer per query spread the budget over more queries (2,000 pairs at 5 = 400 queries).")})
+    tasks_per_query: int = field(default=10, metadata={"help": (
+        "Most pairs the queue plans per query: its highest-priority ones plus the random deeper draws "
+        "(0 = the queue's default, 20). 10 = 5 near the top + 5 drawn from ranks k..depth, so every "
+        "query gets its deep draws graded; fewer per query spread the budget over more queries.")})
     seed: int = field(default=0, metadata={"help": "Seed for query order and grader errors."})
 
     def validate(self) -> "SimulationConfig":
         if self.pairs < 1 or self.annotators < 1 or self.k < 1:
             raise ConfigError("simulate: --pairs, --annotators and --k must be >= 1")
+        if self.depth and self.depth < self.k:
+            raise ConfigError(f"simulate: --depth {self.depth} must be >= --k {self.k} (or 0 for 3k)")
         if self.queries_per_chunk < 0 or self.tasks_per_query < 0:
             raise ConfigError("simulate: --queries-per-chunk and --tasks-per-query must be >= 0")
         if not 0.0 <= self.error_rate <= 1.0:
@@ -110,7 +116,7 @@ def simulate(store, corpus, embeddings, config: SimulationConfig, model_version:
                 break  # every note has been a query: the corpus cannot give more pairs
             queries = order[next_query: next_query + chunk]
             next_query += len(queries)
-            queue.add_from_neighbours(neighbour_lists(embeddings, queries, cfg.dims, cfg.k + 5), model_version)
+            queue.add_from_neighbours(neighbour_lists(embeddings, queries, cfg.dims, cfg.depth or 3 * cfg.k), model_version)
             continue
         truth = true_grade(corpus, task.query_id, task.candidate_id)
         grade = noisy_grade(truth, cfg.error_rate, rng)

@@ -41,7 +41,21 @@ def test_plan_sources_by_hand():
     assert len(randoms) == 1 and randoms[0] in "defg"
     assert "q" not in tasks and len(tasks) == 4
     order = [t.source for t in plan_tasks(neighbours, cfg)]
-    assert order == ["disagreement", "disagreement", "agreed", "random"]
+    assert order == ["disagreement", "disagreement", "random", "agreed"]
+
+
+def test_plan_cap_keeps_room_for_the_random_deeper_draws():
+    cands = [f"c{i}" for i in range(30)]
+    neighbours = {FULL: {"q": cands}}
+    cfg = QueueConfig(k=10, boundary_window=2, random_per_query=4, overlap=0.0, max_tasks_per_query=10)
+    tasks = plan_tasks(neighbours, cfg)
+    assert len(tasks) == 10
+    randoms = sorted(t.rank for t in tasks if t.source == "random")
+    assert len(randoms) == 4 and all(r >= 12 for r in randoms)  # past the boundary ranks 8..11
+    assert sorted(t.rank for t in tasks if t.source == "boundary") == [8, 9, 10, 11]
+    assert sorted(t.rank for t in tasks if t.source == "agreed") == [0, 1]  # best ranks fill the rest
+    other_seed = plan_tasks(neighbours, QueueConfig(**{**cfg.__dict__, "seed": 1}))
+    assert sorted(t.rank for t in other_seed if t.source == "random") != randoms  # drawn, not the first four
 
 
 def test_plan_boundary_and_overlap_share_and_dedup():

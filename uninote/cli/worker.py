@@ -39,8 +39,10 @@ def register(subparsers) -> None:
     s.add_argument("--error-rate", type=float, default=0.0, help="probability of a random other grade")
     s.add_argument("--annotators", type=int, default=1, help="simulated annotators sharing the queue")
     s.add_argument("--seed", type=int, default=0, help="seed for query order and errors")
-    s.add_argument("--tasks-per-query", type=int, default=0,
-                   help="most pairs planned per query (0 = the queue default, 20; fewer = more queries)")
+    s.add_argument("--depth", type=int, default=0,
+                   help="neighbour list depth the queue plans from (0 = 3 x the queue's k)")
+    s.add_argument("--tasks-per-query", type=int, default=10,
+                   help="most pairs planned per query, random deeper draws included (0 = the queue default, 20)")
     s.add_argument("--queries-per-chunk", type=int, default=0,
                    help="queries added per queue refill (0 = pairs / tasks-per-query)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -87,7 +89,7 @@ def run_simulate(args) -> int:
     from uninote.simulate import SimulationConfig, simulate
 
     cfg = SimulationConfig(pairs=args.pairs, error_rate=args.error_rate, annotators=args.annotators,
-                           seed=args.seed, tasks_per_query=args.tasks_per_query,
+                           seed=args.seed, tasks_per_query=args.tasks_per_query, depth=args.depth,
                            queries_per_chunk=args.queries_per_chunk).validate()
     corpus = load_corpus(args.corpus)
     model = load_any_model(args.model)

@@ -120,7 +120,8 @@ class UniNoteService:
 
     def _fill_queue(self, n_queries: int = 300, k: int = 10) -> None:
         """Seed the label queue from the served model: neighbours of a seeded sample of notes at a
-        small and the full dim, so disagreements between cheap and full retrieval get graded."""
+        small and the full dim, so disagreements between cheap and full retrieval get graded, 3k
+        deep, so the queue's random source can draw notes the model ranks below the top-k."""
         served = self._served
         rng = np.random.default_rng(0)
         ids = list(served.embeddings.note_ids)
@@ -129,7 +130,7 @@ class UniNoteService:
         lists: dict[str, dict[str, list[str]]] = {}
         for dim in sorted({small, served.embeddings.dim}):
             key = f"dim={dim}/granularity=note/strategy=exact"
-            lists[key] = {q: [h.note_id for h in served.retriever.search(q, k=k, dim=dim)] for q in sample}
+            lists[key] = {q: [h.note_id for h in served.retriever.search(q, k=3 * k, dim=dim)] for q in sample}
         self._set_status(f"seeding the label queue from {len(sample)} queries")
         self.queue.add_from_neighbours(lists, model_version=served.version)
 
