@@ -126,6 +126,8 @@ def test_app_py_honours_gradio_server_env(tmp_path):
 def test_trainer_enqueues_rl_run_and_switches_version_through_the_api(live_app):
     from gradio_client import Client
 
+    from uninote.train.rl_config import RLConfig
+
     url, service = live_app
     service.grade("ann11", "n0", "n1", 3)  # RL needs collected grades
     client = Client(url, auth=("ann11", PASSWORD), verbose=False)
@@ -133,7 +135,9 @@ def test_trainer_enqueues_rl_run_and_switches_version_through_the_api(live_app):
     assert "Queued RL job" in message
     job = service.jobs()[0]
     assert job.kind == "rl" and job.status == "queued"
-    assert job.params["base_version"] == service.served.version and job.params["steps"] == 300 and job.params["learning_rate"] == 5e-5
+    defaults = RLConfig()  # the Trainer tab's boxes start at the RL defaults
+    assert job.params["base_version"] == service.served.version
+    assert (job.params["steps"], job.params["learning_rate"]) == (defaults.steps, defaults.learning_rate)
     current = service.served.version
     assert "Now serving" in client.predict(current, api_name="/activate_version")
     assert "incomplete" in client.predict("no-such-version", api_name="/activate_version") or \
