@@ -207,7 +207,8 @@ class TrainerWorker:
             tmp.rename(final)
         metrics = {"rl": {k: run.metrics[k] for k in ("steps", "reward_first20", "reward_last20", "kl_last20",
                                                        "seconds", "steps_per_second", "device")},
-                   "reward_data": run.metrics["reward_data"], "eval": summary, "job_id": job.id}
+                   "reward_data": run.metrics["reward_data"], "warnings": run.metrics["warnings"],
+                   "eval": summary, "job_id": job.id}
         self.store.register_model_version(version, str(final), parent=base, corpus=run.corpus.name, metrics=metrics)
         return tmp, {"version": version, "path": str(final), "parent": base, **metrics}
 

@@ -95,5 +95,7 @@ def run(args) -> int:
     if held:
         print(f"reward model (held-out queries): accuracy {held['accuracy']:.3f} "
               f"(majority {held['majority_accuracy']:.3f}), MAE {held['mae']:.3f}, ECE {held['ece']:.3f}")
+    for message in m.get("warnings", []):
+        print(f"WARNING: {message}")
     print(f"wrote {args.out}")
     return 0

@@ -53,7 +53,23 @@ def test_train_rl_from_store_writes_checkpoint(graded_store, capsys):
     metrics = json.loads((tmp / "rl" / "metrics.json").read_text())
     assert metrics["dim_weights"] == pytest.approx([1 / 3, 2 / 3])
     assert metrics["reward_data"]["pairs"] == 30
+    assert metrics["warnings"] == []  # one annotator, nothing to disagree with
     UniNoteModel.from_pretrained(tmp / "rl")
+
+
+def test_train_rl_warns_when_graders_disagree_a_lot(graded_store, capsys):
+    tmp, url, root = graded_store
+    with AnnotationStore(url) as store:  # a second grader flips every other pair: ~50 % disagreement
+        for i, j in enumerate(store.judgments()):
+            store.submit_grade("bob", j.query_id, j.candidate_id, 3 - j.grade if i % 2 else j.grade)
+    rc = main(["train-rl", "--init", str(tmp / "sft"), "--db", url, "--corpus", str(root), "--out",
+               str(tmp / "rl"), *ARGS])
+    assert rc == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp / "rl" / "metrics.json").read_text())
+    assert metrics["reward_data"]["estimated_error_rate"] >= 0.15
+    assert len(metrics["warnings"]) == 1 and "graders disagree" in metrics["warnings"][0]
+    assert "WARNING: graders disagree" in out
 
 
 def test_train_rl_from_export_folder_and_errors(graded_store, capsys):
