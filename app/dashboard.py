@@ -16,8 +16,9 @@ def versions_table(service: UniNoteService) -> pd.DataFrame:
                    default=None)
         rows.append({"version": v.version, "active": "●" if v.active else "", "parent": v.parent or "",
                      "corpus": v.corpus or "", "best ndcg@10": None if best is None else round(best, 4),
-                     "created": pd.to_datetime(v.created_at, unit="s").strftime("%Y-%m-%d %H:%M")})
-    return pd.DataFrame(rows, columns=["version", "active", "parent", "corpus", "best ndcg@10", "created"])
+                     "created": pd.to_datetime(v.created_at, unit="s").strftime("%Y-%m-%d %H:%M"),
+                     "warnings": "; ".join(v.metrics.get("warnings") or [])})  # e.g. noisy grades (RL)
+    return pd.DataFrame(rows, columns=["version", "active", "parent", "corpus", "best ndcg@10", "created", "warnings"])
 
 
 def annotator_table(summary: dict) -> pd.DataFrame:

@@ -113,7 +113,8 @@ def test_switch_version_without_restart_inflight_search_finishes_on_old(tmp_path
     emb = model.embed_corpus(svc.corpus, progress=False)
     emb.model_version = "v2"
     svc._write_version(folder, "config", model, emb)
-    svc.store.register_model_version("v2", str(folder), parent=old.version)
+    svc.store.register_model_version("v2", str(folder), parent=old.version,
+                                     metrics={"warnings": ["graders disagree: estimated grader error rate 0.24"]})
 
     entered, release = threading.Event(), threading.Event()
     real_search = old.retriever.search
@@ -135,6 +136,10 @@ def test_switch_version_without_restart_inflight_search_finishes_on_old(tmp_path
     assert out["r"].version == old.version
     assert svc.store.active_version().version == "v2"
     assert UniNoteService(svc.config).start().served.version == "v2"  # a restart keeps serving v2
+    from app.dashboard import versions_table
+
+    table = versions_table(svc).set_index("version")  # the Trainer tab's version list shows RL warnings
+    assert table.loc["v2", "warnings"].startswith("graders disagree") and table.loc[old.version, "warnings"] == ""
 
 
 def test_umap_is_cached_per_version_dim_granularity(service):
