@@ -21,16 +21,12 @@ import time
 
 import numpy as np
 import torch
-
-DIMS = [64, 128, 256, 512, 768]
+from rl_diagnostics import Setup
 
 
 def main() -> None:
-    from uninote.data import load_corpus
     from uninote.data.fashion import fashion_grade
-    from uninote.eval import evaluate
     from uninote.model.uninote import UniNoteModel
-    from uninote.train.features import corpus_features, embed_from_features
     from uninote.train.rl import RLTrainer, embed_notes
     from uninote.train.rl_config import RLConfig
     from uninote.train.rl_data import GradedPairs
@@ -48,14 +44,8 @@ def main() -> None:
     args = ap.parse_args()
     lo, hi = map(int, args.ranks.split(":"))
 
-    train, held = load_corpus(args.train), load_corpus(args.eval)
-    sft = UniNoteModel.from_pretrained(args.sft)
-    f_train, f_held = corpus_features(train, sft, progress=False), corpus_features(held, sft, progress=False)
-
-    def scores(model):
-        emb = embed_from_features(model, f_held, progress=False)
-        report = evaluate(emb, held.qrels, dims=DIMS, modalities=("note", "image"), granularities=("note",))
-        return {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in report.results}
+    setup = Setup.load(args.sft, args.train, args.eval)
+    train, sft, f_train, scores = setup.train, setup.sft, setup.f_train, setup.scores
 
     rng = np.random.default_rng(args.seed)
     note = embed_notes(sft, f_train).note

@@ -20,8 +20,7 @@ import json
 import time
 
 import torch
-
-DIMS = [64, 128, 256, 512, 768]
+from rl_diagnostics import Setup
 
 
 class RuleRewardModel:
@@ -44,10 +43,7 @@ class RuleRewardModel:
 
 
 def main() -> None:
-    from uninote.data import load_corpus
-    from uninote.eval import evaluate
     from uninote.model.uninote import UniNoteModel
-    from uninote.train.features import corpus_features, embed_from_features
     from uninote.train.rl import RLTrainer
     from uninote.train.rl_config import RLConfig
     from uninote.train.rl_data import from_store
@@ -61,14 +57,8 @@ def main() -> None:
     ap.add_argument("--config", default="{}", help="RLConfig overrides as JSON")
     args = ap.parse_args()
 
-    train, held = load_corpus(args.train), load_corpus(args.eval)
-    sft = UniNoteModel.from_pretrained(args.sft)
-    f_train, f_held = corpus_features(train, sft, progress=False), corpus_features(held, sft, progress=False)
-
-    def scores(model):
-        emb = embed_from_features(model, f_held, progress=False)
-        report = evaluate(emb, held.qrels, dims=DIMS, modalities=("note", "image"), granularities=("note",))
-        return {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in report.results}
+    setup = Setup.load(args.sft, args.train, args.eval)
+    train, sft, f_train, scores = setup.train, setup.sft, setup.f_train, setup.scores
 
     base = scores(sft)
     graded = from_store(f"sqlite:///{args.db}")

@@ -74,7 +74,7 @@ def main() -> None:
     base = ndcg_at_10(sft_order, truth)
     print(f"{QUERIES} ungraded queries, SFT top-{POOL} pools; true grade shares "
           f"{np.round(np.bincount(truth.astype(int).ravel(), minlength=4) / truth.size, 3).tolist()}")
-    print(f"| reward model | held-out accuracy (majority) | pool ndcg@10 | vs SFT order |\n|---|---|---|---|")
+    print("| reward model | held-out accuracy (majority) | pool ndcg@10 | vs SFT order |\n|---|---|---|---|")
     print(f"| none: SFT order | | {base:.4f} | |")
 
     def row(name: str, model, held: dict | None) -> None:
