@@ -16,8 +16,8 @@ it also counts as near the decision boundary), where a setting is a
   other source) per query. They find the relevant notes the model ranks too low, which the shown
   top-k never does: on the fashion catalogue, RL from 2,000 grades spread over ranks 5-30 gained
   +0.015 / +0.012 ndcg@10 (d=64 / full) against +0.012 / +0.010 from ranks 0-15 (two seeds each,
-  docs/results/rl.md "Where to spend the grades"). So give the queue neighbour lists deeper than
-  k (``neighbour_depth``); the per-query cap keeps room for these draws.
+  docs/results/rl.md "Deeper grades"). So pass neighbour lists deeper than k (the app and
+  ``simulate-annotators`` plan from 3k); the per-query cap keeps room for these draws.
 
 Queries with few grades are preferred at hand-out time (``LabelQueue.next_task``).
 """
