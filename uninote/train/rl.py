@@ -39,7 +39,7 @@ from uninote.train.rl_config import RLConfig
 from uninote.train.rl_data import GradedPairs
 
 log = logging.getLogger(__name__)
-NOISY_GRADES = 0.15  # estimated grader error rate from which RL warns (25 % error hurt on fashion-test)
+NOISY_GRADES = 0.15  # estimated grader error rate from which RL warns (at 25 % error d=768 gained nothing)
 ProgressFn = Callable[[int, int, dict], None]
 
 
@@ -366,7 +366,7 @@ class RLTrainer:
         rate = self.graded.info.get("estimated_error_rate")
         if rate is not None and rate >= NOISY_GRADES:
             return [f"graders disagree: estimated grader error rate {rate:.2f} (>= {NOISY_GRADES}); RL from "
-                    "grades this noisy lost quality on held-out notes (docs/results/rl.md), so check the "
+                    "grades this noisy gained little or lost quality on held-out notes (docs/results/rl.md), so check the "
                     "grading guidelines, or compare this version's evaluation with its parent's before switching"]
         return []
 

@@ -44,7 +44,7 @@ class RLConfig(JsonConfig):
         "policy gradient: a sampling-free, low-variance use of every grade (0 = pure GRPO).")})
     anchor_coef: float = field(default=1.0, metadata={"help": (
         "Weight of a listwise KL to the SFT scoring on random corpus notes (each against its SFT top "
-        "neighbours, full dim): keeps the whole space, not just graded pools, close to SFT (0 = off).")})
+        "neighbours, at the prefixes anchor_dims names): keeps the whole space, not just graded pools, close to SFT (0 = off).")})
     anchor_queries: int = field(default=32, metadata={"help": "Random corpus notes per step for anchor_coef."})
     anchor_dims: str = field(default="all", metadata={"help": (
         "Prefixes the corpus anchor holds near SFT: 'all' (default: every RL dim, weighted like the RL "
