@@ -219,6 +219,11 @@ class LabelQueue:
             stmt = select(func.count()).select_from(LabelTaskRow)
             return session.execute(stmt.where(*self._open_for(aid or -1, now))).scalar_one()
 
+    def queries(self) -> set[str]:
+        """Every note that already has label tasks as a query (so a refill can plan new ones)."""
+        with self._db.read() as session:
+            return set(session.execute(select(LabelTaskRow.query_id).distinct()).scalars())
+
     def source_report(self) -> list[dict[str, Any]]:
         """Per source: tasks, grades received, distinct pairs graded, mean grade, share of grades
         >= 2 (relevant), skips. Shows what each selection strategy contributes."""

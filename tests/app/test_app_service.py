@@ -220,3 +220,27 @@ def test_rl_run_from_app_grades_becomes_a_served_version(tmp_path):
     svc.activate(new)
     assert svc.neighbours("n0", k=3).version == new
     assert svc.eval_results(new)  # the worker's eval.json feeds the dashboard chart
+
+
+def test_label_queue_refills_from_the_active_version_until_every_note_was_a_query(tmp_path):
+    """An empty queue is not the end of annotation: the next request plans new queries from the
+    version being served, and only when every note has been a query is there nothing left."""
+    from dataclasses import replace
+
+    cfg = replace(tiny_service_config(tmp_path), label_queries=4)
+    svc = UniNoteService(cfg).start()
+    assert len(svc.queue.queries()) == 4  # the first fill
+    version = svc.served.version
+    fills, seen = [], set()
+    while (task := svc.next_pair("solo")) is not None:
+        if task.query_id not in seen:
+            seen.add(task.query_id)
+            fills.append(len(svc.queue.queries()))
+        assert task.model_version == version  # planned from the version being served
+        svc.grade("solo", task.query_id, task.candidate_id, 1, {"task_id": task.id})
+    assert svc.queue.queries() == set(svc.served.embeddings.note_ids)
+    assert len(svc.corpus) == 36 and max(fills) == 36 and min(fills) == 4  # grew 4 at a time
+    assert all(b - a in (0, 4) for a, b in zip(fills, fills[1:]))
+    pairs = [(j.query_id, j.candidate_id) for j in svc.store.judgments()]
+    assert len(pairs) == len(set(pairs))  # refills never re-plan a graded pair
+    assert svc.next_pair("solo") is None

@@ -53,6 +53,9 @@ class ServiceConfig:
         "help": "UniNoteConfig overrides for a freshly built model (tests use tiny towers)."})
     sft_overrides: dict = field(default_factory=dict, metadata={
         "help": "Overrides for the first-run SFT config (e.g. fewer epochs for a demo)."})
+    label_queries: int = field(default=300, metadata={"help": (
+        "Queries planned per label-queue fill: at first start, and again from the active version whenever "
+        "an annotator finds the queue empty, until every note has been a query.")})
     max_upload_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "Per-photo upload limit."})
     max_upload_pixels: int = field(default=30_000_000, metadata={"help": "Per-photo pixel limit."})
     thumb_size: int = field(default=224, metadata={"help": "Longest side of gallery thumbnails."})
@@ -61,8 +64,8 @@ class ServiceConfig:
         self.home = Path(self.home)
         if not self.db_url:
             self.db_url = f"sqlite:///{self.home / 'annotations.db'}"
-        if self.max_upload_bytes < 1024 or self.thumb_size < 32:
-            raise ConfigError("max_upload_bytes must be >= 1024 and thumb_size >= 32")
+        if self.max_upload_bytes < 1024 or self.thumb_size < 32 or self.label_queries < 1:
+            raise ConfigError("max_upload_bytes must be >= 1024, thumb_size >= 32 and label_queries >= 1")
         return self
 
     @classmethod

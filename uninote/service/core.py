@@ -47,6 +47,7 @@ class UniNoteService:
         self.queue = None
         self._served: ServedVersion | None = None
         self._swap_lock = threading.Lock()
+        self._fill_lock = threading.Lock()
         self._status = "starting"
         self._error: str | None = None
         self._ready = threading.Event()
@@ -118,21 +119,27 @@ class UniNoteService:
         self._ready.set()
         self._set_status(self.status)
 
-    def _fill_queue(self, n_queries: int = 300, k: int = 10) -> None:
-        """Seed the label queue from the served model: neighbours of a seeded sample of notes at a
-        small and the full dim, so disagreements between cheap and full retrieval get graded, 3k
-        deep, so the queue's random source can draw notes the model ranks below the top-k."""
+    def _fill_queue(self, k: int = 10) -> int:
+        """Plan label tasks for up to ``config.label_queries`` notes that have not been queries yet:
+        their neighbours under the *active* version at a small and the full dim, so disagreements
+        between cheap and full retrieval get graded, 3k deep, so the queue's random source can draw
+        notes the model ranks below the top-k. Refills re-plan from whatever version is active by
+        then, so later grades go where the newest model is still wrong. Returns queries added."""
         served = self._served
-        rng = np.random.default_rng(0)
-        ids = list(served.embeddings.note_ids)
-        sample = [ids[i] for i in rng.permutation(len(ids))[:n_queries]]
+        done = self.queue.queries()
+        ids = [i for i in served.embeddings.note_ids if i not in done]
+        if not ids:
+            return 0
+        rng = np.random.default_rng(len(done))  # seeded: the first fill is the same on every start
+        sample = [ids[i] for i in rng.permutation(len(ids))[: self.config.label_queries]]
         small = self.dims()[0]
         lists: dict[str, dict[str, list[str]]] = {}
         for dim in sorted({small, served.embeddings.dim}):
             key = f"dim={dim}/granularity=note/strategy=exact"
             lists[key] = {q: [h.note_id for h in served.retriever.search(q, k=3 * k, dim=dim)] for q in sample}
-        self._set_status(f"seeding the label queue from {len(sample)} queries")
+        log.info("planning label tasks for %d queries from %s", len(sample), served.version)
         self.queue.add_from_neighbours(lists, model_version=served.version)
+        return len(sample)
 
     def _active_version_name(self) -> str | None:
         active = self.store.active_version()
@@ -348,7 +355,13 @@ class UniNoteService:
     def next_pair(self, annotator: str) -> Any | None:
         """The next (query, candidate) task for this annotator, or None when the queue is empty."""
         self._require_annotator(annotator)
-        return self.queue.next_task(annotator)
+        task = self.queue.next_task(annotator)
+        if task is None:
+            with self._fill_lock:  # one refill at a time; whoever waited finds the new tasks
+                task = self.queue.next_task(annotator)
+                if task is None and self._fill_queue():
+                    task = self.queue.next_task(annotator)
+        return task
 
     def grade(self, annotator: str, query_id: str, candidate_id: str, grade: int,
               context: dict | None = None):
