@@ -179,3 +179,53 @@ def _make_task(q: str, c: str, source: str, per_setting: dict, cfg: QueueConfig)
         required_annotations=cfg.overlap_annotators if overlap else 1,
         setting=setting, rank=rank, detail={s.key: r for s, r in per_setting.items()},
     )  # fmt: skip
+
+
+QUERY_SELECTIONS = ("random", "coverage")
+
+
+def choose_queries(vectors, ids: Sequence[str], n: int, method: str = "random", seed: int = 0,
+                   iterations: int = 20) -> list[str]:
+    """Which notes to grade neighbours for: every id once, the first ``n`` chosen by ``method``.
+
+    ``random``: a seeded permutation. ``coverage``: spherical k-means (k-means++ seeding) with ``n`` centres on the (unit) note
+    vectors; the member nearest each centre comes first, larger clusters first, so every prefix
+    covers the densest regions and no region of the catalogue goes ungraded; the other notes follow
+    in random order (for refills past ``n``).
+    """
+    import numpy as np
+
+    if method not in QUERY_SELECTIONS:
+        raise ConfigError(f"query selection {method!r}: expected one of {QUERY_SELECTIONS}")
+    rng = np.random.default_rng(seed)
+    order = [int(i) for i in rng.permutation(len(ids))]
+    n = max(0, min(n, len(ids)))
+    if method == "random" or n == 0:
+        return [ids[i] for i in order]
+    x = np.asarray(vectors, dtype=np.float32)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    first = int(rng.integers(len(x)))  # k-means++ seeding: spread centres, D^2-weighted
+    centres, dist = [x[first]], 1.0 - x @ x[first]
+    for _ in range(n - 1):
+        weight = np.maximum(dist, 0.0) ** 2
+        pick = int(rng.choice(len(x), p=weight / weight.sum())) if weight.sum() > 0 else int(rng.integers(len(x)))
+        centres.append(x[pick])
+        dist = np.minimum(dist, 1.0 - x @ x[pick])
+    centres = np.stack(centres)
+    for _ in range(iterations):
+        assign = np.argmax(x @ centres.T, axis=1)  # spherical k-means: cosine to unit centres
+        sums = np.zeros_like(centres)
+        np.add.at(sums, assign, x)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        empty = norms[:, 0] == 0
+        centres = np.where(empty[:, None], centres, sums / np.maximum(norms, 1e-12))
+    sims = x @ centres.T
+    assign = np.argmax(sims, axis=1)
+    sizes = np.bincount(assign, minlength=n)
+    picked = []
+    for c in sorted(range(n), key=lambda c: (-sizes[c], c)):
+        members = np.flatnonzero(assign == c)
+        if len(members):
+            picked.append(int(members[np.argmax(sims[members, c])]))
+    chosen = set(picked)
+    return [ids[i] for i in picked] + [ids[i] for i in order if i not in chosen]

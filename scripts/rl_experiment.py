@@ -139,10 +139,19 @@ def validate(args) -> None:
     for rate in args.error_rates:
         db = Path(args.grades) if args.grades else work / f"val-grades-e{int(rate * 100)}.db"
         if not db.exists():
-            with AnnotationStore(f"sqlite:///{db}") as store:
-                simulate(store, part, embed_from_features(sft, f_part, progress=False),
-                         SimulationConfig(pairs=max(args.budgets), error_rate=rate, annotators=args.annotators),
-                         sft.version)
+            planner, per_round = sft, max(args.budgets) // args.rounds
+            for r in range(args.rounds):  # round r grades new queries planned from the RL model of rounds < r
+                if r:
+                    planner = UniNoteModel.from_pretrained(args.sft)
+                    so_far = from_store(f"sqlite:///{db}")
+                    RLTrainer(planner, f_part, so_far, RLConfig(save_every=0),
+                              work / "val-runs" / f"round{r}").train(so_far.fingerprint())
+                pairs = per_round if r < args.rounds - 1 else max(args.budgets) - per_round * r
+                with AnnotationStore(f"sqlite:///{db}") as store:
+                    simulate(store, part, embed_from_features(planner, f_part, progress=False),
+                             SimulationConfig(pairs=pairs, error_rate=rate, annotators=args.annotators, seed=r,
+                                              **json.loads(args.sim)),
+                             planner.version)
         for budget in args.budgets:
             collected = from_store(f"sqlite:///{db}").head(budget)
             for text in args.configs:
@@ -183,6 +192,10 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[250, 500, 1000, 2000])
     ap.add_argument("--error-rates", type=float, nargs="+", default=[0.0, 0.1, 0.25])
     ap.add_argument("--annotators", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=1, help="--validate: collect the grades in this many rounds, "
+                    "each planned from the RL model trained on the rounds before (the app's queue refills)")
+    ap.add_argument("--sim", default="{}", help="--validate: SimulationConfig overrides as JSON, e.g. "
+                    "'{\"query_selection\": \"coverage\"}'")
     ap.add_argument("--rl-args", default="", help="extra train-rl flags, e.g. '--steps 200'")
     args = ap.parse_args()
     if args.validate:

@@ -6,7 +6,9 @@ the queue's random source can draw candidates the model ranks too low). Each sim
 the next task, looks up the true grade -- the catalogue rule ``fashion_grade`` when both notes carry
 catalogue attributes, else the corpus qrels (0 when absent) -- and, with probability
 ``error_rate``, submits a uniformly random *other* grade instead. Queries are added to the queue
-in chunks (random order, seeded) until ``pairs`` distinct pairs are graded.
+in chunks (random order, seeded) until ``pairs`` distinct pairs are graded. Notes that already have
+tasks as queries are not planned again, so a second run -- e.g. with the model RL trained on the
+first run's grades, as the app's queue refills from the active version -- grades new queries.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from annotations.planning import QUERY_SELECTIONS
 from uninote.errors import ConfigError
 
 GRADES = (0, 1, 2, 3)
@@ -40,6 +43,12 @@ class SimulationConfig:
         "Most pairs the queue plans per query: its highest-priority ones plus the random deeper draws "
         "(0 = the queue's default, 20). 10 = 5 near the top + 5 drawn from ranks k..depth, so every "
         "query gets its deep draws graded; fewer per query spread the budget over more queries.")})
+    random_per_query: int = field(default=5, metadata={"help": (
+        "Of each query's pairs, how many the queue draws at random from past the top-k (the rest are its "
+        "highest-priority pairs near the top).")})
+    query_selection: str = field(default="random", metadata={"help": (
+        "Which notes become queries first: 'random' (a seeded shuffle) or 'coverage' (one per k-means "
+        "cluster of the model's note vectors, larger clusters first; annotations.planning.choose_queries).")})
     seed: int = field(default=0, metadata={"help": "Seed for query order and grader errors."})
 
     def validate(self) -> "SimulationConfig":
@@ -47,8 +56,10 @@ class SimulationConfig:
             raise ConfigError("simulate: --pairs, --annotators and --k must be >= 1")
         if self.depth and self.depth < self.k:
             raise ConfigError(f"simulate: --depth {self.depth} must be >= --k {self.k} (or 0 for 3k)")
-        if self.queries_per_chunk < 0 or self.tasks_per_query < 0:
-            raise ConfigError("simulate: --queries-per-chunk and --tasks-per-query must be >= 0")
+        if self.queries_per_chunk < 0 or self.tasks_per_query < 0 or self.random_per_query < 0:
+            raise ConfigError("simulate: --queries-per-chunk, --tasks-per-query and --random-per-query must be >= 0")
+        if self.query_selection not in QUERY_SELECTIONS:
+            raise ConfigError(f"simulate: --query-selection must be one of {QUERY_SELECTIONS}")
         if not 0.0 <= self.error_rate <= 1.0:
             raise ConfigError(f"simulate: --error-rate {self.error_rate} must be in [0, 1]")
         return self
@@ -89,18 +100,21 @@ def neighbour_lists(embeddings, query_ids: list[str], dims: list[int], depth: in
 def simulate(store, corpus, embeddings, config: SimulationConfig, model_version: str | None = None,
              progress=None) -> dict:
     """Grade ``config.pairs`` distinct pairs into ``store``; returns a report (counts, error rate)."""
+    from annotations.planning import choose_queries
     from annotations.queue import LabelQueue, QueueConfig
 
     cfg = config.validate()
     store.register_notes(corpus.name, corpus.notes)
     per_query = {"max_tasks_per_query": cfg.tasks_per_query} if cfg.tasks_per_query else {}
     queue = LabelQueue(store, QueueConfig(k=cfg.k, overlap=cfg.overlap if cfg.annotators > 1 else 0.0,
-                                          seed=cfg.seed, **per_query))
+                                          seed=cfg.seed, random_per_query=cfg.random_per_query, **per_query))
     names = [f"sim-{i}" for i in range(cfg.annotators)]
     rng = random.Random(cfg.seed)
-    order = [n.note_id for n in corpus.notes]
-    np.random.default_rng(cfg.seed).shuffle(order)
     chunk = cfg.queries_per_chunk or max(1, math.ceil(cfg.pairs / (cfg.tasks_per_query or 10)))
+    done = queue.queries()  # notes that were queries before (an earlier run, another model): new ones first
+    fresh = [i for i in embeddings.note_ids if i not in done]
+    rows = [embeddings.row(i) for i in fresh]
+    order = choose_queries(embeddings.note[rows], fresh, chunk, cfg.query_selection, cfg.seed)
     graded: set[tuple[str, str]] = {(j.query_id, j.candidate_id) for j in store.judgments()}
     start_pairs = len(graded)
     submitted = flipped = next_query = 0

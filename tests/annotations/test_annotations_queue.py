@@ -202,3 +202,30 @@ def test_scores_near_the_threshold_are_boundary():
     lists = {FULL: {"q": [("a", 0.9), ("b", 0.8), ("c", 0.52), ("d", 0.3)]}}
     tasks = {t.candidate_id: t.source for t in plan_tasks(lists, cfg)}
     assert tasks == {"a": "agreed", "b": "agreed", "c": "boundary"}  # d: far from 0.5, not drawn
+
+
+def test_choose_queries_coverage_takes_one_query_per_cluster_largest_first():
+    import numpy as np
+
+    from annotations.planning import choose_queries
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4] * 10  # four well-separated directions, clusters of 20, 12, 6 and 2 notes
+    sizes = [20, 12, 6, 2]
+    vectors = np.concatenate([c + rng.normal(0, 0.3, (n, 8)) for c, n in zip(centres, sizes)])
+    cluster = np.repeat(np.arange(4), sizes)
+    ids = [f"n{i}" for i in range(len(vectors))]
+    order = choose_queries(vectors, ids, 4, "coverage", seed=5)
+    assert sorted(order) == sorted(ids)  # every note exactly once (the rest for refills)
+    first = [cluster[ids.index(q)] for q in order[:4]]
+    assert first == [0, 1, 2, 3]  # one per cluster, larger clusters first
+    for q, c in zip(order[:4], first):  # each the member nearest its cluster's mean direction
+        members = np.flatnonzero(cluster == c)
+        unit = vectors[members] / np.linalg.norm(vectors[members], axis=1, keepdims=True)
+        mean = unit.mean(0) / np.linalg.norm(unit.mean(0))
+        assert ids.index(q) == members[np.argmax(unit @ mean)]
+    random_order = choose_queries(vectors, ids, 4, "random", seed=3)
+    assert random_order == [ids[i] for i in np.random.default_rng(3).permutation(len(ids))]
+    assert {cluster[ids.index(q)] for q in random_order[:4]} != {0, 1, 2, 3} or random_order[:4] != order[:4]
+    with pytest.raises(ConfigError):
+        choose_queries(vectors, ids, 4, "farthest")

@@ -60,9 +60,13 @@ def test_simulate_grades_queue_pairs_into_the_store(tmp_path, monkeypatch):
         for j in judgments:  # error rate 0: every grade is the catalogue rule
             assert j.grade == true_grade(corpus, j.query_id, j.candidate_id)
             assert j.model_version == model.version and j.task_id is not None
-        # a second run adds new pairs on top, never re-grading the same ones
+        # a second run adds new pairs on top, never re-grading the same ones, and plans new queries
+        from annotations.queue import LabelQueue
+
+        before = LabelQueue(store).queries()
         simulate(store, corpus, emb, SimulationConfig(pairs=10, error_rate=1.0, k=5, seed=1))
         again = store.judgments()
+        assert {j.query_id for j in again[len(judgments):]} - before
         pairs = [(j.query_id, j.candidate_id) for j in again if j.annotator == "sim-0"]
         assert len(pairs) == len(set(pairs))
         flipped = [j for j in again[len(judgments):] if j.annotator == "sim-0"]
@@ -104,3 +108,19 @@ def test_tasks_per_query_spreads_the_budget_over_more_queries(tmp_path, monkeypa
     assert len(per_query[2]) >= 10 > len(per_query[0])
     with pytest.raises(ConfigError):
         SimulationConfig(tasks_per_query=-1).validate()
+
+
+def test_coverage_query_selection_grades_every_cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
+    corpus = load_corpus(write_tiny_catalogue(tmp_path / "cat"))
+    emb = tiny_model().embed_corpus(corpus, progress=False)
+    with AnnotationStore(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        report = simulate(store, corpus, emb, SimulationConfig(pairs=12, k=5, tasks_per_query=3,
+                                                               query_selection="coverage"))
+        queries = {j.query_id for j in store.judgments()}
+    assert report["pairs"] == 12 and report["config"]["query_selection"] == "coverage"
+    from annotations.planning import choose_queries
+
+    assert queries == set(choose_queries(emb.note, list(emb.note_ids), 4, "coverage")[:4])
+    with pytest.raises(ConfigError):
+        SimulationConfig(query_selection="popular").validate()
