@@ -35,18 +35,20 @@ def policy_gradient_loss(logp: torch.Tensor, advantages: torch.Tensor,
     return -(advantages * logp).masked_fill(~mask, 0.0).sum() / count
 
 
-def listnet_loss(logits: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def listnet_loss(logits: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor | None = None,
+                 power: float = 1.0) -> torch.Tensor:
     """ListNet cross-entropy of the first-choice softmax against the grades' gain distribution.
 
     A listwise, sampling-free companion of the policy gradient (variance reduction, not a
     replacement): each query's target is ``p*_j = gain_j / sum_k gain_k`` with ``gain = 2**g - 1``
-    over its valid candidates, and the loss is ``-sum_j p*_j log softmax(logits)_j`` averaged over
+    over its valid candidates (``gain**power`` with ``power`` != 1: a sharper target, larger margins
+    between grades), and the loss is ``-sum_j p*_j log softmax(logits)_j`` averaged over
     queries that have a positive gain (0 when none has). ``logits`` (Q, P), ``grades`` (Q, P).
     """
     if valid is None:
         valid = torch.ones_like(logits, dtype=torch.bool)
     gains = torch.where(valid, torch.pow(2.0, grades.to(logits.dtype).nan_to_num(0.0)) - 1.0,
-                        torch.zeros_like(logits))
+                        torch.zeros_like(logits)).pow(power)
     total = gains.sum(dim=-1, keepdim=True)
     has = total.squeeze(-1) > 0
     if not has.any():

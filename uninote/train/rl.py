@@ -289,7 +289,8 @@ class RLTrainer:
         reward = float(rewards[defined].mean()) if defined.any() else float("nan")
         part = pg + cfg.kl_coef * kl
         if cfg.listwise_coef > 0:
-            part = part + cfg.listwise_coef * listnet_loss(logits, grades.to(self.device), valid_d)
+            part = part + cfg.listwise_coef * listnet_loss(logits, grades.to(self.device), valid_d,
+                                                           cfg.listwise_power)
         return part, reward, float(kl.detach()), float(pg.detach())
 
     def _anchor_kl(self, rng: np.random.Generator) -> torch.Tensor:

@@ -42,6 +42,9 @@ class RLConfig(JsonConfig):
     listwise_coef: float = field(default=1.0, metadata={"help": (
         "Weight of a ListNet term (softmax of the pool vs the grades' gain distribution) added to the "
         "policy gradient: a sampling-free, low-variance use of every grade (0 = pure GRPO).")})
+    listwise_power: float = field(default=1.0, metadata={"help": (
+        "Exponent on the ListNet target's gains (2^g - 1)^p: above 1 the target is sharper, so the "
+        "loss asks for larger margins between grades instead of matching the gain ratios.")})
     anchor_coef: float = field(default=1.0, metadata={"help": (
         "Weight of a listwise KL to the SFT scoring on random corpus notes (each against its SFT top "
         "neighbours, at the prefixes anchor_dims names): keeps the whole space, not just graded pools, close to SFT (0 = off).")})
@@ -99,8 +102,8 @@ class RLConfig(JsonConfig):
                 raise ConfigError(f"RLConfig.{name}={getattr(self, name)} must be >= {low}")
         if self.temperature <= 0 or self.learning_rate <= 0 or self.kl_coef < 0 or self.max_grad_norm < 0:
             raise ConfigError("RLConfig: temperature and learning_rate must be > 0, kl_coef and max_grad_norm >= 0")
-        if self.listwise_coef < 0 or self.anchor_coef < 0 or self.anchor_queries < 1:
-            raise ConfigError("RLConfig: listwise_coef and anchor_coef must be >= 0, anchor_queries >= 1")
+        if self.listwise_coef < 0 or self.anchor_coef < 0 or self.anchor_queries < 1 or self.listwise_power <= 0:
+            raise ConfigError("RLConfig: listwise_coef and anchor_coef must be >= 0, anchor_queries >= 1, listwise_power > 0")
         choices = {"kl_estimator": ("listwise", "k3"), "anchor_dims": ("full", "all"), "reward": tuple(REWARD_FUNCTIONS),
                    "advantage_scale": SCALES, "ungraded": UNGRADED_POLICIES, "device": DEVICES}
         for name, allowed in choices.items():

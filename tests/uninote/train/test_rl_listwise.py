@@ -25,6 +25,20 @@ def test_listnet_loss_by_hand():
     assert float(listnet_loss(logits, torch.tensor([[2.0, 1.0]]))) == pytest.approx(mixed)
 
 
+def test_listnet_power_sharpens_the_target_so_margins_keep_growing():
+    # grade 2 vs grade 1 (gains 3 and 1): power 2 makes the target [9/10, 1/10]
+    logits = torch.tensor([[math.log(2.0), 0.0]])
+    sharp = -(0.9 * math.log(2 / 3) + 0.1 * math.log(1 / 3))
+    assert float(listnet_loss(logits, torch.tensor([[2.0, 1.0]]), power=2.0)) == pytest.approx(sharp)
+    # at power 1's optimum (logit gap log 3) power 1 is satisfied, power 2 still widens the gap
+    for power, pushes in ((1.0, False), (2.0, True)):
+        at = torch.tensor([[math.log(3.0), 0.0]], requires_grad=True)
+        listnet_loss(at, torch.tensor([[2.0, 1.0]]), power=power).backward()
+        assert (at.grad[0, 0] < -1e-3) == pushes and abs(float(at.grad.sum())) < 1e-6
+    with pytest.raises(ConfigError):
+        RLConfig(listwise_power=0.0).validate()
+
+
 def test_listnet_loss_skips_padding_and_queries_without_gain():
     logits = torch.tensor([[math.log(2.0), 0.0, 5.0], [1.0, 2.0, 3.0]])
     grades = torch.tensor([[1.0, 0.0, 3.0], [0.0, 0.0, 0.0]])
