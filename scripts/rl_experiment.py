@@ -63,7 +63,8 @@ def propagate(graded, mode: str, top: float = 2.5):
     return GradedPairs(grades, graded.n_judgments, graded.corpus, f"{graded.source}+{mode}", graded.info, graded.order)
 
 
-def evaluate_model(path: str, test, dims, uncovered: set[str]) -> dict:
+def evaluate_model(path: str, test, dims) -> tuple[dict, dict]:
+    """ndcg@10 per query modality and dim, and note->note ndcg@10 per query at each dim."""
     from uninote.eval import evaluate
     from uninote.model.uninote import UniNoteModel
 
@@ -72,12 +73,13 @@ def evaluate_model(path: str, test, dims, uncovered: set[str]) -> dict:
     report = evaluate(emb, test.qrels, dims=dims, modalities=("note", "image", "text"), granularities=("note",),
                       keep_per_query=True)
     out = {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in report.results}
-    for d in dims:
-        per_q = report.per_query[("note", "note", d)]
-        ood = [v for q, v in per_q.items() if test.get(q).meta.get("subCategory") in uncovered]
-        out[f"ood_note@{d}"] = float(np.mean(ood)) if ood else float("nan")
-        out["ood_queries"] = len(ood)
-    return out
+    return out, {d: report.per_query[("note", "note", d)] for d in dims}
+
+
+def slice_mean(per_query: dict, test, subcategories: set[str]) -> tuple[float, int]:
+    """Mean note->note ndcg@10 over the test queries whose subCategory is in ``subcategories``."""
+    vals = [v for q, v in per_query.items() if test.get(q).meta.get("subCategory") in subcategories]
+    return (float(np.mean(vals)) if vals else float("nan")), len(vals)
 
 
 def subset_features(feats, note_ids):
@@ -229,25 +231,44 @@ def main() -> None:
     train, test = load_corpus(args.train), load_corpus(args.test)
     from uninote.train.rl_data import from_store
 
-    graded = from_store(f"sqlite:///{work / 'grades-e0.db'}")
-    covered = {train.get(q).meta.get("subCategory") for q in graded.grades}
-    uncovered = {n.meta.get("subCategory") for n in test.notes} - covered
+    def uncovered_by(graded) -> set[str]:
+        covered = {train.get(q).meta.get("subCategory") for q in graded.grades}
+        return {n.meta.get("subCategory") for n in test.notes} - covered
+
+    # two out-of-training-data slices: test queries of subCategories that no query of the full 0 %-error
+    # store has (the same queries for every run), and of subCategories that no query of *this run's*
+    # grades has (larger at small budgets: everything that run's RL was not shown); both vs SFT
+    uncovered = uncovered_by(from_store(f"sqlite:///{work / 'grades-e0.db'}"))
     dims = [64, 128, 256, 512, 768]
     evals = results.setdefault("eval", {})
-    for name, path in [("sft", args.sft)] + [(f"rl-b{b}-e{int(r * 100)}", str(work / f"rl-b{b}-e{int(r * 100)}"))
-                                             for b, r in runs]:
-        evals[name] = evaluate_model(path, test, dims, uncovered)
+    evals["sft"], sft_per_query = evaluate_model(args.sft, test, dims)
+    for b, r in runs:
+        name = f"rl-b{b}-e{int(r * 100)}"
+        ev, per_query = evaluate_model(str(work / name), test, dims)
+        own = uncovered_by(from_store(f"sqlite:///{work / f'grades-e{int(r * 100)}.db'}").head(b))
+        for d in dims:
+            for key, subcats in (("ood", uncovered), ("own_ood", own)):
+                ev[f"{key}_note@{d}"], ev[f"{key}_queries"] = slice_mean(per_query[d], test, subcats)
+                ev[f"{key}_sft_note@{d}"] = slice_mean(sft_per_query[d], test, subcats)[0]
+        evals[name] = ev
         results_path.write_text(json.dumps(results, indent=2))
     results["uncovered_subcategories"] = sorted(x for x in uncovered if x)
     results_path.write_text(json.dumps(results, indent=2))
     base = evals["sft"]
-    print("\n| model | " + " | ".join(f"note d={d}" for d in dims) + " | image d=768 | text d=768 | OOD note d=768 |")
-    print("|---|" + "---|" * (len(dims) + 3))
+    print("\n| model | " + " | ".join(f"note d={d}" for d in dims)
+          + " | image d=768 | text d=768 | OOD d=64 / d=768 (queries) | own OOD d=64 / d=768 (queries) |")
+    print("|---|" + "---|" * (len(dims) + 4))
     for name, ev in evals.items():
         cells = [f"{ev[f'note@{d}']:.4f}" + ("" if name == "sft" else f" ({ev[f'note@{d}'] - base[f'note@{d}']:+.4f})")
                  for d in dims]
-        for key in ("image@768", "text@768", "ood_note@768"):
+        for key in ("image@768", "text@768"):
             cells.append(f"{ev[key]:.4f}" + ("" if name == "sft" else f" ({ev[key] - base[key]:+.4f})"))
+        for key in ("ood", "own_ood"):
+            if name == "sft":
+                cells.append("–")
+                continue
+            deltas = [ev[f"{key}_note@{d}"] - ev[f"{key}_sft_note@{d}"] for d in (64, 768)]
+            cells.append(" / ".join(f"{x:+.4f}" for x in deltas) + f" ({ev[f'{key}_queries']})")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
