@@ -81,10 +81,12 @@ def test_simulate_cli(tmp_path, monkeypatch, capsys):
     tiny_model().save_pretrained(tmp_path / "sft")
     db = f"sqlite:///{tmp_path / 'a.db'}"
     rc = main(["simulate-annotators", "--db", db, "--corpus", str(tmp_path / "cat"), "--model",
-               str(tmp_path / "sft"), "--pairs", "25", "--error-rate", "0.1", "--annotators", "1", "--quiet"])
+               str(tmp_path / "sft"), "--pairs", "25", "--error-rate", "0.1", "--annotators", "1", "--quiet",
+               "--query-selection", "coverage", "--random-per-query", "3"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["pairs"] == 25
+    assert (out["config"]["query_selection"], out["config"]["random_per_query"]) == ("coverage", 3)
     with AnnotationStore(db) as store:
         assert len(store.judgments()) == 25
     with pytest.raises(SystemExit):

@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                    help="most pairs planned per query, random deeper draws included (0 = the queue default, 20)")
     s.add_argument("--queries-per-chunk", type=int, default=0,
                    help="queries added per queue refill (0 = pairs / tasks-per-query)")
+    s.add_argument("--random-per-query", type=int, default=5,
+                   help="of each query's pairs, how many are drawn at random from past the top-k")
     s.add_argument("--query-selection", default="random", choices=["random", "coverage"],
                    help="which notes become queries: a seeded shuffle, or one per k-means cluster of the model's vectors")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -93,7 +95,8 @@ def run_simulate(args) -> int:
     cfg = SimulationConfig(pairs=args.pairs, error_rate=args.error_rate, annotators=args.annotators,
                            seed=args.seed, tasks_per_query=args.tasks_per_query, depth=args.depth,
                            queries_per_chunk=args.queries_per_chunk,
-                           query_selection=args.query_selection).validate()
+                           query_selection=args.query_selection,
+                           random_per_query=args.random_per_query).validate()
     corpus = load_corpus(args.corpus)
     model = load_any_model(args.model)
     embeddings = model.embed_corpus(corpus, progress=not args.quiet)
