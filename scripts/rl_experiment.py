@@ -119,10 +119,14 @@ def validate(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     dims = [64, 128, 256, 512, 768]
 
-    def scores(model, corpus, feats):
+    def scores(model, corpus, feats, uncovered=frozenset()):
         emb = embed_from_features(model, feats, progress=False)
-        rep = evaluate(emb, corpus.qrels, dims=dims, modalities=("note", "image", "text"), granularities=("note",))
-        return {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in rep.results}
+        rep = evaluate(emb, corpus.qrels, dims=dims, modalities=("note", "image", "text"), granularities=("note",),
+                       keep_per_query=True)
+        out = {f"{r['query_modality']}@{r['dim']}": r["ndcg@10"] for r in rep.results}
+        for d in (64, 768):  # the out-of-training-data slice: subCategories no graded query has
+            out[f"ood@{d}"], out["ood_queries"] = slice_mean(rep.per_query[("note", "note", d)], corpus, uncovered)
+        return out
 
     sft = UniNoteModel.from_pretrained(args.sft)
     if args.part and args.held:
@@ -134,7 +138,6 @@ def validate(args) -> None:
         part, held = split_corpus(train, test_fraction=0.25, seed=1)
         f_part = subset_features(feats, [n.note_id for n in part.notes])
         f_held = subset_features(feats, [n.note_id for n in held.notes])
-    base = scores(sft, held, f_held)
     test = load_corpus(args.test) if args.test else None
     f_test = corpus_features(test, sft, progress=False) if test else None
     test_base = scores(sft, test, f_test) if test else None
@@ -156,6 +159,9 @@ def validate(args) -> None:
                              planner.version)
         for budget in args.budgets:
             collected = from_store(f"sqlite:///{db}").head(budget)
+            covered = {part.get(q).meta.get("subCategory") for q in collected.grades}
+            uncovered = {n.meta.get("subCategory") for n in held.notes} - covered
+            base = scores(sft, held, f_held, uncovered)
             for text in args.configs:
                 over = json.loads(text)
                 mode = over.pop("propagate", None)
@@ -164,15 +170,18 @@ def validate(args) -> None:
                 t0 = time.perf_counter()
                 RLTrainer(model, f_part, graded, RLConfig(**{"save_every": 0, **over}),
                           work / "val-runs" / "tmp").train(graded.fingerprint())
-                ev = scores(model, held, f_held)
+                ev = scores(model, held, f_held, uncovered)
                 row = {"config": dict(over, **({"propagate": mode} if mode else {})), "error_rate": rate,
                        "budget": budget, "seconds": round(time.perf_counter() - t0, 1),
-                       "delta": {k: round(ev[k] - base[k], 4) for k in ev}, "sft": base}
+                       "delta": {k: round(ev[k] - base[k], 4) for k in ev if k != "ood_queries"},
+                       "ood_queries": ev["ood_queries"], "sft": base}
                 if test:
                     ev_test = scores(model, test, f_test)
                     row["test_delta"] = {k: round(ev_test[k] - test_base[k], 4) for k in ev_test}
                 print(json.dumps({k: row[k] for k in ("config", "error_rate", "budget", "seconds")}
-                                 | {k: row["delta"][k] for k in ("note@64", "note@768", "image@768", "text@768")}
+                                 | {k: row["delta"][k] for k in ("note@64", "note@768", "image@768", "text@768",
+                                                               "ood@64", "ood@768")}
+                                 | {"ood_queries": row["ood_queries"]}
                                  | {f"test_{k}": v for k, v in row.get("test_delta", {}).items()
                                     if k in ("note@64", "note@768")}),
                       flush=True)
