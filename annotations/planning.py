@@ -188,10 +188,11 @@ def choose_queries(vectors, ids: Sequence[str], n: int, method: str = "random", 
                    iterations: int = 20) -> list[str]:
     """Which notes to grade neighbours for: every id once, the first ``n`` chosen by ``method``.
 
-    ``random``: a seeded permutation. ``coverage``: spherical k-means (k-means++ seeding) with ``n`` centres on the (unit) note
-    vectors; the member nearest each centre comes first, larger clusters first, so every prefix
-    covers the densest regions and no region of the catalogue goes ungraded; the other notes follow
-    in random order (for refills past ``n``).
+    ``random``: a seeded permutation. ``coverage``: spherical k-means (k-means++ seeding) with
+    ``n`` centres on the unit note vectors; the member nearest each centre comes first, larger
+    clusters first, so every prefix covers the densest regions and no region of the catalogue goes
+    ungraded; the other notes follow in random order (for refills past ``n``). On the fashion
+    catalogue ``coverage`` did not beat ``random`` for RL (docs/results/rl.md, "Sharper targets").
     """
     import numpy as np
 

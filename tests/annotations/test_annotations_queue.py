@@ -226,6 +226,5 @@ def test_choose_queries_coverage_takes_one_query_per_cluster_largest_first():
         assert ids.index(q) == members[np.argmax(unit @ mean)]
     random_order = choose_queries(vectors, ids, 4, "random", seed=3)
     assert random_order == [ids[i] for i in np.random.default_rng(3).permutation(len(ids))]
-    assert {cluster[ids.index(q)] for q in random_order[:4]} != {0, 1, 2, 3} or random_order[:4] != order[:4]
     with pytest.raises(ConfigError):
         choose_queries(vectors, ids, 4, "farthest")
