@@ -18,6 +18,8 @@ random other grade. Then: uninote train-rl --init MODEL --db URL --out DIR."""
 
 
 def register(subparsers) -> None:
+    from annotations.planning import QUERY_SELECTIONS
+
     p = subparsers.add_parser("worker", help="RL trainer worker: jobs table -> new model versions",
                               description=WORKER_HELP, formatter_class=DefaultsHelp)
     p.add_argument("--db", required=True, help="annotation store URL (sqlite:///path.db or PostgreSQL)")
@@ -47,8 +49,9 @@ def register(subparsers) -> None:
                    help="queries added per queue refill (0 = pairs / tasks-per-query)")
     s.add_argument("--random-per-query", type=int, default=5,
                    help="of each query's pairs, how many are drawn at random from past the top-k")
-    s.add_argument("--query-selection", default="random", choices=["random", "coverage"],
-                   help="which notes become queries: a seeded shuffle, or one per k-means cluster of the model's vectors")
+    s.add_argument("--query-selection", default="random", choices=list(QUERY_SELECTIONS),
+                   help="which notes become queries: a seeded shuffle, or one per k-means cluster "
+                        "of the model's vectors")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=run_simulate)
 
