@@ -159,6 +159,10 @@ def validate(args) -> None:
                              planner.version)
         for budget in args.budgets:
             collected = from_store(f"sqlite:///{db}").head(budget)
+            if args.hold_out:  # a category the grades never touch: its held-out queries are the OOD slice
+                field, values = args.hold_out.split("=", 1)
+                collected = collected.restrict(n.note_id for n in part.notes
+                                               if str(n.meta.get(field)) not in values.split(","))
             covered = {part.get(q).meta.get("subCategory") for q in collected.grades}
             uncovered = {n.meta.get("subCategory") for n in held.notes} - covered
             base = scores(sft, held, f_held, uncovered)
@@ -207,6 +211,8 @@ def main() -> None:
                     "each planned from the RL model trained on the rounds before (the app's queue refills)")
     ap.add_argument("--sim", default="{}", help="--validate: SimulationConfig overrides as JSON, e.g. "
                     "'{\"query_selection\": \"coverage\"}'")
+    ap.add_argument("--hold-out", help="--validate: FIELD=V1[,V2] drops every grade that touches a note with "
+                    "that metadata value, e.g. masterCategory=Footwear: a large out-of-training-data slice")
     ap.add_argument("--rl-args", default="", help="extra train-rl flags, e.g. '--steps 200'")
     args = ap.parse_args()
     if args.validate:
