@@ -21,15 +21,12 @@ import torch
 POOL, QUERIES = 32, 400
 
 
-def ndcg_at_10(scores: np.ndarray, gains: np.ndarray) -> float:
-    out = []
-    discount = 1.0 / np.log2(np.arange(2, 12))
-    for s, g in zip(scores, gains):
-        top = g[np.argsort(-s, kind="stable")[:10]]
-        ideal = np.sort(g)[::-1][:10]
-        idcg = ((2.0 ** ideal - 1) * discount[: len(ideal)]).sum()
-        out.append(((2.0 ** top - 1) * discount[: len(top)]).sum() / idcg if idcg > 0 else 0.0)
-    return float(np.mean(out))
+def ndcg_at_10(scores: np.ndarray, grades: np.ndarray) -> float:
+    """Mean ndcg@10 of each row's order by ``scores`` under that row's ``grades`` (0 with no relevant)."""
+    from uninote.eval.metrics import ndcg_at_k
+
+    return float(np.mean([ndcg_at_k(np.argsort(-s, kind="stable").tolist(), dict(enumerate(g.tolist()))) or 0.0
+                          for s, g in zip(scores, grades)]))
 
 
 def main() -> None:

@@ -125,13 +125,15 @@ class UniNoteService:
         between cheap and full retrieval get graded, 3k deep, so the queue's random source can draw
         notes the model ranks below the top-k. Refills re-plan from whatever version is active by
         then, so later grades go where the newest model is still wrong. Returns queries added."""
+        from annotations.planning import choose_queries
+
         served = self._served
         done = self.queue.queries()
         ids = [i for i in served.embeddings.note_ids if i not in done]
         if not ids:
             return 0
-        rng = np.random.default_rng(len(done))  # seeded: the first fill is the same on every start
-        sample = [ids[i] for i in rng.permutation(len(ids))[: self.config.label_queries]]
+        # seeded by how many notes were queries already: the first fill is the same on every start
+        sample = choose_queries(None, ids, 0, "random", seed=len(done))[: self.config.label_queries]
         small = self.dims()[0]
         lists: dict[str, dict[str, list[str]]] = {}
         for dim in sorted({small, served.embeddings.dim}):
