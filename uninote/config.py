@@ -16,6 +16,8 @@ from uninote.errors import ConfigError
 
 C = TypeVar("C", bound="JsonConfig")
 
+DEVICES = ("auto", "cpu", "cuda")  # the device field of the training configs
+
 
 class JsonConfig:
     def validate(self: C) -> C:  # overridden by each config

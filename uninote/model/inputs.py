@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from uninote.model.images_io import open_image
-from uninote.model.towers import pool_image, preprocess_images
+from uninote.model.towers import load_pixels, normalize_pixels, pool_image
 
 
 class FeatureInputs:
@@ -24,7 +24,8 @@ class FeatureInputs:
         tower = self.image_tower
         if not images:
             return torch.zeros(0, tower.feature_dim), torch.zeros(0, self.config.n_region_cells, tower.feature_dim)
-        pixels = preprocess_images(images, self.config.image_size, tower.mean, tower.std).to(self.device)
+        pixels = load_pixels(images, self.config.image_size).to(self.device)
+        pixels = normalize_pixels(pixels, tower.mean, tower.std)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
             return pool_image(tower(pixels).float(), self.config.n_regions)
 

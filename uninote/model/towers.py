@@ -193,14 +193,25 @@ def build_image_tower(cfg: UniNoteConfig) -> nn.Module:
     return HFImageTower(cfg.image_tower)
 
 
-def preprocess_images(images, size: int, mean, std) -> torch.Tensor:
-    """PIL images -> normalised float tensor (B, 3, size, size); photos are resized (squashed)."""
+def load_pixels(images, size: int) -> torch.Tensor:
+    """PIL images -> uint8 tensor (B, 3, size, size); photos are resized (squashed).
+
+    A quarter of the bytes of the float batch: loaders and host-to-GPU copies move these, and
+    ``normalize_pixels`` runs on the model's device.
+    """
     from PIL import Image
 
-    batch = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
-                      for im in images]) / 255.0
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2)
-    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    batch = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
+                      for im in images])
+    return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+
+def normalize_pixels(pixels: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (or [0, 1] float) pixels -> the tower's normalised float input, on their device."""
+    x = pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels.float()
+    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def pool_image(feature_map: torch.Tensor, n_regions: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -132,18 +132,20 @@ class UniNoteModel(FeatureInputs, nn.Module):
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """Raw or feature batch -> embeddings (what DDP wraps for full fine-tuning).
 
-        A raw batch has ``texts`` (list[str]) and ``pixels`` (M, 3, S, S) preprocessed photos plus
+        A raw batch has ``texts`` (list[str]) and ``pixels`` (M, 3, S, S) uint8 photos (as
+        ``towers.load_pixels`` makes them; normalised here, on the model's device) plus
         ``image_owner`` (and optional ``has_text``); backbones run (with gradients unless frozen)
         and their features go through ``forward_features``. Any other batch goes straight there.
         """
         if "texts" not in batch:
             return self.forward_features(batch)
-        from uninote.model.towers import pool_image
+        from uninote.model.towers import normalize_pixels, pool_image
 
         feats = {k: v for k, v in batch.items() if k not in ("texts", "pixels")}
         feats["text"] = self.text_features(batch["texts"])
-        pixels = batch["pixels"].to(self.device)
+        pixels = batch["pixels"].to(self.device, non_blocking=True)
         if len(pixels):
+            pixels = normalize_pixels(pixels, self.image_tower.mean, self.image_tower.std)
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
                 feats["image"], feats["region"] = pool_image(self.image_tower(pixels).float(), self.config.n_regions)
         return self.forward_features(feats)

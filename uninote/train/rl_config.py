@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from uninote.config import JsonConfig
+from uninote.config import DEVICES, JsonConfig
 from uninote.errors import ConfigError
 from uninote.train.advantages import SCALES
 from uninote.train.rewards import REWARD_FUNCTIONS
 
 UNGRADED_POLICIES = ("auto", "reward_model", "zero", "drop")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

@@ -78,20 +78,20 @@ class FeatureBatches:
 
 
 class RawBatches:
-    """Raw batches for full fine-tuning: texts and preprocessed pixels of the batch's notes.
+    """Raw batches for full fine-tuning: texts and uint8 pixels of the batch's notes.
 
-    Holds no model (only sizes and normalisation), so DataLoader workers can build batches.
+    Holds no model (only sizes), so DataLoader workers can build batches; the model normalises
+    the pixels on its own device.
     """
 
     def __init__(self, corpus, table, model: UniNoteModel):
-        tower, cfg = model.image_tower, model.config
+        cfg = model.config
         self.corpus, self.table = corpus, table
         self.size, self.n_cells = cfg.image_size, cfg.n_region_cells
-        self.mean, self.std = tuple(tower.mean), tuple(tower.std)
 
     def __call__(self, pairs: np.ndarray):
         from uninote.model.images_io import open_image
-        from uninote.model.towers import preprocess_images
+        from uninote.model.towers import load_pixels
 
         union, idx = pair_index(self.table, pairs)
         notes = [self.corpus.notes[int(r)] for r in union]
@@ -103,8 +103,8 @@ class RawBatches:
                     owner.append(i)
                 except (OSError, ValueError):
                     continue  # counted by the feature pass; a broken photo is just left out here
-        pixels = preprocess_images(images, self.size, self.mean, self.std) if images else \
-            torch.zeros(0, 3, self.size, self.size)
+        empty = torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
+        pixels = load_pixels(images, self.size) if images else empty
         owner_t = torch.tensor(owner, dtype=torch.long)
         first = first_rows(owner_t, len(union))  # regions are computed for every photo here
         idx["region_q"] = region_rows(first[idx["q"]], self.n_cells)
@@ -115,7 +115,8 @@ class RawBatches:
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Step i -> (batch, index); with ``num_workers`` a DataLoader prepares batches ahead."""
+    """Step i -> (batch, index, seconds to build it); with ``num_workers`` a DataLoader prepares
+    batches ahead."""
 
     def __init__(self, steps, make_batch):
         self.steps, self.make_batch = steps, make_batch
@@ -124,7 +125,9 @@ class StepBatches(torch.utils.data.Dataset):
         return len(self.steps)
 
     def __getitem__(self, i: int):
-        return self.make_batch(self.steps[i])
+        t0 = time.perf_counter()
+        batch, idx = self.make_batch(self.steps[i])
+        return batch, idx, time.perf_counter() - t0
 
 
 def region_rows(photo_rows: torch.Tensor, n_cells: int) -> torch.Tensor:
@@ -133,14 +136,36 @@ def region_rows(photo_rows: torch.Tensor, n_cells: int) -> torch.Tensor:
     return torch.where(photo_rows[:, None] >= 0, photo_rows[:, None] * n_cells + cells, torch.full_like(cells, -1))
 
 
-def _distributed() -> tuple[int, int]:
+def training_device(cfg: SFTConfig) -> torch.device:
+    """Where the steps run: ``cfg.device``, with 'auto' = CUDA for --full-finetune when one is visible.
+
+    Under torchrun each rank takes GPU ``LOCAL_RANK``; more ranks than GPUs is an error, not a crash.
+    """
+    from uninote.errors import ConfigError
+
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if cfg.full_finetune and torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("device='cuda' but no CUDA GPU is visible; use --device cpu or auto")
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if local >= torch.cuda.device_count():
+        raise ConfigError(f"rank {local} has no GPU: {torch.cuda.device_count()} visible; launch at most that "
+                          "many processes per node (torchrun --nproc_per_node) or use --device cpu")
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size); initialises the process group when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 or "LOCAL_RANK" in os.environ:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
@@ -152,9 +177,8 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     cfg.validate()
     seed_everything(cfg.seed)
     start = time.perf_counter()
-    rank, world = _distributed() if cfg.full_finetune else (0, 1)
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available()
-                          and cfg.full_finetune else "cpu")
+    device = training_device(cfg)
+    rank, world = _distributed(device) if cfg.full_finetune else (0, 1)
     model = UniNoteModel(cfg.model_config()).to(device)
     table = pair_table(corpus, cfg.hard_negatives, cfg.mask_grade)
     feature_seconds = 0.0
@@ -192,7 +216,11 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
                                          prefetch_factor=4 if workers else None)
     bar = tqdm(loader, desc="sft", disable=not progress or rank != 0)
     t_train = time.perf_counter()
-    for step, (batch, idx) in enumerate(bar):
+    build_seconds = wait_seconds = 0.0
+    t_wait = time.perf_counter()
+    for step, (batch, idx, built) in enumerate(bar):
+        wait_seconds += time.perf_counter() - t_wait
+        build_seconds += built
         idx = {k: v.to(device) for k, v in idx.items()}
         with autocast:
             out = runner(batch)  # one forward pass; Matryoshka slices it
@@ -206,12 +234,16 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
         curve.append(round(float(loss.detach()), 5))
         if step % cfg.log_every == 0 or step == len(steps) - 1:
             objective = loss_fn.base_loss if isinstance(loss_fn, MatryoshkaLoss) else loss_fn
-            terms.append({"step": step, **{k: round(v, 4) for k, v in objective.last_terms.items()}})
+            terms.append({"step": step, **{k: round(float(v), 4) for k, v in objective.last_terms.items()}})
             bar.set_postfix(loss=f"{curve[-1]:.3f}")
+        t_wait = time.perf_counter()
     model.eval()
     metrics = {"steps": len(steps), "loss_curve": curve, "loss_terms": terms,
                "feature_seconds": round(feature_seconds, 2),
                "train_seconds": round(time.perf_counter() - t_train, 2),
+               # time the loop stood waiting for batches, and the time spent building them (in
+               # DataLoader workers when num_workers > 0): wait close to train_seconds = input-bound
+               "data_wait_seconds": round(wait_seconds, 2), "batch_build_seconds": round(build_seconds, 2),
                "wall_seconds": round(time.perf_counter() - start, 2), "peak_rss_mb": round(peak_rss_mb(), 1),
                "n_pairs": int(len(table.q)), "world_size": world, "device": str(device),
                "trainable_parameters": int(sum(p.numel() for p in head_params + tower_params))}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from uninote.config import JsonConfig
+from uninote.config import DEVICES, JsonConfig
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
 
@@ -50,6 +50,9 @@ class SFTConfig(JsonConfig):
         "Train the backbones too (GPU, bf16 autocast, DDP under torchrun); default trains heads on cached features.")})
     num_workers: int = field(default=4, metadata={"help": (
         "DataLoader worker processes decoding photos for --full-finetune (0 = in the main process).")})
+    device: str = field(default="auto", metadata={"help": (
+        "'auto' (CUDA for --full-finetune when one is visible, else CPU), 'cpu' or 'cuda'; under "
+        "torchrun each rank takes GPU LOCAL_RANK.")})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA for --full-finetune."})
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and batch order."})
     threads: int = field(default=1, metadata={"help": (
@@ -68,6 +71,8 @@ class SFTConfig(JsonConfig):
         if self.matryoshka_weights is not None and len(self.matryoshka_weights) != len(self.matryoshka_dims):
             raise ConfigError(f"{len(self.matryoshka_weights)} matryoshka_weights for "
                               f"{len(self.matryoshka_dims)} matryoshka_dims: give one weight per dim")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device={self.device!r}: use one of {DEVICES}")
         if self.hard_negatives < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("hard_negatives >= 0 and 0 <= warmup_ratio < 1 are required")
         self.model_config()

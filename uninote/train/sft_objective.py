@@ -37,7 +37,7 @@ class SFTObjective(nn.Module):
         self.nce = InfoNCELoss(temperature)
         self.nce_sym = InfoNCELoss(temperature, symmetric=True)
         self.region_loss = RegionMaxSimLoss(temperature)
-        self.last_terms: dict[str, float] = {}
+        self.last_terms: dict[str, torch.Tensor] = {}  # detached; read them only when logging (a GPU sync)
 
     def forward(self, emb: dict[str, torch.Tensor], idx: dict[str, torch.Tensor]) -> torch.Tensor:
         """``emb``: forward_features output over the batch's unique notes. ``idx``:
@@ -71,6 +71,6 @@ class SFTObjective(nn.Module):
             valid = (rq >= 0).all(1) & (rp >= 0).all(1)
             region = emb["region"]
             terms["region"] = self.region_loss(region[rq.clamp(min=0)], region[rp.clamp(min=0)], valid, mask)
-        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+        self.last_terms = {k: v.detach() for k, v in terms.items()}
         total = sum(self.weights[k] * v for k, v in terms.items())
         return total if isinstance(total, torch.Tensor) else note.sum() * 0.0

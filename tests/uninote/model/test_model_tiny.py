@@ -150,3 +150,33 @@ def test_lazy_tower_builds_on_first_use_and_forwards_attributes():
     assert lazy.mean == (0.5, 0.5, 0.5) and lazy.loaded and len(built) == 1
     assert lazy(torch.zeros(2, 3)).shape == (2, 4)
     assert all(not p.requires_grad for p in lazy.tower.parameters()) and len(built) == 1
+
+
+def test_photos_travel_as_uint8_and_are_normalised_on_the_model_side():
+    from PIL import Image
+
+    from uninote.model.towers import load_pixels, normalize_pixels
+
+    white, black = Image.new("RGB", (10, 6), (255, 255, 255)), Image.new("L", (3, 3), 0)
+    pixels = load_pixels([white, black], 8)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (2, 3, 8, 8)
+    x = normalize_pixels(pixels, (0.5, 0.25, 0.0), (0.5, 0.25, 1.0))
+    assert x.dtype == torch.float32
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([1.0, 3.0, 1.0]))  # (1 - mean) / std
+    assert torch.allclose(x[1, :, 0, 0], torch.tensor([-1.0, -1.0, 0.0]))  # (0 - mean) / std
+
+
+def test_raw_batch_forward_equals_features_of_the_same_photos(corpus):
+    """The full fine-tuning input (texts + uint8 pixels) gives what the inference path gives."""
+    from uninote.model.images_io import open_image
+    from uninote.model.towers import load_pixels
+
+    model = UniNoteModel(tiny_config())
+    notes = [n for n in corpus.notes if len(n.images) == 1][:3]
+    photos = [open_image(corpus.image_path(n, 0)) for n in notes]
+    raw = {"texts": [n.text() for n in notes], "pixels": load_pixels(photos, model.config.image_size),
+           "image_owner": torch.arange(3)}
+    with torch.no_grad():
+        out = model(raw)
+    assert torch.allclose(out["note"], model.encode_note(notes, root=corpus.root), atol=1e-6)
+    assert torch.allclose(out["image"], model.encode_image(photos), atol=1e-6)

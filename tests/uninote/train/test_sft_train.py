@@ -76,8 +76,9 @@ def test_no_matryoshka_trains_full_dim_only(corpus, tmp_path):
 def test_full_finetune_updates_backbones(corpus, tmp_path):
     cfg = tiny_sft(full_finetune=True, max_steps=4, num_workers=2)
     before = UniNoteModel(cfg.model_config())
-    model, _ = train_sft(corpus, tmp_path / "ff", cfg, progress=False)  # on CUDA when there is one
+    model, metrics = train_sft(corpus, tmp_path / "ff", cfg, progress=False)  # on CUDA when there is one
     model = model.cpu()
+    assert 0 < metrics["batch_build_seconds"] and 0 <= metrics["data_wait_seconds"] <= metrics["train_seconds"]
     assert not torch.equal(before.image_tower.net[0].weight, model.image_tower.net[0].weight)
     assert not torch.equal(before.text_tower.embed.weight, model.text_tower.embed.weight)
     again = UniNoteModel.from_pretrained(tmp_path / "ff")
@@ -106,10 +107,17 @@ def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
     (dict(matryoshka_weights=[1.0]), "one weight per dim"),
     (dict(temperature=0), "temperature"),
     (dict(matryoshka_dims=[8, 64]), "strictly increasing"),
+    (dict(device="gpu"), "device='gpu'"),
 ])
 def test_sft_config_validation(kw, match):
     with pytest.raises(ConfigError, match=match):
         tiny_sft(**kw).validate()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_cuda_asked_for_without_a_gpu_says_so(corpus, tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        train_sft(corpus, tmp_path / "x", tiny_sft(full_finetune=True, device="cuda"), progress=False)
 
 
 SFT_WORKER = '''
@@ -122,7 +130,7 @@ from uninote.train.sft_config import SFTConfig
 corpus, out, report = sys.argv[1:4]
 cfg = SFTConfig(text_tower="tiny", image_tower="tiny", embed_dim=32, matryoshka_dims=[8, 16, 32], image_size=32,
                 n_regions=2, hidden_dim=32, batch_size=8, epochs=1, threads=1, lr=3e-3, full_finetune=True,
-                max_steps=3, num_workers=0)
+                max_steps=3, num_workers=0, device="cpu")  # two CPU ranks, also on a one-GPU machine
 model, metrics = train_sft(load_corpus(corpus, on_error="skip"), out, cfg, progress=False)
 h = hashlib.sha256()
 for name, t in sorted(model.state_dict().items()):
@@ -153,3 +161,22 @@ def test_full_finetune_under_torchrun_two_cpu_ranks_stay_in_sync(corpus, tmp_pat
     assert ranks[0]["weights"] == ranks[1]["weights"]
     assert ranks[0]["loss"] != ranks[1]["loss"]  # each rank computed the loss on its own share
     assert (tmp_path / "out" / "model.safetensors").exists()
+
+
+@pytest.mark.integration
+def test_full_finetune_benchmark_runs_and_both_pixel_formats_train_alike(tmp_path):
+    """scripts/bench_full_finetune.py (real EfficientNet-Lite0): uint8 and float32 batches carry the
+    same photos, so the same steps end at the same loss; the table reports the input pipeline."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "scripts" / "bench_full_finetune.py"
+    proc = subprocess.run([sys.executable, str(script), "--workers", "0", "--steps", "3", "--batch-size", "4",
+                           "--notes", "24", "--image-size", "64", "--bert-layers", "1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| 0 |")]
+    assert [r[1].strip() for r in rows] == ["uint8", "float"]
+    assert rows[0][-1] == rows[1][-1]  # identical last loss
+    assert all(float(r[5]) >= 0 and float(r[6]) > 0 for r in rows)  # waited / building seconds
