@@ -239,7 +239,8 @@ class RLTrainer:
         if "image" in cfg.query_modalities:
             img = first_image(out["image"].float(), out["image_owner"], len(uniq))
             sides["image"] = (img[q_idx], self.ref.first_image[u].to(self.device)[q_idx], out["has_image"][q_idx])
-        loss, stats = note.new_zeros(()), {"reward": 0.0, "kl": 0.0, "pg": 0.0}
+        # stats stay on the device until the step ends: one host sync per step, not several per dim
+        loss, stats = note.new_zeros(()), {k: note.new_zeros(()) for k in ("reward", "kl", "pg")}
         share = 1.0 / len(cfg.query_modalities)
         for modality in cfg.query_modalities:
             qv, qref, ok = sides[modality]
@@ -259,18 +260,20 @@ class RLTrainer:
         if cfg.anchor_coef > 0:
             anchor = self._anchor_kl(rng)
             loss = loss + cfg.anchor_coef * anchor
-            stats["anchor_kl"] = float(anchor.detach())
+            stats["anchor_kl"] = anchor.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._all_reduce_grads()
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
-        stats["loss"] = float(loss.detach())
-        return stats
+        stats["loss"] = loss.detach()
+        values = torch.stack([v.float() for v in stats.values()]).tolist()
+        return dict(zip(stats, values))
 
     def _ranking_loss(self, q, q_ref, pool, pool_ref, valid, grades, dim: int, gen):
-        """GRPO loss of one query modality at one prefix dim: (loss, mean reward, kl, pg)."""
+        """GRPO loss of one query modality at one prefix dim: (loss, mean reward, kl, pg); the last
+        three are detached 0-d tensors (mean reward NaN when no ranking has a defined reward)."""
         cfg = self.cfg
         valid_d = valid.to(self.device)
         cut = lambda x: F.normalize(x[..., :dim], dim=-1)  # noqa: E731 - Matryoshka prefix
@@ -286,12 +289,12 @@ class RLTrainer:
             kl = listwise_kl(logits, ref_logits, valid_d)
         else:
             kl = k3_kl(logp, plackett_luce.log_prob(ref_logits, rankings, valid_d), defined)
-        reward = float(rewards[defined].mean()) if defined.any() else float("nan")
+        reward = torch.where(defined, rewards, 0.0).sum() / defined.sum()  # 0 / 0 = NaN: none defined
         part = pg + cfg.kl_coef * kl
         if cfg.listwise_coef > 0:
             part = part + cfg.listwise_coef * listnet_loss(logits, grades.to(self.device), valid_d,
                                                            cfg.listwise_power)
-        return part, reward, float(kl.detach()), float(pg.detach())
+        return part, reward.detach(), kl.detach(), pg.detach()
 
     def _anchor_kl(self, rng: np.random.Generator) -> torch.Tensor:
         """Listwise KL to SFT for random corpus notes against their SFT top neighbours (full dim)."""
