@@ -44,7 +44,7 @@ def register(subparsers) -> None:
             p.add_argument(f"--no-{f.name.replace('_', '-')}", dest=f.name, action="store_false",
                            default=unset, help=f"turn off: {f.metadata.get('help', '')}")
         elif f.name == "query_modalities":
-            p.add_argument(flag(f.name), nargs="+", choices=["note", "image"], default=unset, help=help_)
+            p.add_argument(flag(f.name), nargs="+", choices=["note", "image", "text"], default=unset, help=help_)
         elif f.name == "frozen_modules":
             p.add_argument(flag(f.name), nargs="*", choices=["text_head", "image_head", "fusion"], default=unset,
                            help=f"{help_}; give the flag with no names to train every module")

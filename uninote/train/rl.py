@@ -229,8 +229,9 @@ class RLTrainer:
         q_idx = torch.from_numpy(inverse[: len(queries)]).to(self.device)
         p_idx = torch.from_numpy(inverse[len(queries):].reshape(rows.shape)).to(self.device)
         self.model.eval()  # no dropout: the sampled policy and its gradient must be the same function
+        batch = _rl_batch(self.feats, uniq)
         with torch.autocast("cuda", torch.bfloat16, enabled=self.autocast):
-            out = self.model.forward_features(_rl_batch(self.feats, uniq), normalize=False)
+            out = self.model.forward_features(batch, normalize=False)
         note = out["note"].float()
         u = torch.from_numpy(uniq).to(self.ref.note.device)
         ref_note = self.ref.note[u].to(self.device)
@@ -239,6 +240,9 @@ class RLTrainer:
         if "image" in cfg.query_modalities:
             img = first_image(out["image"].float(), out["image_owner"], len(uniq))
             sides["image"] = (img[q_idx], self.ref.first_image[u].to(self.device)[q_idx], out["has_image"][q_idx])
+        if "text" in cfg.query_modalities:
+            has_text = batch["has_text"].to(self.device)
+            sides["text"] = (out["text"].float()[q_idx], self.ref.text[u].to(self.device)[q_idx], has_text[q_idx])
         # stats stay on the device until the step ends: one host sync per step, not several per dim
         loss, stats = note.new_zeros(()), {k: note.new_zeros(()) for k in ("reward", "kl", "pg")}
         share = 1.0 / len(cfg.query_modalities)

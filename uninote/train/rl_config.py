@@ -73,8 +73,9 @@ class RLConfig(JsonConfig):
     rm_query_fraction: float = field(default=0.5, metadata={"help": (
         "Share of each batch drawn from ungraded queries when rm_queries is on.")})
     query_modalities: list[str] = field(default_factory=lambda: ["note", "image"], metadata={"help": (
-        "Query sides trained against the note index: 'note' (fused vector) and 'image' (the first photo, "
-        "what an image-only query uses). Same grades and pools; losses averaged over sides.")})
+        "Query sides trained against the note index: 'note' (fused vector), 'image' (the first photo, "
+        "what an image-only query uses) and 'text' (the note's text alone, what a typed query uses). Same "
+        "grades and pools; losses averaged over sides.")})
     frozen_modules: list[str] = field(default_factory=lambda: ["image_head"], metadata={"help": (
         "Model parts RL leaves at their SFT weights. Default ['image_head']: image-only queries keep their "
         "SFT vectors (measured: training it costs image-query quality). Names: text_head, image_head, fusion.")})
@@ -114,8 +115,8 @@ class RLConfig(JsonConfig):
         if not 0.0 <= self.rm_query_fraction < 1.0 or not 0.0 <= self.rm_heldout_fraction < 1.0:
             raise ConfigError("RLConfig: rm_query_fraction and rm_heldout_fraction must be in [0, 1)")
         mods = list(self.query_modalities)
-        if not mods or len(set(mods)) != len(mods) or not set(mods) <= {"note", "image"} or "note" not in mods:
-            raise ConfigError(f"RLConfig.query_modalities={mods}: use ['note'] or ['note', 'image']")
+        if len(set(mods)) != len(mods) or not set(mods) <= {"note", "image", "text"} or "note" not in mods:
+            raise ConfigError(f"RLConfig.query_modalities={mods}: 'note' plus any of 'image', 'text', once each")
         unknown = set(self.frozen_modules) - {"text_head", "image_head", "fusion"}
         if unknown or len(set(self.frozen_modules)) >= 3:
             raise ConfigError(f"RLConfig.frozen_modules={self.frozen_modules}: pick at most two of "

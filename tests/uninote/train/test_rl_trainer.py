@@ -191,3 +191,21 @@ def test_auto_ungraded_falls_back_to_graded_pools_when_the_reward_model_is_weak(
     assert strong.ungraded == "reward_model" and strong.reward_model is not None
     metrics = weak.train("fp")
     assert metrics["ungraded_effective"] == "drop"
+
+
+def test_text_query_side_learns_and_skips_notes_without_text(tmp_path):
+    feats, labels = toy_features()
+    trainer = RLTrainer(tiny_model(), feats, toy_grades(labels),
+                        fast_config(steps=40, ungraded="zero", query_modalities=["note", "text"]), tmp_path)
+    trainer.train("fp")
+    first = np.mean([r["text_reward@16"] for r in trainer.history[:10]])
+    last = np.mean([r["text_reward@16"] for r in trainer.history[-10:]])
+    assert last > first + 0.02  # typed queries (the note's text alone) rank better after RL
+
+    feats.has_text[:] = False  # no note has text: nothing to train the text side on
+    trainer = RLTrainer(tiny_model(), feats, toy_grades(labels),
+                        fast_config(steps=2, ungraded="zero", query_modalities=["note", "text"]), tmp_path / "b")
+    trainer.train("fp")
+    assert "text_reward@16" not in trainer.history[-1] and "reward@16" in trainer.history[-1]
+    with pytest.raises(ConfigError, match="query_modalities"):
+        RLConfig(query_modalities=["text"]).validate()
