@@ -119,6 +119,8 @@ class RLTrainer:
         self.human = {int(feats.rows_of([q])[0]): {int(feats.rows_of([c])[0]): g for c, g in cs.items()}
                       for q, cs in self.graded.grades.items()}
         self.graded_queries = np.array(sorted(self.human), dtype=np.int64)
+        scale = max(1.0, self.cfg.anchor_ref_pairs / len(self.graded)) if self.cfg.anchor_ref_pairs else 1.0
+        self.anchor_coef = self.cfg.anchor_coef * scale
         self.ref = embed_notes(model, feats, autocast=self.autocast)  # frozen SFT reference
         self.reward_model, self.rm_metrics, self.ungraded = None, {}, self.cfg.ungraded
         if self.ungraded in ("reward_model", "auto"):
@@ -261,9 +263,9 @@ class RLTrainer:
                     stats["reward"] += w * reward
                 stats["kl"] += share * w * kl
                 stats["pg"] += share * w * pg
-        if cfg.anchor_coef > 0:
+        if self.anchor_coef > 0:
             anchor = self._anchor_kl(rng)
-            loss = loss + cfg.anchor_coef * anchor
+            loss = loss + self.anchor_coef * anchor
             stats["anchor_kl"] = anchor.detach()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -388,6 +390,7 @@ class RLTrainer:
                                 "source": self.graded.source, "corpus": self.graded.corpus,
                                 "estimated_error_rate": self.graded.info.get("estimated_error_rate")},
                 "reward_model": self.rm_metrics, "ungraded_effective": self.ungraded,
+                "anchor_coef_effective": self.anchor_coef,
                 "reward_first20": {f"@{d}": mean(first, f"reward@{d}") for d in self.dims},
                 "reward_last20": {f"@{d}": mean(last, f"reward@{d}") for d in self.dims},
                 "kl_last20": mean(last, "kl"), "seconds": round(seconds, 2),

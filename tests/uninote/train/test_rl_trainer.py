@@ -209,3 +209,24 @@ def test_text_query_side_learns_and_skips_notes_without_text(tmp_path):
     assert "text_reward@16" not in trainer.history[-1] and "reward@16" in trainer.history[-1]
     with pytest.raises(ConfigError, match="query_modalities"):
         RLConfig(query_modalities=["text"]).validate()
+
+
+def test_fewer_grades_weigh_the_anchor_more_and_hold_the_space_nearer_sft(tmp_path):
+    from uninote.train.rl import embed_notes
+
+    feats, labels = toy_features()
+    grades = toy_grades(labels)  # 40 queries x 8 = 320 pairs
+    assert RLTrainer(tiny_model(), feats, grades, fast_config(anchor_coef=0.5, anchor_ref_pairs=100),
+                     tmp_path).anchor_coef == 0.5  # more grades than the reference: unchanged
+    drift = {}
+    for ref_pairs in (0, 16000):  # off, and 50x the anchor
+        model = tiny_model()
+        sft = embed_notes(model, feats).note
+        trainer = RLTrainer(model, feats, grades, fast_config(steps=20, ungraded="zero", anchor_coef=0.5,
+                                                              anchor_ref_pairs=ref_pairs), tmp_path / str(ref_pairs))
+        metrics = trainer.train("fp")
+        assert metrics["anchor_coef_effective"] == (0.5 if ref_pairs == 0 else 0.5 * ref_pairs / 320)
+        drift[ref_pairs] = float((embed_notes(model, feats).note - sft).norm(dim=1).mean())
+    assert drift[16000] < 0.8 * drift[0]
+    with pytest.raises(ConfigError, match="anchor_ref_pairs"):
+        RLConfig(anchor_ref_pairs=-1).validate()
