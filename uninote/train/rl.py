@@ -32,6 +32,7 @@ from uninote.losses.kl import k3_kl, listwise_kl
 from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
 from uninote.train import plackett_luce
 from uninote.train.advantages import group_advantages, rewards_to_tensor
+from uninote.train.devices import resolve_device
 from uninote.train.reward_model import NoteReps, RewardModelConfig, train_reward_model
 from uninote.train.rewards import REWARD_FUNCTIONS, ndcg_reward_batch
 from uninote.train.rl_checkpoint import find_resume, save_checkpoint
@@ -45,16 +46,6 @@ ProgressFn = Callable[[int, int, dict], None]
 
 class StopTraining(Exception):
     """Raised when ``should_stop`` asks the run to end (e.g. SIGTERM); a checkpoint was saved."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from uninote.errors import ConfigError
-
-        raise ConfigError("device='cuda' but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(name)
 
 
 def _rl_batch(feats, rows: np.ndarray) -> dict[str, torch.Tensor]:

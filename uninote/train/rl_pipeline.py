@@ -10,14 +10,13 @@ group (NCCL on CUDA, Gloo on CPU) and only rank 0 writes.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from uninote.errors import ConfigError
-from uninote.train.rl import ProgressFn, RLTrainer, resolve_device
+from uninote.train.devices import init_distributed, resolve_device
+from uninote.train.rl import ProgressFn, RLTrainer
 from uninote.train.rl_config import RLConfig
 from uninote.train.rl_data import GradedPairs, from_rewards_dir, from_store, resolve_corpus_path
 
@@ -46,14 +45,6 @@ def load_graded(rewards_dir: str | None = None, db_url: str | None = None,
     return graded.head(max_pairs) if max_pairs else graded
 
 
-def _init_distributed(device: torch.device) -> None:
-    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        torch.distributed.init_process_group(backend)
-
-
 def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: RLConfig | None = None,
            corpus: str | None = None, on_progress: ProgressFn | None = None, should_stop=None,
            progress_bar: bool = False) -> RLRun:
@@ -64,7 +55,7 @@ def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: R
 
     cfg = (config or RLConfig()).validate()
     device = resolve_device(cfg.device)
-    _init_distributed(device)
+    init_distributed(device)
     source = corpus or resolve_corpus_path(graded.corpus)
     model = UniNoteModel.from_pretrained(init)
     if not model.config.freeze_backbones:

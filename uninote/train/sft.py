@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import resource
 import time
@@ -28,6 +27,7 @@ import torch
 
 from uninote.losses import MatryoshkaLoss
 from uninote.model import UniNoteModel
+from uninote.train.devices import init_distributed, resolve_device
 from uninote.train.sft_config import SFTConfig
 from uninote.train.sft_data import add_region_index, batch_order, pair_index, pair_table
 from uninote.train.sft_objective import SFTObjective, first_rows
@@ -136,40 +136,6 @@ def region_rows(photo_rows: torch.Tensor, n_cells: int) -> torch.Tensor:
     return torch.where(photo_rows[:, None] >= 0, photo_rows[:, None] * n_cells + cells, torch.full_like(cells, -1))
 
 
-def training_device(cfg: SFTConfig) -> torch.device:
-    """Where the steps run: ``cfg.device``, with 'auto' = CUDA for --full-finetune when one is visible.
-
-    Under torchrun each rank takes GPU ``LOCAL_RANK``; more ranks than GPUs is an error, not a crash.
-    """
-    from uninote.errors import ConfigError
-
-    name = cfg.device
-    if name == "auto":
-        name = "cuda" if cfg.full_finetune and torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError("device='cuda' but no CUDA GPU is visible; use --device cpu or auto")
-    local = int(os.environ.get("LOCAL_RANK", 0))
-    if local >= torch.cuda.device_count():
-        raise ConfigError(f"rank {local} has no GPU: {torch.cuda.device_count()} visible; launch at most that "
-                          "many processes per node (torchrun --nproc_per_node) or use --device cpu")
-    torch.cuda.set_device(local)
-    return torch.device("cuda", local)
-
-
-def _distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 or "LOCAL_RANK" in os.environ:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True) -> tuple[UniNoteModel, dict]:
     """Train stage-1 SFT on ``corpus`` and write the checkpoint to ``out_dir``; returns (model, metrics)."""
     from tqdm.auto import tqdm
@@ -177,8 +143,8 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     cfg.validate()
     seed_everything(cfg.seed)
     start = time.perf_counter()
-    device = training_device(cfg)
-    rank, world = _distributed(device) if cfg.full_finetune else (0, 1)
+    device = resolve_device(cfg.device, auto_cuda=cfg.full_finetune)  # heads on cached features: CPU
+    rank, world = init_distributed(device) if cfg.full_finetune else (0, 1)
     model = UniNoteModel(cfg.model_config()).to(device)
     table = pair_table(corpus, cfg.hard_negatives, cfg.mask_grade)
     feature_seconds = 0.0
