@@ -15,7 +15,6 @@ and mark it active. Progress is reported through ``status`` (one line, polled by
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -31,7 +30,8 @@ from uninote.errors import UniNoteError
 from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
 from uninote.fileio import atomic_write
 from uninote.service.folders import load_version, make_model, read_json, write_version
-from uninote.service.maps import load_layout, per_note_vectors, save_layout, umap_2d
+from uninote.service.maps import layout_path, load_layout, per_note_vectors, save_layout, umap_2d
+from uninote.service.media import make_thumbnail, save_upload, thumbnail_path
 from uninote.service.types import Neighbour, SearchResult, ServedVersion, UploadedQuery
 
 log = logging.getLogger("uninote.service")
@@ -51,7 +51,6 @@ class UniNoteService:
         self._status = "starting"
         self._error: str | None = None
         self._ready = threading.Event()
-        self._thumb_lock = threading.Lock()
         self._umap_jobs: dict[tuple, threading.Thread] = {}
         self._umap_lock = threading.Lock()
 
@@ -226,8 +225,7 @@ class UniNoteService:
         return out
 
     def _thumb_path(self, note_id: str) -> Path:
-        key = hashlib.sha1(f"{self.corpus.name}\0{note_id}".encode()).hexdigest()
-        return self.config.thumbs_dir / key[:2] / f"{key}.jpg"
+        return thumbnail_path(self.config.thumbs_dir, self.corpus.name, note_id)
 
     def thumbnail(self, note_id: str) -> str | None:
         """Path of a small JPEG of the note's first photo (made once, under thumbs/)."""
@@ -236,7 +234,7 @@ class UniNoteService:
             return None
         path = self._thumb_path(note_id)
         if not path.exists():
-            self._make_thumbnail(self.corpus.image_path(note, 0), path)
+            make_thumbnail(self.corpus.image_path(note, 0), path, self.config.thumb_size)
         return str(path) if path.exists() else None
 
     def thumbnail_if_cached(self, note_id: str) -> str | None:
@@ -275,21 +273,6 @@ class UniNoteService:
         self.store.register_model_version(served.version, str(served.path), metrics=summary)
         self._set_status(self.status)
 
-    def _make_thumbnail(self, src: Path, dst: Path) -> None:
-        import io
-
-        from uninote.data.images import load_image
-
-        try:
-            image = load_image(src)
-        except UniNoteError:
-            log.warning("no thumbnail for %s", src)
-            return
-        image.thumbnail((self.config.thumb_size, self.config.thumb_size))
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=88)
-        atomic_write(dst, buf.getvalue())
-
     # --- search -----------------------------------------------------------------------------------
     def neighbours(self, query: str | UploadedQuery, k: int = 12, dim: int | None = None,
                    granularity: str = "note", modality: str = "note",
@@ -324,31 +307,9 @@ class UniNoteService:
 
         Raises ``ImageError`` naming the bad photo; nothing is stored unless all photos pass.
         """
-        from uninote.data.images import load_image
-        from uninote.errors import ImageError
-
-        if not photos and not (title.strip() or body.strip()):
-            raise ImageError("upload at least one photo or write a title")
-        if len(photos) > MAX_UPLOAD_PHOTOS:
-            raise ImageError(f"{len(photos)} photos uploaded; at most {MAX_UPLOAD_PHOTOS} per note")
-        decoded = []
-        for i, data in enumerate(photos, 1):
-            try:
-                decoded.append(load_image(data, max_bytes=self.config.max_upload_bytes,
-                                          max_pixels=self.config.max_upload_pixels))
-            except ImageError as exc:
-                raise ImageError(f"photo {i}: {str(exc).lstrip(': ')}") from None
-        digest = hashlib.sha256(b"".join(photos) + f"\0{title}\0{body}".encode()).hexdigest()[:20]
-        paths = []
-        for i, image in enumerate(decoded):
-            path = self.config.uploads_dir / digest[:2] / f"{digest}-{i}.jpg"
-            if not path.exists():
-                import io
-
-                buf = io.BytesIO()
-                image.save(buf, format="JPEG", quality=92)
-                atomic_write(path, buf.getvalue())
-            paths.append(str(path))
+        cfg = self.config
+        digest, paths = save_upload(photos, title, body, cfg.uploads_dir, MAX_UPLOAD_PHOTOS,
+                                    cfg.max_upload_bytes, cfg.max_upload_pixels)
         note = Note(note_id=f"upload:{digest}", title=title.strip(), body=body.strip(), images=paths)
         embedding = self.served.model.encode_query(note, None)
         return UploadedQuery(note.note_id, paths, note.title, note.body, embedding)
@@ -439,7 +400,7 @@ class UniNoteService:
         """2-D UMAP layout of the served corpus (cached per version, dim and granularity)."""
         served = self.served
         dim = dim or served.embeddings.dim
-        cache = served.path / "umap" / f"{granularity}-{dim}.safetensors"
+        cache = layout_path(served.path, granularity, dim)
         if cache.exists():
             return load_layout(cache)
         if progress:
@@ -469,7 +430,7 @@ class UniNoteService:
 
     def umap_cached(self, dim: int | None, granularity: str) -> bool:
         dim = dim or self.served.embeddings.dim
-        return (self.served.path / "umap" / f"{granularity}-{dim}.safetensors").exists()
+        return layout_path(self.served.path, granularity, dim).exists()
 
     def umap_pending(self, dim: int | None, granularity: str) -> bool:
         job = self._umap_jobs.get((self.served.version, dim or self.served.embeddings.dim, granularity))

@@ -31,6 +31,11 @@ def umap_2d(vectors: np.ndarray) -> np.ndarray:
     return reducer.fit_transform(vectors).astype(np.float32)
 
 
+def layout_path(version_dir: Path, granularity: str, dim: int) -> Path:
+    """The cached layout of one granularity at one dim, inside a model version's folder."""
+    return Path(version_dir) / "umap" / f"{granularity}-{dim}.safetensors"
+
+
 def save_layout(path: Path, note_ids: list[str], layout: np.ndarray) -> None:
     from safetensors.numpy import save_file
 
