@@ -6,6 +6,11 @@ Two ways in:
 - from backbone features: ``forward_features(batch)`` -- the training entry point used by SFT and
   RL. With frozen backbones the features are precomputed once per corpus
   (``uninote.train.features``), so training and re-embedding only run the small heads.
+
+Every output passes through one gain per Matryoshka segment (dims ``[0, 64)``, ``[64, 128)``, ...)
+before it is normalised: ``SEGMENT_GAIN`` holds their logs. At zero (SFT's value) they are the
+identity; the RL stage learns them, which sets how much each prefix's later dims weigh against
+its first ones.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ from uninote.model.inputs import FeatureInputs
 from uninote.model.towers import LazyTower, build_image_tower, build_text_tower, known_feature_dim
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+SEGMENT_GAIN = "segment_log_gain"
+
+
+def matryoshka_segments(dims: list[int], embed_dim: int) -> torch.Tensor:
+    """(embed_dim,) long: the Matryoshka segment each output dim falls in (``dims`` increasing)."""
+    bounds = [d for d in dims if d < embed_dim] + [embed_dim]
+    sizes = torch.tensor([hi - lo for lo, hi in zip([0] + bounds[:-1], bounds)])
+    return torch.repeat_interleave(torch.arange(len(bounds)), sizes)
 
 
 class UniNoteModel(FeatureInputs, nn.Module):
@@ -38,6 +51,9 @@ class UniNoteModel(FeatureInputs, nn.Module):
         self.text_head = ProjectionHead(self.text_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
         self.image_head = ProjectionHead(self.image_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
         self.fusion = NoteFusion(cfg.embed_dim, cfg.hidden_dim)
+        segments = matryoshka_segments(list(cfg.matryoshka_dims), cfg.embed_dim)
+        self.register_buffer("segment_of_dim", segments, persistent=False)
+        self.segment_log_gain = nn.Parameter(torch.zeros(int(segments[-1]) + 1))
         if cfg.freeze_backbones:
             for p in list(self.text_tower.parameters()) + list(self.image_tower.parameters()):
                 p.requires_grad_(False)
@@ -75,12 +91,21 @@ class UniNoteModel(FeatureInputs, nn.Module):
 
     @property
     def version(self) -> str:
-        """Short hash of the config and the trainable weights: names an embedding space."""
+        """Short hash of the config and the trainable weights: names an embedding space.
+
+        Identity segment gains (all zero) are left out, so checkpoints written before the gains
+        existed keep their version."""
         h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
         for k, v in sorted(self.trainable_state_dict().items()):
+            if k == SEGMENT_GAIN and not v.any():
+                continue
             h.update(k.encode())
             h.update(v.float().numpy().tobytes())
         return h.hexdigest()[:12]
+
+    def _gain(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (.., D) times its Matryoshka segment gains."""
+        return x * self.segment_log_gain.exp()[self.segment_of_dim]
 
     # --- the training entry point --------------------------------------------------------------
     def forward_features(self, batch: dict[str, torch.Tensor], normalize: bool = True) -> dict[str, torch.Tensor]:
@@ -124,8 +149,9 @@ class UniNoteModel(FeatureInputs, nn.Module):
             out["region"] = image.new_zeros(0, self.embed_dim)
             out["region_image"] = torch.zeros(0, dtype=torch.long, device=dev)
         out["region_owner"] = owner[out["region_image"]]
-        if normalize:
-            for k in ("note", "text", "image", "region"):
+        for k in ("note", "text", "image", "region"):
+            out[k] = self._gain(out[k])
+            if normalize:
                 out[k] = F.normalize(out[k], dim=-1)
         return out
 
@@ -154,19 +180,19 @@ class UniNoteModel(FeatureInputs, nn.Module):
     @torch.inference_mode()
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """(B, D) text vectors."""
-        out = self.text_head(self.text_features(texts))
+        out = self._gain(self.text_head(self.text_features(texts)))
         return F.normalize(out, dim=-1) if normalize else out
 
     @torch.inference_mode()
     def encode_image(self, images, normalize: bool = True) -> torch.Tensor:
         """(B, D) one vector per PIL image."""
-        out = self.image_head(self.image_features(list(images))[0])
+        out = self._gain(self.image_head(self.image_features(list(images))[0]))
         return F.normalize(out, dim=-1) if normalize else out
 
     @torch.inference_mode()
     def encode_regions(self, images, normalize: bool = True) -> torch.Tensor:
         """(B, R, D) region vectors per PIL image (R = n_regions**2 grid cells, row-major)."""
-        out = self.image_head(self.image_features(list(images))[1])
+        out = self._gain(self.image_head(self.image_features(list(images))[1]))
         return F.normalize(out, dim=-1) if normalize else out
 
     @torch.inference_mode()
@@ -222,6 +248,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
                               "(written by save_pretrained / uninote train-sft)")
         model = cls(UniNoteConfig.load(d / CONFIG_NAME))
         state = load_file(str(d / WEIGHTS_NAME))
+        state.setdefault(SEGMENT_GAIN, model.segment_log_gain.detach().clone())  # older checkpoints: identity
         expected = model.trainable_state_dict().keys()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:

@@ -91,6 +91,11 @@ class RLConfig(JsonConfig):
     matryoshka_weights: list[float] | None = field(default=None, metadata={"help": (
         "Weight of each dim's loss (default: equal). Same length as matryoshka_dims.")})
     learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate for heads and fusion."})
+    segment_gain_lr: float = field(default=1e-2, metadata={"help": (
+        "AdamW learning rate of the model's Matryoshka segment gains (one log-gain per segment of "
+        "dims, applied to every output before it is normalised; SFT leaves them at 1). They set how "
+        "much a prefix's later dims weigh against its first ones, and need a far larger rate than "
+        "the heads to move in one run. 0 keeps them fixed (the behaviour before they existed).")})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     seed: int = field(default=0, metadata={"help": "Seed for query sampling, rankings and the reward model."})
@@ -112,6 +117,8 @@ class RLConfig(JsonConfig):
                 raise ConfigError(f"RLConfig.{name}={getattr(self, name)} must be >= {low}")
         if self.temperature <= 0 or self.learning_rate <= 0 or self.kl_coef < 0 or self.max_grad_norm < 0:
             raise ConfigError("RLConfig: temperature and learning_rate must be > 0, kl_coef and max_grad_norm >= 0")
+        if self.segment_gain_lr < 0:
+            raise ConfigError(f"RLConfig.segment_gain_lr={self.segment_gain_lr} must be >= 0 (0 = gains fixed)")
         if self.anchor_ref_pairs < 0:
             raise ConfigError(f"RLConfig.anchor_ref_pairs={self.anchor_ref_pairs}: give a pair count, or 0 for off")
         if self.listwise_coef < 0 or self.anchor_coef < 0 or self.anchor_queries < 1 or self.listwise_power <= 0:

@@ -108,6 +108,42 @@ def test_version_changes_with_weights_and_config():
     assert UniNoteModel(tiny_config(embed_dim=16, matryoshka_dims=[8, 16])).version != a.version
 
 
+def test_segment_gains_scale_each_matryoshka_segment_of_every_output(model, corpus):
+    from uninote.model.uninote import matryoshka_segments
+
+    assert matryoshka_segments([8, 16, 32], 32).bincount().tolist() == [8, 8, 16]
+    assert matryoshka_segments([8, 16], 32).bincount().tolist() == [8, 8, 16]  # the rest is a segment too
+    notes = corpus.notes[1:5]
+    texts = [n.text() for n in notes]
+    before = model.encode_note(notes, corpus.root, normalize=False)
+    text_before = model.encode_text(texts, normalize=False)
+    with torch.no_grad():
+        model.segment_log_gain.copy_(torch.tensor([0.0, np.log(2.0), np.log(0.5)]))
+    after = model.encode_note(notes, corpus.root, normalize=False)
+    assert torch.allclose(after[:, :8], before[:, :8])
+    assert torch.allclose(after[:, 8:16], 2 * before[:, 8:16])
+    assert torch.allclose(after[:, 16:], 0.5 * before[:, 16:])
+    assert torch.allclose(model.encode_text(texts, normalize=False)[:, 16:], 0.5 * text_before[:, 16:])
+    # the first prefix does not see the gains; what the full vector weighs does
+    first = torch.nn.functional.normalize
+    assert torch.allclose(first(after[:, :8], dim=-1), first(before[:, :8], dim=-1), atol=1e-6)
+
+
+def test_identity_segment_gains_keep_old_checkpoints_loading_with_their_version(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d = model.save_pretrained(tmp_path / "m")
+    old = {k: v for k, v in load_file(str(d / "model.safetensors")).items() if k != "segment_log_gain"}
+    save_file(old, str(d / "model.safetensors"))  # as written before the gains existed
+    loaded = UniNoteModel.from_pretrained(d)
+    assert loaded.version == model.version and not loaded.segment_log_gain.any()
+    with torch.no_grad():
+        loaded.segment_log_gain[-1] = 0.3
+    assert loaded.version != model.version
+    loaded.save_pretrained(tmp_path / "g")
+    assert UniNoteModel.from_pretrained(tmp_path / "g").segment_log_gain[-1].item() == pytest.approx(0.3)
+
+
 def test_from_pretrained_errors_say_what_is_wrong(tmp_path):
     with pytest.raises(ConfigError, match="not a checkpoint folder"):
         UniNoteModel.from_pretrained(tmp_path / "nope" / "deeper")

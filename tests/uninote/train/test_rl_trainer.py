@@ -178,6 +178,23 @@ def test_frozen_modules_keep_their_sft_weights(tmp_path):
         RLConfig(frozen_modules=["backbone"]).validate()
 
 
+def test_segment_gains_learn_at_their_own_rate_and_stay_put_at_zero(tmp_path):
+    feats, labels = toy_features()
+    learned = tiny_model()
+    trainer = RLTrainer(learned, feats, toy_grades(labels), fast_config(steps=5, segment_gain_lr=0.05), tmp_path / "a")
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [3e-3, 0.05]
+    trainer.train("fp")
+    assert learned.segment_log_gain.abs().max() > 0.05  # several Adam steps at 0.05, not at the heads' 3e-3
+    assert UniNoteModel.from_pretrained(tmp_path / "a").segment_log_gain.allclose(learned.segment_log_gain)
+    fixed = tiny_model()
+    before = {k: v.clone() for k, v in fixed.trainable_state_dict().items()}
+    RLTrainer(fixed, feats, toy_grades(labels), fast_config(steps=5, segment_gain_lr=0), tmp_path / "b").train("fp")
+    assert not fixed.segment_log_gain.any()
+    assert any(not torch.equal(before[k], v) for k, v in fixed.trainable_state_dict().items())
+    with pytest.raises(ConfigError, match="segment_gain_lr"):
+        RLConfig(segment_gain_lr=-1).validate()
+
+
 def test_auto_ungraded_falls_back_to_graded_pools_when_the_reward_model_is_weak(tmp_path):
     feats, labels = toy_features()
     weak = RLTrainer(tiny_model(), feats, toy_grades(labels), fast_config(ungraded="auto", rm_min_margin=1.5), tmp_path)
