@@ -385,6 +385,7 @@ class RLTrainer:
                                 "estimated_error_rate": self.graded.info.get("estimated_error_rate")},
                 "reward_model": self.rm_metrics, "ungraded_effective": self.ungraded,
                 "anchor_coef_effective": self.anchor_coef,
+                "segment_gains": [round(float(g), 4) for g in self.model.segment_log_gain.detach().exp()],
                 "reward_first20": {f"@{d}": mean(first, f"reward@{d}") for d in self.dims},
                 "reward_last20": {f"@{d}": mean(last, f"reward@{d}") for d in self.dims},
                 "kl_last20": mean(last, "kl"), "seconds": round(seconds, 2),

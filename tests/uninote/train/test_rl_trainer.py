@@ -186,6 +186,8 @@ def test_segment_gains_learn_at_their_own_rate_and_stay_put_at_zero(tmp_path):
     trainer.train("fp")
     assert learned.segment_log_gain.abs().max() > 0.05  # several Adam steps at 0.05, not at the heads' 3e-3
     assert UniNoteModel.from_pretrained(tmp_path / "a").segment_log_gain.allclose(learned.segment_log_gain)
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())["segment_gains"]
+    assert saved == pytest.approx(learned.segment_log_gain.detach().exp().tolist(), abs=1e-4)
     fixed = tiny_model()
     before = {k: v.clone() for k, v in fixed.trainable_state_dict().items()}
     RLTrainer(fixed, feats, toy_grades(labels), fast_config(steps=5, segment_gain_lr=0), tmp_path / "b").train("fp")
