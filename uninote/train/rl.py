@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from uninote.losses.kl import k3_kl, listwise_kl
-from uninote.model.uninote import SEGMENT_GAIN
 from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
+from uninote.model.uninote import SEGMENT_GAIN
 from uninote.train import plackett_luce
 from uninote.train.advantages import group_advantages, rewards_to_tensor
 from uninote.train.devices import resolve_device
@@ -119,11 +119,12 @@ class RLTrainer:
             self._fit_reward_model()
             if self.ungraded == "auto":
                 self._gate_reward_model()
+        fixed_gains = not self.cfg.segment_gain_lr
         for name, p in model.named_parameters():
-            if name.split(".")[0] in self.cfg.frozen_modules or (name == SEGMENT_GAIN and not self.cfg.segment_gain_lr):
+            if name.split(".")[0] in self.cfg.frozen_modules or (name == SEGMENT_GAIN and fixed_gains):
                 p.requires_grad_(False)
         groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and n != SEGMENT_GAIN]}]
-        if self.cfg.segment_gain_lr:
+        if not fixed_gains:
             groups.append({"params": [model.segment_log_gain], "lr": self.cfg.segment_gain_lr})
         self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         self.step, self.history, self.neighbours, self.ref_neighbours = 0, [], None, None
