@@ -92,8 +92,14 @@ def subset_features(feats, note_ids):
     img = np.concatenate([np.arange(feats.offsets[r], feats.offsets[r + 1]) for r in rows])
     owner = np.concatenate([np.full(feats.offsets[r + 1] - feats.offsets[r], j) for j, r in enumerate(rows)])
     t, i = torch.from_numpy(rows), torch.from_numpy(img)
+    tokens = offsets = None
+    if feats.tokens is not None:
+        o = feats.token_offsets
+        tokens = torch.cat([feats.tokens[o[r]:o[r + 1]] for r in rows])
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), (o[t + 1] - o[t]).cumsum(0)])
     return CorpusFeatures([feats.note_ids[r] for r in rows], feats.text[t], feats.has_text[t], feats.image[i],
-                          torch.from_numpy(owner).long(), feats.image_index[i], feats.region[i])
+                          torch.from_numpy(owner).long(), feats.image_index[i], feats.region[i],
+                          tokens=tokens, token_offsets=offsets)
 
 
 def validate(args) -> None:
@@ -128,18 +134,25 @@ def validate(args) -> None:
             out[f"ood@{d}"], out["ood_queries"] = slice_mean(rep.per_query[("note", "note", d)], corpus, uncovered)
         return out
 
+    def rl_model(config: RLConfig):
+        model = UniNoteModel.from_pretrained(args.sft)
+        if config.text_pool_lr > 0:
+            model.use_token_pooling()
+        return model
+
     sft = UniNoteModel.from_pretrained(args.sft)
+    extractor = rl_model(RLConfig())  # features with token states too (mean-pooling models ignore them)
     if args.part and args.held:
         part, held = load_corpus(args.part), load_corpus(args.held)
-        f_part, f_held = corpus_features(part, sft, progress=False), corpus_features(held, sft, progress=False)
+        f_part, f_held = corpus_features(part, extractor, progress=False), corpus_features(held, extractor, progress=False)
     else:
         train = load_corpus(args.train)
-        feats = corpus_features(train, sft, progress=False)
+        feats = corpus_features(train, extractor, progress=False)
         part, held = split_corpus(train, test_fraction=0.25, seed=1)
         f_part = subset_features(feats, [n.note_id for n in part.notes])
         f_held = subset_features(feats, [n.note_id for n in held.notes])
     test = load_corpus(args.test) if args.test else None
-    f_test = corpus_features(test, sft, progress=False) if test else None
+    f_test = corpus_features(test, extractor, progress=False) if test else None
     test_base = scores(sft, test, f_test) if test else None
     for rate in args.error_rates:
         db = Path(args.grades) if args.grades else work / f"val-grades-e{int(rate * 100)}.db"
@@ -147,7 +160,7 @@ def validate(args) -> None:
             planner, per_round = sft, max(args.budgets) // args.rounds
             for r in range(args.rounds):  # round r grades new queries planned from the RL model of rounds < r
                 if r:
-                    planner = UniNoteModel.from_pretrained(args.sft)
+                    planner = rl_model(RLConfig())
                     so_far = from_store(f"sqlite:///{db}")
                     RLTrainer(planner, f_part, so_far, RLConfig(save_every=0),
                               work / "val-runs" / f"round{r}").train(so_far.fingerprint())
@@ -170,10 +183,10 @@ def validate(args) -> None:
                 over = json.loads(text)
                 mode = over.pop("propagate", None)
                 graded = propagate(collected, mode) if mode else collected
-                model = UniNoteModel.from_pretrained(args.sft)
+                config = RLConfig(**{"save_every": 0, **over})
+                model = rl_model(config)
                 t0 = time.perf_counter()
-                RLTrainer(model, f_part, graded, RLConfig(**{"save_every": 0, **over}),
-                          work / "val-runs" / "tmp").train(graded.fingerprint())
+                RLTrainer(model, f_part, graded, config, work / "val-runs" / "tmp").train(graded.fingerprint())
                 ev = scores(model, held, f_held, uncovered)
                 row = {"config": dict(over, **({"propagate": mode} if mode else {})), "error_rate": rate,
                        "budget": budget, "seconds": round(time.perf_counter() - t0, 1),

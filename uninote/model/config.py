@@ -9,6 +9,7 @@ from uninote.errors import ConfigError
 
 BUILTIN_TEXT_TOWERS = ("minilm", "tiny", "use-m3")
 BUILTIN_IMAGE_TOWERS = ("efficientnet-lite0", "tiny")
+TEXT_POOLINGS = ("mean", "attention")
 
 
 @dataclass
@@ -27,6 +28,10 @@ class UniNoteConfig(JsonConfig):
         "Region grid side: the last image feature map is adaptive-avg-pooled to n x n local vectors.")})
     image_size: int = field(default=224, metadata={"help": "Square input size photos are resized to."})
     max_text_tokens: int = field(default=128, metadata={"help": "Text truncation length in tokens."})
+    text_pooling: str = field(default="mean", metadata={"help": (
+        "How a text's token states become one feature: 'mean' (the backbone's masked mean) or "
+        "'attention' (softmax over tokens by a learned query, which starts at mean pooling; the RL "
+        "stage switches it on and trains the query). 'use-m3' has no token states: 'mean' only.")})
     hidden_dim: int = field(default=1024, metadata={"help": "Hidden width of the projection heads."})
     freeze_backbones: bool = field(default=True, metadata={"help": (
         "Keep the backbones fixed (only heads and fusion train; checkpoints store trainable weights "
@@ -53,6 +58,11 @@ class UniNoteConfig(JsonConfig):
         if self.text_tower == "use-m3" and not self.freeze_backbones:
             raise ConfigError("text_tower='use-m3' is a numpy model and cannot be fine-tuned: "
                               "keep freeze_backbones=True or pick a Hugging Face text backbone")
+        if self.text_pooling not in TEXT_POOLINGS:
+            raise ConfigError(f"text_pooling={self.text_pooling!r} must be one of {TEXT_POOLINGS}")
+        if self.text_pooling == "attention" and self.text_tower == "use-m3":
+            raise ConfigError("text_pooling='attention' needs token states, which 'use-m3' does not give: "
+                              "use text_pooling='mean' or a Hugging Face text backbone")
         return self
 
     @property

@@ -33,6 +33,23 @@ class ProjectionHead(nn.Module):
         return self.mlp(x) + self.skip(x)
 
 
+class TokenAttentionPool(nn.Module):
+    """Pools a text's token states (B, T, F) into one (B, F) feature: softmax(states @ query) over
+    the kept tokens. ``query`` starts at zero, where the weights are uniform and this is exactly the
+    backbone's masked mean pooling; training it lets the model weigh the tokens that decide
+    relevance (a colour or a product type in a title) above the rest."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        states = states.float()
+        scores = (states @ self.query).masked_fill(~mask, torch.finfo(states.dtype).min)
+        weights = torch.softmax(scores, dim=1) * mask  # a text with no kept token pools to 0
+        return (weights.unsqueeze(-1) * states).sum(1)
+
+
 def mean_by_owner(vectors: torch.Tensor, owner: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of the rows of ``vectors`` (M, D) per owner in [0, n) -> (n, D) and a has-any mask (n,)."""
     sums = vectors.new_zeros(n, vectors.shape[-1]).index_add(0, owner, vectors)

@@ -16,8 +16,22 @@ from uninote.model.towers import load_pixels, normalize_pixels, pool_image
 
 class FeatureInputs:
     def text_features(self, texts: list[str]) -> torch.Tensor:
+        """(B, F) the backbone's mean-pooled text features."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
             return self.text_tower(list(texts)).float()
+
+    def text_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, F) token states and their (B, T) bool mask, for ``text_pooling='attention'``."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
+            states, mask = self.text_tower.token_states(list(texts))
+            return states.float(), mask
+
+    def text_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The text part of a ``forward_features`` batch: pooled features, or token states to pool."""
+        if self.config.text_pooling == "attention":
+            states, mask = self.text_tokens(texts)
+            return {"text_tokens": states, "text_mask": mask}
+        return {"text": self.text_features(texts)}
 
     def image_features(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled (B, F) and region (B, R, F) features of PIL images."""
@@ -39,6 +53,6 @@ class FeatureInputs:
                 images.append(open_image(p if p.is_absolute() or root is None else Path(root) / p))
                 owner.append(i)
         pooled, regions = self.image_features(images)
-        return {"text": self.text_features(texts), "has_text": torch.tensor([bool(t.strip()) for t in texts]),
+        return {**self.text_inputs(texts), "has_text": torch.tensor([bool(t.strip()) for t in texts]),
                 "image": pooled, "image_owner": torch.tensor(owner, dtype=torch.long), "region": regions}
 

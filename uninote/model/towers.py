@@ -28,6 +28,12 @@ def bundled_minilm_path() -> Path:
 
 
 # --- text towers -------------------------------------------------------------------------------
+def masked_mean(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token states (B, T, F) over the tokens ``mask`` (B, T) keeps; 0 for none."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class HFTextTower(nn.Module):
     """Any Hugging Face encoder (BERT-like) with attention-masked mean pooling."""
 
@@ -45,13 +51,15 @@ class HFTextTower(nn.Module):
         self.max_tokens = max_tokens
         self.feature_dim = int(self.encoder.config.hidden_size)
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states (B, T, F) and their attention mask (B, T) bool."""
         device = next(self.encoder.parameters()).device
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
                              return_tensors="pt").to(device)
-        out = self.encoder(**tok).last_hidden_state
-        mask = tok["attention_mask"].unsqueeze(-1).to(out.dtype)
-        return (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.encoder(**tok).last_hidden_state, tok["attention_mask"].bool()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        return masked_mean(*self.token_states(texts))
 
 
 class UseM3TextTower(nn.Module):
@@ -91,14 +99,15 @@ class TinyTextTower(nn.Module):
                 ids[i, : len(codes)] = torch.tensor(codes, dtype=torch.long)
         return ids
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.tokenize(texts).to(self.embed.weight.device)
         mask = ids != 0
         padding = ~mask
         padding[~mask.any(1)] = False  # an empty text attends to its padding rather than to nothing
-        x = self.layer(self.embed(ids), src_key_padding_mask=padding)
-        m = mask.unsqueeze(-1).to(x.dtype)
-        return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.layer(self.embed(ids), src_key_padding_mask=padding), mask
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        return masked_mean(*self.token_states(texts))
 
 
 def build_text_tower(cfg: UniNoteConfig) -> nn.Module:

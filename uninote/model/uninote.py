@@ -11,6 +11,11 @@ Every output passes through one gain per Matryoshka segment (dims ``[0, 64)``, `
 before it is normalised: ``SEGMENT_GAIN`` holds their logs. At zero (SFT's value) they are the
 identity; the RL stage learns them, which sets how much each prefix's later dims weigh against
 its first ones.
+
+Text features are the backbone's mean-pooled token states (``text_pooling='mean'``), or, with
+``'attention'``, the token states pooled by ``TokenAttentionPool`` (``TEXT_POOL`` is its query). At
+zero (SFT's value) that is the same mean; the RL stage switches it on (``use_token_pooling``) and
+learns which tokens weigh more.
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from torch import nn
 
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
-from uninote.model.fusion import NoteFusion, ProjectionHead, mean_by_owner
+from uninote.model.fusion import NoteFusion, ProjectionHead, TokenAttentionPool, mean_by_owner
 from uninote.model.inputs import FeatureInputs
 from uninote.model.towers import LazyTower, build_image_tower, build_text_tower, known_feature_dim
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 SEGMENT_GAIN = "segment_log_gain"
+TEXT_POOL = "text_pool.query"
+IDENTITY_AT_ZERO = (SEGMENT_GAIN, TEXT_POOL)  # weights that are the identity at zero (SFT leaves them)
 
 
 def matryoshka_segments(dims: list[int], embed_dim: int) -> torch.Tensor:
@@ -48,6 +55,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
         self.text_tower = self._tower(build_text_tower, cfg.text_tower, "text")
         self.image_tower = self._tower(build_image_tower, cfg.image_tower, "image")
         torch.manual_seed(cfg.seed)
+        self.text_pool = TokenAttentionPool(self.text_tower.feature_dim)
+        self.text_pool.query.requires_grad_(cfg.text_pooling == "attention")  # unused (no gradient) otherwise
         self.text_head = ProjectionHead(self.text_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
         self.image_head = ProjectionHead(self.image_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
         self.fusion = NoteFusion(cfg.embed_dim, cfg.hidden_dim)
@@ -93,15 +102,39 @@ class UniNoteModel(FeatureInputs, nn.Module):
     def version(self) -> str:
         """Short hash of the config and the trainable weights: names an embedding space.
 
-        Identity segment gains (all zero) are left out, so checkpoints written before the gains
-        existed keep their version."""
-        h = hashlib.sha256(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+        Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
+        pooling are left out, so checkpoints written before they existed keep their version."""
+        config = self.config.to_dict()
+        if config["text_pooling"] == "mean":
+            del config["text_pooling"]
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for k, v in sorted(self.trainable_state_dict().items()):
-            if k == SEGMENT_GAIN and not v.any():
+            if k in IDENTITY_AT_ZERO and not v.any():
                 continue
             h.update(k.encode())
             h.update(v.float().numpy().tobytes())
         return h.hexdigest()[:12]
+
+    def use_token_pooling(self) -> bool:
+        """Switch to attention pooling of token states (unchanged output while ``TEXT_POOL`` is 0).
+
+        Features must then carry token states: compute them after this call. False when the text
+        backbone has none ('use-m3'), and the model keeps mean pooling."""
+        if self.config.text_tower == "use-m3":
+            return False
+        self.config.text_pooling = "attention"
+        self.text_pool.query.requires_grad_(True)
+        return True
+
+    def _text(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, F) text features of a ``forward_features`` batch, pooled as the config says."""
+        dev = self.device
+        if self.config.text_pooling == "mean":
+            return batch["text"].to(dev, torch.float32)
+        if "text_tokens" not in batch:
+            raise ConfigError("this model pools token states (text_pooling='attention'), but the batch has no "
+                              "'text_tokens': compute features with this model (uninote.train.features.corpus_features)")
+        return self.text_pool(batch["text_tokens"].to(dev), batch["text_mask"].to(dev))
 
     def _gain(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` (.., D) times its Matryoshka segment gains."""
@@ -112,7 +145,9 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """Embeddings of B notes from backbone features. Stable API (SFT and RL depend on it).
 
         ``batch``:
-          ``text``        (B, F_text) pooled text features
+          ``text``        (B, F_text) pooled text features; with ``text_pooling='attention'``
+                          instead ``text_tokens`` (B, T, F_text) token states and ``text_mask``
+                          (B, T) bool, which this model pools
           ``has_text``    (B,) bool, optional (default all True): False for notes without text
           ``image``       (M, F_img) pooled photo features, any number of photos per note (M >= 0)
           ``image_owner`` (M,) long, the note row in [0, B) each photo belongs to
@@ -125,7 +160,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
           in ``image`` each region comes from, ``has_image`` (B,) bool.
         """
         dev = self.device
-        text_feats = batch["text"].to(dev, torch.float32)
+        text_feats = self._text(batch)
         n = text_feats.shape[0]
         has_text = batch.get("has_text")
         has_text = torch.ones(n, dtype=torch.bool, device=dev) if has_text is None else has_text.to(dev)
@@ -168,7 +203,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
         from uninote.model.towers import normalize_pixels, pool_image
 
         feats = {k: v for k, v in batch.items() if k not in ("texts", "pixels")}
-        feats["text"] = self.text_features(batch["texts"])
+        feats.update(self.text_inputs(batch["texts"]))
         pixels = batch["pixels"].to(self.device, non_blocking=True)
         if len(pixels):
             pixels = normalize_pixels(pixels, self.image_tower.mean, self.image_tower.std)
@@ -180,7 +215,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
     @torch.inference_mode()
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """(B, D) text vectors."""
-        out = self._gain(self.text_head(self.text_features(texts)))
+        out = self._gain(self.text_head(self._text(self.text_inputs(texts))))
         return F.normalize(out, dim=-1) if normalize else out
 
     @torch.inference_mode()
@@ -248,7 +283,9 @@ class UniNoteModel(FeatureInputs, nn.Module):
                               "(written by save_pretrained / uninote train-sft)")
         model = cls(UniNoteConfig.load(d / CONFIG_NAME))
         state = load_file(str(d / WEIGHTS_NAME))
-        state.setdefault(SEGMENT_GAIN, model.segment_log_gain.detach().clone())  # older checkpoints: identity
+        for name, value in model.trainable_state_dict().items():  # older checkpoints: identity
+            if name in IDENTITY_AT_ZERO:
+                state.setdefault(name, value)
         expected = model.trainable_state_dict().keys()
         missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
         if missing or unexpected:

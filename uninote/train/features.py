@@ -2,7 +2,9 @@
 
 Per corpus we keep text features (N, F_text), pooled photo features (M, F_img) and region-grid
 features (M, R, F_img) in float16, with ``image_owner`` (note row per photo) and ``image_index``
-(which photo of the note). Stored as safetensors + JSON under
+(which photo of the note). For a model that pools token states (``text_pooling='attention'``) the
+text's token states are kept too, ragged: ``tokens`` (sum of lengths, F_text) with
+``token_offsets`` (N + 1); such a cache is a separate entry, as it is several times larger. Stored as safetensors + JSON under
 ``$UNINOTE_CACHE/features/<fingerprint>/``; the fingerprint covers the corpus content (ids,
 texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length.
 Broken photos are skipped with one warning that counts them.
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 
 from uninote.errors import ImageError
+from uninote.model.towers import masked_mean
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -41,6 +44,8 @@ class CorpusFeatures:
     image_index: torch.Tensor  # (M,) photo index within its note
     region: torch.Tensor  # (M, R, F_img)
     info: dict = field(default_factory=dict)
+    tokens: torch.Tensor | None = None  # (sum of text lengths, F_text) token states, or None
+    token_offsets: torch.Tensor | None = None  # (N + 1,) long: note i's tokens are [o[i], o[i+1])
 
     def __post_init__(self):
         n = len(self.note_ids)
@@ -61,14 +66,30 @@ class CorpusFeatures:
         owner = np.concatenate([np.full(len(x), j) for j, x in enumerate(img_rows)] + [np.zeros(0)]).astype(np.int64)
         img = torch.from_numpy(np.concatenate(img_rows + [np.zeros(0, dtype=np.int64)]).astype(np.int64))
         t = torch.from_numpy(rows)
-        return {"text": self.text[t], "has_text": self.has_text[t], "image": self.image[img],
-                "image_owner": torch.from_numpy(owner), "region": self.region[img], "image_rows": img}
+        out = {"text": self.text[t], "has_text": self.has_text[t], "image": self.image[img],
+               "image_owner": torch.from_numpy(owner), "region": self.region[img], "image_rows": img}
+        if self.tokens is not None:
+            out["text_tokens"], out["text_mask"] = self.token_batch(t)
+        return out
+
+    def token_batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token states of these note rows, zero-padded to (B, T, F), and their (B, T) mask."""
+        starts = self.token_offsets[rows]
+        lengths = self.token_offsets[rows + 1] - starts
+        width = max(int(lengths.max()) if len(rows) else 0, 1)
+        mask = torch.arange(width)[None, :] < lengths[:, None]
+        index = (starts[:, None] + torch.arange(width)[None, :]).clamp(max=max(len(self.tokens) - 1, 0))
+        if not len(self.tokens):
+            return torch.zeros(len(rows), width, self.tokens.shape[-1], dtype=self.tokens.dtype), mask
+        return self.tokens[index] * mask.unsqueeze(-1).to(self.tokens.dtype), mask
 
 
 def fingerprint(corpus, cfg) -> str:
     """Content hash of what the frozen towers see, plus the backbone settings."""
-    h = hashlib.sha256(json.dumps([FORMAT_VERSION, cfg.text_tower, cfg.image_tower, cfg.image_size,
-                                   cfg.n_regions, cfg.max_text_tokens]).encode())
+    settings = [FORMAT_VERSION, cfg.text_tower, cfg.image_tower, cfg.image_size, cfg.n_regions, cfg.max_text_tokens]
+    if cfg.text_pooling == "attention":
+        settings.append("token-states")  # a separate, larger entry; mean-pooling caches keep their key
+    h = hashlib.sha256(json.dumps(settings).encode())
     for note in corpus.notes:
         h.update(f"{note.note_id}\x00{note.text()}\x00".encode())
         for i in range(len(note.images)):
@@ -86,9 +107,16 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True)
     from uninote.model.images_io import open_image
 
     texts = [n.text() for n in corpus.notes]
-    chunks = []
+    chunks, token_chunks, lengths = [], [], []
+    with_tokens = model.config.text_pooling == "attention"
     for s in tqdm(range(0, len(texts), batch_size), desc="text features", disable=not progress):
-        chunks.append(model.text_features(texts[s:s + batch_size]).half().cpu())
+        if with_tokens:
+            states, mask = model.text_tokens(texts[s:s + batch_size])
+            chunks.append(masked_mean(states, mask).half().cpu())
+            token_chunks.append(states[mask].half().cpu())
+            lengths.append(mask.sum(1).cpu())
+        else:
+            chunks.append(model.text_features(texts[s:s + batch_size]).half().cpu())
     refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
     pooled, regions, owner, index, broken = [], [], [], [], []
     bar = tqdm(total=len(refs), desc="image features", disable=not progress)
@@ -112,6 +140,12 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True)
     if broken:
         log.warning("skipped %d unreadable photo(s) of %d, e.g. %s", len(broken), len(refs), broken[0])
     f_img, cells = model.image_tower.feature_dim, model.config.n_region_cells
+    tokens = offsets = None
+    if with_tokens:
+        f_text = model.text_tower.feature_dim
+        tokens = torch.cat(token_chunks) if token_chunks else torch.zeros(0, f_text, dtype=torch.half)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cat(lengths).long().cumsum(0) if lengths
+                             else torch.zeros(0, dtype=torch.long)])
     return CorpusFeatures(
         note_ids=[n.note_id for n in corpus.notes],
         text=torch.cat(chunks) if chunks else torch.zeros(0, model.text_tower.feature_dim, dtype=torch.half),
@@ -119,7 +153,7 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True)
         image=torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
         image_owner=torch.tensor(owner, dtype=torch.long), image_index=torch.tensor(index, dtype=torch.long),
         region=torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
-        info={"skipped_images": len(broken), "n_images": len(refs)})
+        info={"skipped_images": len(broken), "n_images": len(refs)}, tokens=tokens, token_offsets=offsets)
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
@@ -128,7 +162,8 @@ def save_features(feats: CorpusFeatures, directory: Path) -> None:
     from uninote.fileio import atomic_write
 
     tensors = {k: getattr(feats, k).contiguous() for k in
-               ("text", "has_text", "image", "image_owner", "image_index", "region")}
+               ("text", "has_text", "image", "image_owner", "image_index", "region", "tokens", "token_offsets")
+               if getattr(feats, k) is not None}
     atomic_write(directory / "features.json", json.dumps({"note_ids": feats.note_ids, "info": feats.info}).encode())
     atomic_write(directory / "features.safetensors", save(tensors))  # written last: its presence means complete
 
@@ -139,7 +174,7 @@ def load_features(directory: Path) -> CorpusFeatures:
     t = load_file(str(directory / "features.safetensors"))
     meta = json.loads((directory / "features.json").read_text())
     return CorpusFeatures(meta["note_ids"], t["text"], t["has_text"], t["image"], t["image_owner"],
-                          t["image_index"], t["region"], meta.get("info", {}))
+                          t["image_index"], t["region"], meta.get("info", {}), t.get("tokens"), t.get("token_offsets"))
 
 
 def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None = None) -> CorpusFeatures:

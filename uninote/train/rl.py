@@ -28,9 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uninote.errors import ConfigError
 from uninote.losses.kl import k3_kl, listwise_kl
 from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
-from uninote.model.uninote import SEGMENT_GAIN
+from uninote.model.uninote import SEGMENT_GAIN, TEXT_POOL
 from uninote.train import plackett_luce
 from uninote.train.advantages import group_advantages, rewards_to_tensor
 from uninote.train.devices import resolve_device
@@ -93,6 +94,9 @@ class RLTrainer:
                  on_progress: ProgressFn | None = None, should_stop: Callable[[], bool] | None = None):
         self.cfg = config.validate()
         self.model, self.feats, self.out_dir = model, feats, Path(out_dir)
+        if model.config.text_pooling == "attention" and feats.tokens is None:
+            raise ConfigError("the model pools token states but the features have none: compute them "
+                              "after model.use_token_pooling() (uninote.train.rl_pipeline.run_rl does)")
         self.on_progress, self.should_stop = on_progress, should_stop or (lambda: False)
         self.device = resolve_device(self.cfg.device)
         self.autocast = self.device.type == "cuda" and self.cfg.bf16
@@ -105,8 +109,6 @@ class RLTrainer:
         self.reward_fn = REWARD_FUNCTIONS[self.cfg.reward]
         self.graded = graded.restrict(feats.note_ids)
         if len(self.graded) == 0:
-            from uninote.errors import ConfigError
-
             raise ConfigError("none of the graded pairs refer to notes of this corpus: check --corpus")
         self.human = {int(feats.rows_of([q])[0]): {int(feats.rows_of([c])[0]): g for c, g in cs.items()}
                       for q, cs in self.graded.grades.items()}
@@ -119,13 +121,15 @@ class RLTrainer:
             self._fit_reward_model()
             if self.ungraded == "auto":
                 self._gate_reward_model()
-        fixed_gains = not self.cfg.segment_gain_lr
+        # the identity-at-zero weights train at their own rates, or stay fixed at 0
+        own_lr = {SEGMENT_GAIN: self.cfg.segment_gain_lr,
+                  TEXT_POOL: self.cfg.text_pool_lr if model.config.text_pooling == "attention" else 0.0}
         for name, p in model.named_parameters():
-            if name.split(".")[0] in self.cfg.frozen_modules or (name == SEGMENT_GAIN and fixed_gains):
+            if name.split(".")[0] in self.cfg.frozen_modules or own_lr.get(name, 1.0) == 0:
                 p.requires_grad_(False)
-        groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and n != SEGMENT_GAIN]}]
-        if not fixed_gains:
-            groups.append({"params": [model.segment_log_gain], "lr": self.cfg.segment_gain_lr})
+        named = dict(model.named_parameters())
+        groups = [{"params": [p for n, p in named.items() if p.requires_grad and n not in own_lr]}]
+        groups += [{"params": [named[n]], "lr": lr} for n, lr in own_lr.items() if named[n].requires_grad]
         self.optimizer = torch.optim.AdamW(groups, lr=self.cfg.learning_rate, weight_decay=self.cfg.weight_decay)
         self.step, self.history, self.neighbours, self.ref_neighbours = 0, [], None, None
 
@@ -387,6 +391,8 @@ class RLTrainer:
                 "reward_model": self.rm_metrics, "ungraded_effective": self.ungraded,
                 "anchor_coef_effective": self.anchor_coef,
                 "segment_gains": [round(float(g), 4) for g in self.model.segment_log_gain.detach().exp()],
+                "text_pooling": self.model.config.text_pooling,
+                "text_pool_query_norm": round(float(self.model.text_pool.query.detach().norm()), 4),
                 "reward_first20": {f"@{d}": mean(first, f"reward@{d}") for d in self.dims},
                 "reward_last20": {f"@{d}": mean(last, f"reward@{d}") for d in self.dims},
                 "kl_last20": mean(last, "kl"), "seconds": round(seconds, 2),

@@ -96,6 +96,11 @@ class RLConfig(JsonConfig):
         "dims, applied to every output before it is normalised; SFT leaves them at 1). They set how "
         "much a prefix's later dims weigh against its first ones, and need a far larger rate than "
         "the heads to move in one run. 0 keeps them fixed (the behaviour before they existed).")})
+    text_pool_lr: float = field(default=1e-3, metadata={"help": (
+        "AdamW learning rate of the text pooling query: RL switches the model to attention pooling of "
+        "the text backbone's token states (which starts as its mean pooling) and learns which tokens "
+        "weigh more. 0 keeps mean pooling (the behaviour before it existed); towers without token "
+        "states ('use-m3') always do.")})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     seed: int = field(default=0, metadata={"help": "Seed for query sampling, rankings and the reward model."})
@@ -117,6 +122,8 @@ class RLConfig(JsonConfig):
                 raise ConfigError(f"RLConfig.{name}={getattr(self, name)} must be >= {low}")
         if self.temperature <= 0 or self.learning_rate <= 0 or self.kl_coef < 0 or self.max_grad_norm < 0:
             raise ConfigError("RLConfig: temperature and learning_rate must be > 0, kl_coef and max_grad_norm >= 0")
+        if self.text_pool_lr < 0:
+            raise ConfigError(f"RLConfig.text_pool_lr={self.text_pool_lr} must be >= 0 (0 = mean pooling)")
         if self.segment_gain_lr < 0:
             raise ConfigError(f"RLConfig.segment_gain_lr={self.segment_gain_lr} must be >= 0 (0 = gains fixed)")
         if self.anchor_ref_pairs < 0:

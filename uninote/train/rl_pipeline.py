@@ -60,6 +60,8 @@ def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: R
     model = UniNoteModel.from_pretrained(init)
     if not model.config.freeze_backbones:
         log.warning("the init checkpoint fine-tunes its backbones; RL trains heads and fusion only")
+    if cfg.text_pool_lr > 0 and not model.use_token_pooling():
+        log.info("text pooling stays mean: the text backbone %s has no token states", model.config.text_tower)
     data = load_corpus(source)
     feats = corpus_features(data, model, progress=progress_bar)
     trainer = RLTrainer(model, feats, graded, cfg, out_dir, on_progress=on_progress, should_stop=should_stop)

@@ -27,7 +27,7 @@ import torch
 
 from uninote.losses import MatryoshkaLoss
 from uninote.model import UniNoteModel
-from uninote.model.uninote import SEGMENT_GAIN
+from uninote.model.uninote import IDENTITY_AT_ZERO
 from uninote.train.devices import init_distributed, resolve_device
 from uninote.train.sft_config import SFTConfig
 from uninote.train.sft_data import add_region_index, batch_order, pair_index, pair_table
@@ -162,8 +162,8 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     torch.set_num_threads(cfg.threads)
     steps = batch_order(len(table.q), cfg.batch_size, cfg.epochs, cfg.seed, rank, world)[: cfg.max_steps]
     loss_fn = build_loss(cfg)
-    # the Matryoshka segment gains stay at identity here: the RL stage learns them from the grades
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and n != SEGMENT_GAIN
+    # the Matryoshka segment gains and the text pooling query stay at identity here: RL learns them
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and n not in IDENTITY_AT_ZERO
                    and not n.startswith(("text_tower", "image_tower"))]
     tower_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("text_tower", "image_tower"))]
     groups = [{"params": head_params, "lr": cfg.lr}]

@@ -130,13 +130,20 @@ def test_segment_gains_scale_each_matryoshka_segment_of_every_output(model, corp
 
 
 def test_identity_segment_gains_keep_old_checkpoints_loading_with_their_version(model, tmp_path):
+    import json
+
     from safetensors.torch import load_file, save_file
 
     d = model.save_pretrained(tmp_path / "m")
-    old = {k: v for k, v in load_file(str(d / "model.safetensors")).items() if k != "segment_log_gain"}
-    save_file(old, str(d / "model.safetensors"))  # as written before the gains existed
+    old = {k: v for k, v in load_file(str(d / "model.safetensors")).items()
+           if k not in ("segment_log_gain", "text_pool.query")}
+    save_file(old, str(d / "model.safetensors"))  # as written before the gains and the pooling query existed
+    config = json.loads((d / "config.json").read_text())
+    del config["text_pooling"]
+    (d / "config.json").write_text(json.dumps(config))
     loaded = UniNoteModel.from_pretrained(d)
     assert loaded.version == model.version and not loaded.segment_log_gain.any()
+    assert loaded.config.text_pooling == "mean" and not loaded.text_pool.query.any()
     with torch.no_grad():
         loaded.segment_log_gain[-1] = 0.3
     assert loaded.version != model.version
@@ -216,3 +223,47 @@ def test_raw_batch_forward_equals_features_of_the_same_photos(corpus):
         out = model(raw)
     assert torch.allclose(out["note"], model.encode_note(notes, root=corpus.root), atol=1e-6)
     assert torch.allclose(out["image"], model.encode_image(photos), atol=1e-6)
+
+
+def test_token_attention_pool_matches_a_hand_computed_case():
+    from uninote.model.fusion import TokenAttentionPool
+
+    pool = TokenAttentionPool(2)
+    states = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], [[2.0, 2.0], [0.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    with torch.no_grad():
+        assert torch.allclose(pool(states, mask)[0], torch.tensor([0.5, 0.5]))  # zero query: the masked mean
+        pool.query.copy_(torch.tensor([np.log(3.0), 0.0]))
+        out = pool(states, mask)
+    # scores log 3 and 0 -> weights 3/4 and 1/4; the padded third token and the empty text weigh nothing
+    assert torch.allclose(out[0], torch.tensor([0.75, 0.25])) and torch.equal(out[1], torch.zeros(2))
+
+
+def test_attention_pooling_starts_as_mean_pooling_and_round_trips(model, corpus, tmp_path):
+    notes, texts = corpus.notes[1:6], [n.text() for n in corpus.notes[1:6]]
+    mean_note, mean_text = model.encode_note(notes, corpus.root), model.encode_text(texts)
+    assert not model.text_pool.query.requires_grad  # unused by mean pooling, so not trainable
+    assert model.use_token_pooling() and model.config.text_pooling == "attention"
+    assert model.text_pool.query.requires_grad
+    assert torch.allclose(model.encode_note(notes, corpus.root), mean_note, atol=1e-5)
+    assert torch.allclose(model.encode_text(texts), mean_text, atol=1e-5)
+    with torch.no_grad():
+        model.text_pool.query.normal_(std=2.0)
+    moved = model.encode_text(texts)
+    assert (moved - mean_text).abs().max() > 1e-3
+    model.save_pretrained(tmp_path / "m")
+    loaded = UniNoteModel.from_pretrained(tmp_path / "m")
+    assert loaded.config.text_pooling == "attention" and loaded.version == model.version
+    assert torch.allclose(loaded.encode_text(texts), moved, atol=1e-6)
+    with pytest.raises(ConfigError, match="text_tokens"):  # an attention model cannot use pooled features
+        model.forward_features({"text": torch.zeros(2, model.text_tower.feature_dim)})
+
+
+def test_text_pooling_needs_token_states():
+    with pytest.raises(ConfigError, match="text_pooling='attention' needs token states"):
+        UniNoteConfig(text_tower="use-m3", text_pooling="attention").validate()
+    with pytest.raises(ConfigError, match="text_pooling"):
+        UniNoteConfig(text_pooling="max").validate()
+    use = UniNoteModel(UniNoteConfig(text_tower="use-m3", image_tower="tiny", tiny_width=8, embed_dim=16,
+                                     matryoshka_dims=[8, 16], hidden_dim=8))
+    assert not use.use_token_pooling() and use.config.text_pooling == "mean"

@@ -54,7 +54,16 @@ def test_train_rl_from_store_writes_checkpoint(graded_store, capsys):
     assert metrics["dim_weights"] == pytest.approx([1 / 3, 2 / 3])
     assert metrics["reward_data"]["pairs"] == 30
     assert metrics["warnings"] == []  # one annotator, nothing to disagree with
-    UniNoteModel.from_pretrained(tmp / "rl")
+    # RL switched on attention pooling of token states and trained its query; the checkpoint serves
+    assert metrics["text_pooling"] == "attention" and metrics["text_pool_query_norm"] > 0
+    rl = UniNoteModel.from_pretrained(tmp / "rl")
+    assert rl.config.text_pooling == "attention"
+    from uninote.data import load_corpus
+
+    corpus = load_corpus(root)
+    emb = rl.embed_corpus(corpus, progress=False)
+    query = rl.encode_query(corpus.notes[3], corpus.root)
+    assert abs(float(emb.note[3] @ query.note) - 1.0) < 1e-2  # cached token states = the live tower
 
 
 def test_train_rl_warns_when_graders_disagree_a_lot(graded_store, capsys):

@@ -249,3 +249,41 @@ def test_fewer_grades_weigh_the_anchor_more_and_hold_the_space_nearer_sft(tmp_pa
     assert drift[16000] < 0.8 * drift[0]
     with pytest.raises(ConfigError, match="anchor_ref_pairs"):
         RLConfig(anchor_ref_pairs=-1).validate()
+
+
+def with_tokens(feats, per_note=3, seed=1):
+    """``feats`` plus ragged token states: each note's text feature is the mean of its tokens."""
+    g = torch.Generator().manual_seed(seed)
+    n, width = feats.text.shape
+    noise = torch.randn(n, per_note, width, generator=g)
+    tokens = (feats.text.float().unsqueeze(1) + noise - noise.mean(1, keepdim=True)).reshape(-1, width).half()
+    feats.tokens, feats.token_offsets = tokens, torch.arange(n + 1) * per_note
+    return feats
+
+
+def test_text_pooling_query_learns_at_its_own_rate_only_when_switched_on(tmp_path):
+    feats, labels = toy_features()
+    feats = with_tokens(feats)
+    model = tiny_model()
+    assert model.use_token_pooling()
+    trainer = RLTrainer(model, feats, toy_grades(labels), fast_config(steps=5, text_pool_lr=0.05), tmp_path / "a")
+    assert sorted(g["lr"] for g in trainer.optimizer.param_groups) == [3e-3, 1e-2, 0.05]
+    trainer.train("fp")
+    assert model.text_pool.query.abs().max() > 0.05  # several Adam steps at 0.05, not at the heads' 3e-3
+    loaded = UniNoteModel.from_pretrained(tmp_path / "a")
+    assert loaded.config.text_pooling == "attention" and torch.equal(loaded.text_pool.query, model.text_pool.query)
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["text_pooling"] == "attention" and metrics["text_pool_query_norm"] > 0.05
+    for lr, pooled in ((0.0, "attention"), (0.05, "mean")):  # lr 0, or a mean-pooling model: the query stays 0
+        fixed = tiny_model()
+        if pooled == "attention":
+            fixed.use_token_pooling()
+        RLTrainer(fixed, feats, toy_grades(labels), fast_config(steps=5, text_pool_lr=lr), tmp_path / "b").train("fp")
+        assert not fixed.text_pool.query.any() and fixed.config.text_pooling == pooled
+    bare, _ = toy_features()
+    switched = tiny_model()
+    switched.use_token_pooling()
+    with pytest.raises(ConfigError, match="features have none"):
+        RLTrainer(switched, bare, toy_grades(labels), fast_config(steps=1), tmp_path / "c")
+    with pytest.raises(ConfigError, match="text_pool_lr"):
+        RLConfig(text_pool_lr=-1).validate()

@@ -63,3 +63,28 @@ def test_pairs_fall_back_to_qrels(corpus):
     corpus.pairs = []
     table = pair_table(corpus, hard_negatives=1)
     assert len(table.q) == len(corpus.qrels)
+
+
+def test_token_states_are_cached_ragged_for_attention_pooling_models(corpus):
+    mean_model, model = UniNoteModel(tiny_config()), UniNoteModel(tiny_config())
+    model.use_token_pooling()
+    assert F.fingerprint(corpus, model.config) != F.fingerprint(corpus, mean_model.config)
+    assert F.corpus_features(corpus, mean_model, progress=False).tokens is None
+    feats = F.corpus_features(corpus, model, progress=False)
+    again = F.corpus_features(corpus, model, progress=False)  # from the cache: the same tensors
+    assert torch.equal(again.tokens, feats.tokens) and torch.equal(again.token_offsets, feats.token_offsets)
+    lengths = (feats.token_offsets[1:] - feats.token_offsets[:-1]).tolist()
+    texts = [n.text() for n in corpus.notes]
+    assert lengths == [min(len(t), model.config.max_text_tokens) for t in texts]  # tiny: one token a character
+    b = feats.batch([4, 0, 2])
+    assert b["text_tokens"].shape == (3, max(lengths[4], lengths[0], lengths[2]), model.text_tower.feature_dim)
+    assert b["text_mask"].sum(1).tolist() == [lengths[4], lengths[0], lengths[2]]
+    assert not b["text_tokens"][~b["text_mask"]].any()  # padding is zero
+    # the mean of the cached token states is the cached pooled feature (both float16)
+    pooled = (b["text_tokens"].float().sum(1) / b["text_mask"].sum(1, keepdim=True).clamp(min=1))
+    assert torch.allclose(pooled, b["text"].float(), atol=2e-2)
+    # and an attention model at a zero query embeds the corpus as the mean-pooling model does
+    with torch.no_grad():
+        a = model.forward_features(b)["note"]
+        m = mean_model.forward_features(b)["note"]
+    assert torch.allclose(a, m, atol=1e-2)
