@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +100,20 @@ def fingerprint(corpus, cfg) -> str:
 
 
 @torch.inference_mode()
-def extract_features(corpus, model, batch_size: int = 64, progress: bool = True) -> CorpusFeatures:
-    """Run the model's towers over every text and photo of the corpus (no cache)."""
-    from tqdm.auto import tqdm
+def extract_features(corpus, model, batch_size: int = 64, progress: bool = True,
+                     photos: CorpusFeatures | None = None) -> CorpusFeatures:
+    """Run the model's towers over every text and photo of the corpus (no cache). ``photos``: features
+    of the same corpus and image settings whose photo part is reused (only the texts are run)."""
+    text, has_text, tokens, offsets = _text_part(corpus, model, batch_size, progress)
+    image_part = _photo_part(corpus, model, batch_size, progress) if photos is None else {
+        k: getattr(photos, k) for k in ("image", "image_owner", "image_index", "region", "info")}
+    return CorpusFeatures(note_ids=[n.note_id for n in corpus.notes], text=text, has_text=has_text,
+                          tokens=tokens, token_offsets=offsets, **image_part)
 
-    from uninote.model.images_io import open_image
+
+def _text_part(corpus, model, batch_size: int, progress: bool):
+    """Mean-pooled text features (N, F), has-text flags, and for attention pooling the token states."""
+    from tqdm.auto import tqdm
 
     texts = [n.text() for n in corpus.notes]
     chunks, token_chunks, lengths = [], [], []
@@ -117,6 +126,22 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True)
             lengths.append(mask.sum(1).cpu())
         else:
             chunks.append(model.text_features(texts[s:s + batch_size]).half().cpu())
+    f_text = model.text_tower.feature_dim
+    text = torch.cat(chunks) if chunks else torch.zeros(0, f_text, dtype=torch.half)
+    has_text = torch.tensor([bool(t.strip()) for t in texts], dtype=torch.bool)
+    if not with_tokens:
+        return text, has_text, None, None
+    tokens = torch.cat(token_chunks) if token_chunks else torch.zeros(0, f_text, dtype=torch.half)
+    counts = torch.cat(lengths).long() if lengths else torch.zeros(0, dtype=torch.long)
+    return text, has_text, tokens, torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+
+
+def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
+    """Pooled and region features of every readable photo, their owners and indexes, and ``info``."""
+    from tqdm.auto import tqdm
+
+    from uninote.model.images_io import open_image
+
     refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
     pooled, regions, owner, index, broken = [], [], [], [], []
     bar = tqdm(total=len(refs), desc="image features", disable=not progress)
@@ -140,20 +165,10 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True)
     if broken:
         log.warning("skipped %d unreadable photo(s) of %d, e.g. %s", len(broken), len(refs), broken[0])
     f_img, cells = model.image_tower.feature_dim, model.config.n_region_cells
-    tokens = offsets = None
-    if with_tokens:
-        f_text = model.text_tower.feature_dim
-        tokens = torch.cat(token_chunks) if token_chunks else torch.zeros(0, f_text, dtype=torch.half)
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cat(lengths).long().cumsum(0) if lengths
-                             else torch.zeros(0, dtype=torch.long)])
-    return CorpusFeatures(
-        note_ids=[n.note_id for n in corpus.notes],
-        text=torch.cat(chunks) if chunks else torch.zeros(0, model.text_tower.feature_dim, dtype=torch.half),
-        has_text=torch.tensor([bool(t.strip()) for t in texts], dtype=torch.bool),
-        image=torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
-        image_owner=torch.tensor(owner, dtype=torch.long), image_index=torch.tensor(index, dtype=torch.long),
-        region=torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
-        info={"skipped_images": len(broken), "n_images": len(refs)}, tokens=tokens, token_offsets=offsets)
+    return {"image": torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
+            "image_owner": torch.tensor(owner, dtype=torch.long), "image_index": torch.tensor(index, dtype=torch.long),
+            "region": torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
+            "info": {"skipped_images": len(broken), "n_images": len(refs)}}
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
@@ -186,8 +201,13 @@ def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None
     if (directory / "features.safetensors").exists():
         return load_features(directory)
     start = time.perf_counter()
-    feats = extract_features(corpus, model, progress=progress)
-    feats.info["extract_seconds"] = round(time.perf_counter() - start, 2)
+    photos = None
+    if model.config.text_pooling == "attention":  # the mean-pooling entry's photos are the same: run texts only
+        mean_entry = cache_root() / "features" / fingerprint(corpus, replace(model.config, text_pooling="mean"))
+        photos = load_features(mean_entry) if (mean_entry / "features.safetensors").exists() else None
+    feats = extract_features(corpus, model, progress=progress, photos=photos)
+    feats.info = {**feats.info, "extract_seconds": round(time.perf_counter() - start, 2),
+                  "photos_from_cache": photos is not None}
     save_features(feats, directory)
     return feats
 

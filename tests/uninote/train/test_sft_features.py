@@ -88,3 +88,19 @@ def test_token_states_are_cached_ragged_for_attention_pooling_models(corpus):
         a = model.forward_features(b)["note"]
         m = mean_model.forward_features(b)["note"]
     assert torch.allclose(a, m, atol=1e-2)
+
+
+def test_attention_cache_reuses_the_mean_entrys_photos_and_runs_only_the_texts(corpus, monkeypatch):
+    mean_feats = F.corpus_features(corpus, UniNoteModel(tiny_config()), progress=False)
+    model = UniNoteModel(tiny_config())
+    model.use_token_pooling()
+
+    def no_photos(*args, **kwargs):
+        raise AssertionError("the photos were run again")
+
+    monkeypatch.setattr(F, "_photo_part", no_photos)
+    feats = F.corpus_features(corpus, model, progress=False)
+    assert feats.info["photos_from_cache"] and feats.tokens is not None
+    for k in ("image", "image_owner", "image_index", "region"):
+        assert torch.equal(getattr(feats, k), getattr(mean_feats, k))
+    assert torch.allclose(feats.text.float(), mean_feats.text.float(), atol=1e-3)
