@@ -39,6 +39,21 @@ def test_hf_text_and_vision_backbones_from_local_folders(hf_folders, corpus, tmp
     assert torch.equal(again.encode_note(corpus.notes[1:4], corpus.root), out)
 
 
+def test_hf_token_states_pool_to_the_mean_and_to_attention(hf_folders):
+    """A BERT's padded batch: its token states' masked mean is its features; padding weighs nothing."""
+    model = UniNoteModel(tiny_config(text_tower=str(hf_folders / "bert")))
+    texts = ["red shirt", "a much longer red shirt title"]
+    with torch.no_grad():
+        states, mask = model.text_tokens(texts)
+        assert mask.sum(1).tolist()[0] < mask.shape[1]  # the short text is padded
+        assert torch.allclose(model.text_features(texts), (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True),
+                              atol=1e-6)
+        model.use_token_pooling()
+        model.text_pool.query.normal_()
+        alone = model.encode_text(texts[:1])  # no padding when alone
+        assert torch.allclose(model.encode_text(texts)[:1], alone, atol=1e-5)
+
+
 def test_unloadable_backbone_says_what_to_give(tmp_path):
     from uninote.errors import ConfigError
 
