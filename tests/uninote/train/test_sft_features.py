@@ -104,3 +104,21 @@ def test_attention_cache_reuses_the_mean_entrys_photos_and_runs_only_the_texts(c
     for k in ("image", "image_owner", "image_index", "region"):
         assert torch.equal(getattr(feats, k), getattr(mean_feats, k))
     assert torch.allclose(feats.text.float(), mean_feats.text.float(), atol=1e-3)
+
+
+def test_token_batch_pads_ragged_texts_and_empty_ones():
+    def feats(lengths):
+        tokens = torch.arange(sum(lengths) * 2, dtype=torch.float16).reshape(-1, 2) + 1
+        n = len(lengths)
+        return F.CorpusFeatures([f"n{i}" for i in range(n)], torch.zeros(n, 2).half(), torch.ones(n, dtype=torch.bool),
+                                torch.zeros(0, 2).half(), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long),
+                                torch.zeros(0, 1, 2).half(), tokens=tokens,
+                                token_offsets=torch.tensor([0] + lengths).cumsum(0))
+
+    f = feats([2, 0, 3])  # the middle note has no text
+    states, mask = f.token_batch(torch.tensor([2, 1, 0]))
+    assert mask.tolist() == [[True, True, True], [False, False, False], [True, True, False]]
+    assert torch.equal(states[0], f.tokens[2:5]) and not states[1].any()
+    assert torch.equal(states[2, :2], f.tokens[0:2]) and not states[2, 2].any()
+    states, mask = feats([0, 0]).token_batch(torch.tensor([0, 1]))  # a corpus of empty texts
+    assert states.shape == (2, 1, 2) and not mask.any() and not states.any()
