@@ -17,7 +17,6 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 
-
 from annotations.planning import QUERY_SELECTIONS
 from uninote.errors import ConfigError
 
