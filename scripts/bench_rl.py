@@ -64,8 +64,13 @@ def main() -> None:
     from uninote.model.uninote import UniNoteModel
     from uninote.train.rl import RLTrainer
     from uninote.train.rl_config import RLConfig
+    from uninote.train.rl_pipeline import prepare_pooling
 
     from uninote.model.config import UniNoteConfig
+
+    def config_for(pooling: str, queries: int = 16) -> RLConfig:
+        return RLConfig(device=args.device, queries_per_step=queries, steps=args.warmup + args.steps, rm_epochs=5,
+                        text_pool_lr=1e-3 if pooling == "attention" else 0.0)
 
     def build(pooling: str):
         if args.init:
@@ -74,8 +79,7 @@ def main() -> None:
             model = UniNoteModel(UniNoteConfig(text_tower="tiny", image_tower="tiny", tiny_width=args.tiny_width))
         else:
             model = UniNoteModel()
-        if pooling == "attention":
-            model.use_token_pooling()
+        prepare_pooling(model, config_for(pooling))
         if args.corpus:
             from uninote.data import load_corpus
             from uninote.train.features import corpus_features
@@ -95,8 +99,7 @@ def main() -> None:
     rows = []
     for pooling, q in [(p, q) for p in args.pooling for q in args.queries]:
         model, feats, graded = build(pooling)
-        cfg = RLConfig(device=args.device, queries_per_step=q, steps=args.warmup + args.steps, rm_epochs=5,
-                       text_pool_lr=1e-3 if pooling == "attention" else 0.0)
+        cfg = config_for(pooling, q)
         trainer = RLTrainer(model, feats, graded, cfg, "/tmp/bench-rl-unused")
         trainer.refresh_neighbours()
         for s in range(args.warmup + args.steps):

@@ -120,6 +120,7 @@ def validate(args) -> None:
     from uninote.train.rl import RLTrainer
     from uninote.train.rl_config import RLConfig
     from uninote.train.rl_data import from_store
+    from uninote.train.rl_pipeline import prepare_pooling
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -136,8 +137,7 @@ def validate(args) -> None:
 
     def rl_model(config: RLConfig):
         model = UniNoteModel.from_pretrained(args.sft)
-        if config.text_pool_lr > 0:
-            model.use_token_pooling()
+        prepare_pooling(model, config)
         return model
 
     sft = UniNoteModel.from_pretrained(args.sft)

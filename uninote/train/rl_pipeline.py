@@ -45,6 +45,12 @@ def load_graded(rewards_dir: str | None = None, db_url: str | None = None,
     return graded.head(max_pairs) if max_pairs else graded
 
 
+def prepare_pooling(model, cfg: RLConfig) -> None:
+    """Switch ``model`` to attention pooling when ``cfg`` trains it; call before computing features."""
+    if cfg.text_pool_lr > 0 and not model.use_token_pooling():
+        log.info("text pooling stays mean: the text backbone %s has no token states", model.config.text_tower)
+
+
 def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: RLConfig | None = None,
            corpus: str | None = None, on_progress: ProgressFn | None = None, should_stop=None,
            progress_bar: bool = False) -> RLRun:
@@ -60,8 +66,7 @@ def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: R
     model = UniNoteModel.from_pretrained(init)
     if not model.config.freeze_backbones:
         log.warning("the init checkpoint fine-tunes its backbones; RL trains heads and fusion only")
-    if cfg.text_pool_lr > 0 and not model.use_token_pooling():
-        log.info("text pooling stays mean: the text backbone %s has no token states", model.config.text_tower)
+    prepare_pooling(model, cfg)
     data = load_corpus(source)
     feats = corpus_features(data, model, progress=progress_bar)
     trainer = RLTrainer(model, feats, graded, cfg, out_dir, on_progress=on_progress, should_stop=should_stop)
