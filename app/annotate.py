@@ -11,7 +11,7 @@ import functools
 
 import gradio as gr
 
-from app.auth import annotator_of, on_spaces, with_annotator
+from app.auth import on_spaces, with_annotator
 from app.views import GRADE_NAMES, error_box, note_card, ok_box
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
@@ -116,19 +116,4 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
     skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private", queue=False)
     undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private", queue=False)
 
-    # API endpoints for scripted annotators (gradio_client) and the load test: same service calls.
-    def next_pair(request: gr.Request) -> dict:
-        """The next pair for the logged-in annotator: {task_id, query_id, candidate_id} or {}."""
-        return _task_dict(service.next_pair(annotator_of(request))) or {}
-
-    def grade_pair(query_id: str, candidate_id: str, grade: int, task_id: int | None,
-                   request: gr.Request) -> dict:
-        """Save the logged-in annotator's grade (0-3) for a pair; returns the stored judgment."""
-        j = service.grade(annotator_of(request), query_id, candidate_id, int(grade),
-                          {"task_id": task_id})
-        return {"id": j.id, "annotator": j.annotator, "query_id": j.query_id,
-                "candidate_id": j.candidate_id, "grade": j.grade}
-
-    gr.api(next_pair, api_name="next_pair", queue=False)
-    gr.api(grade_pair, api_name="grade", queue=False)
     return outputs, with_annotator(load, 0)

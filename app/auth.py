@@ -92,3 +92,40 @@ def with_annotator(fn, n_inputs: int):
         def callback(request: gr.Request):
             return fn(annotator_of(request))
     return callback
+
+
+# Gradio checks the login on its own /monitoring and /gradio_api/openapi.json routes, but not on
+# /monitoring/summary (the event analytics) nor on FastAPI's /openapi.json (every route's schema).
+GUARDED_PATHS = ("/monitoring", "/openapi.json")
+
+
+class LoginRequired:
+    """ASGI middleware: the guarded paths answer 401 unless the request carries a login cookie.
+
+    The session is looked up the way Gradio's own ``login_check`` does, in the app's ``tokens``
+    under the ``access-token[-unsecure]-<cookie_id>`` cookie. Other paths pass through untouched
+    (Gradio guards those itself), streamed responses included.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and any(path == p or path.startswith(p + "/") for p in GUARDED_PATHS) \
+                and not self._signed_in(scope):
+            from starlette.responses import JSONResponse
+
+            response = JSONResponse({"detail": {"error": "Not authenticated"}}, status_code=401)
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    @staticmethod
+    def _signed_in(scope) -> bool:
+        from starlette.requests import Request
+
+        app, cookies = scope.get("app"), Request(scope).cookies
+        cookie_id = getattr(app, "cookie_id", None)
+        tokens = getattr(app, "tokens", None) or {}
+        token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+        return cookie_id is not None and token is not None and tokens.get(token) is not None

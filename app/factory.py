@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
-from app import annotate, dashboard, explore, map_tab, trainer
-from app.auth import load_users, make_auth, on_spaces
+from app import annotate, api, dashboard, explore, map_tab, trainer
+from app.auth import LoginRequired, load_users, make_auth, on_spaces
 from uninote.service import UniNoteService
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -69,6 +70,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
 
         mp["open_btn"].click(open_from_map, [mp["picked"]] + ex.settings,
                              [tabs, ex.query] + ex.outputs, api_visibility="private")
+        api.register(service)  # endpoints for programs: typed parameters, JSON results
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
@@ -100,4 +102,5 @@ def launch_settings(service: UniNoteService) -> dict:
     if users and not on_spaces():
         settings["auth"] = make_auth(users)
         settings["auth_message"] = "UniNote: sign in to explore and annotate."
+        settings["app_kwargs"] = {"middleware": [Middleware(LoginRequired)]}
     return settings

@@ -24,9 +24,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from annotations.grades import clean_grade
 from annotations.queue import LabelQueue
 from uninote.data.note import Note
 from uninote.errors import UniNoteError
+from uninote.service.checks import search_settings
 from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
 from uninote.fileio import atomic_write
 from uninote.service.folders import load_version, make_model, read_json, write_version
@@ -279,7 +281,7 @@ class UniNoteService:
                    strategy: str = "exact") -> SearchResult:
         """Top-k neighbours of a corpus note (by id) or an upload, with thumbnails and latency."""
         served = self.served  # one reference for the whole search, even if a switch happens now
-        dim = dim or served.embeddings.dim
+        k, dim = search_settings(k, dim, self.dims(), granularity, modality, strategy)
         t0 = time.perf_counter()
         if isinstance(query, UploadedQuery):
             q, exclude = query.embedding, False
@@ -328,14 +330,13 @@ class UniNoteService:
 
     def grade(self, annotator: str, query_id: str, candidate_id: str, grade: int,
               context: dict | None = None):
-        """Save one grade (0-3) and return the stored judgment."""
+        """Save one grade (an integer 0-3: 2.7 is refused, never rounded) and return the stored judgment."""
         self._require_annotator(annotator)
-        if int(grade) not in (0, 1, 2, 3):
-            raise UniNoteError(f"grade must be 0, 1, 2 or 3, got {grade!r}")
+        grade = clean_grade(grade)
         self.note(query_id), self.note(candidate_id)
         ctx = {k: v for k, v in (context or {}).items()
                if k in ("dim", "granularity", "strategy", "rank", "comment", "task_id")}
-        return self.store.submit_grade(annotator, query_id, candidate_id, int(grade),
+        return self.store.submit_grade(annotator, query_id, candidate_id, grade,
                                        model_version=self._served.version if self._served else None,
                                        **ctx)
 
