@@ -244,3 +244,17 @@ def test_label_queue_refills_from_the_active_version_until_every_note_was_a_quer
     pairs = [(j.query_id, j.candidate_id) for j in svc.store.judgments()]
     assert len(pairs) == len(set(pairs))  # refills never re-plan a graded pair
     assert svc.next_pair("solo") is None
+
+
+@pytest.mark.parametrize("grade", [2.7, 2.0, "2", True, np.float64(1.5)])
+def test_service_refuses_a_grade_that_is_not_an_integer_0_to_3(service, grade):
+    from annotations.errors import InvalidGrade
+
+    before = len(service.store.judgments(annotator="strict"))
+    with pytest.raises(InvalidGrade, match="grade must be an integer 0-3"):
+        service.grade("strict", "n7", "n8", grade)
+    assert len(service.store.judgments(annotator="strict")) == before == 0
+
+
+def test_service_stores_numpy_integer_grades_as_they_are(service):
+    assert service.grade("strict-np", "n7", "n8", np.int64(3)).grade == 3
