@@ -194,7 +194,7 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
             task = call("next_pair")
             if not task:
                 break
-            call("grade", task["query_id"], task["candidate_id"], r % 4, task["task_id"])
+            call("grade", task["query_id"], task["candidate_id"], r % 4, task["task_id"], "")
             with lock:
                 calls.append((time.perf_counter() - t) * 1000)
         close()
