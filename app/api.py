@@ -90,6 +90,23 @@ def _reasons():
         raise gr.Error(str(exc), print_exception=False) from None
 
 
+def _uploaded_bytes(photos) -> list[bytes]:
+    """The bytes of each photo a client uploaded; a path that Gradio did not receive as an upload
+    (a server file named in the request) is refused before it is opened."""
+    from gradio.utils import get_upload_folder
+
+    folder = Path(get_upload_folder()).resolve()
+    out = []
+    for i, photo in enumerate(photos or [], 1):
+        path = photo.get("path") if isinstance(photo, dict) else getattr(photo, "path", None)
+        resolved = Path(path).resolve() if isinstance(path, str) and path else None
+        if resolved is None or not resolved.is_relative_to(folder) or not resolved.is_file():
+            raise UniNoteError(f"photo {i} is not an uploaded file: send each photo with "
+                               "gradio_client.handle_file(path)")
+        out.append(resolved.read_bytes())
+    return out
+
+
 def _search_json(query_id: str, result: SearchResult) -> SearchJSON:
     return {"query": query_id, "model_version": result.version,
             "latency_ms": round(result.latency_ms, 3), "settings": result.settings,
@@ -143,11 +160,7 @@ def register(service: UniNoteService) -> None:
         """Neighbours of an uploaded note (up to 4 photos, with `gradio_client.handle_file`, plus an
         optional title and body), in the same shape as /neighbours; `query` is the upload's id."""
         with _reasons():
-            try:
-                data = [Path(p["path"] if isinstance(p, dict) else p.path).read_bytes() for p in photos or []]
-            except OSError as exc:
-                raise UniNoteError(f"could not read an uploaded photo: {exc.strerror}") from None
-            upload = service.encode_upload(data, title or "", body or "")
+            upload = service.encode_upload(_uploaded_bytes(photos), title or "", body or "")
             return _search_json(upload.upload_id, service.neighbours(
                 upload, k=k, dim=dim, granularity=granularity, modality=modality, strategy=strategy))
 

@@ -182,3 +182,20 @@ def test_the_program_api_is_in_the_schema(live_app):
     paths = s.get(f"{url}/gradio_api/openapi.json", timeout=10).json()["paths"]
     for name in ("neighbours", "neighbours_of_upload", "next_pair", "grade", "versions"):
         assert any(p.rstrip("/").endswith("/" + name) for p in paths), (name, sorted(paths))
+
+
+@pytest.mark.parametrize("photo", ["corpus-image", "database", "plain-string"])
+def test_an_upload_must_be_a_file_the_client_uploaded(live_app, photo):
+    """A request naming a server file as a photo (plain HTTP, no upload) is refused unread."""
+    url, service = live_app
+    path = {"corpus-image": str(service.corpus.image_path(service.note("n3"), 0)),
+            "database": str(service.config.home / "annotations.db"),
+            "plain-string": "/etc/passwd"}[photo]
+    value = path if photo == "plain-string" else {"path": path}
+    s = requests.Session()
+    assert s.post(f"{url}/login", data={"username": "ann13", "password": PASSWORD}, timeout=10).ok
+    r = s.post(f"{url}/gradio_api/run/neighbours_of_upload", timeout=30,
+               json={"data": [[value], "", "", 3, None, "note", "note", "exact"]})
+    assert r.status_code >= 400
+    assert r.json()["error"] == "photo 1 is not an uploaded file: send each photo with " \
+                                "gradio_client.handle_file(path)"
