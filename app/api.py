@@ -159,6 +159,7 @@ def register(service: UniNoteService) -> None:
                              modality: Modality = "note", strategy: Strategy = "exact") -> SearchJSON:
         """Neighbours of an uploaded note (up to 4 photos, with `gradio_client.handle_file`, plus an
         optional title and body), in the same shape as /neighbours; `query` is the upload's id."""
+        ready()  # before anything is stored
         with _reasons():
             upload = service.encode_upload(_uploaded_bytes(photos), title or "", body or "")
             return _search_json(upload.upload_id, service.neighbours(

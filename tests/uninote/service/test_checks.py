@@ -25,7 +25,8 @@ def test_valid_settings_come_back_as_ints_and_none_is_the_full_dim():
     (5, 100, "note", "note", "exact", "dim 100 is not served: the model works at 16, 32, 64"),
     (5, 20, "note", "note", "exact", "dim 20 is not served: the model works at 16, 32, 64"),
     (5, "64", "note", "note", "exact", "dim must be a whole number, got '64'"),
-    (5, None, "pixel", "note", "exact", "unknown granularity 'pixel': expected one of note, text, image, region"),
+    (5, None, "pixel", "note", "exact",
+     "unknown granularity 'pixel': expected one of note, text, image, region"),
     (5, None, "note", "audio", "exact", "unknown query modality 'audio': expected one of note, image, text"),
     (5, None, "note", "note", "fast", "unknown strategy 'fast': expected one of exact, adaptive, local, "
                                       "global+local"),
