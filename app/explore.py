@@ -14,7 +14,6 @@ from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES
 from uninote.errors import UniNoteError
 from uninote.service import STRATEGIES, UniNoteService, UploadedQuery, overlap_at_k
 
-DEFAULT_DIMS = [64, 128, 256, 512, 768]
 IMAGE_SUFFIXES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"]
 
 
@@ -31,6 +30,12 @@ class ExploreHandles:
     find: gr.Textbox
     dim_a: gr.Dropdown
     dim_b: gr.Dropdown
+
+
+def served_dims(service: UniNoteService) -> list[int]:
+    """The dims the served version works at; none until the service is ready (then the app's
+    status timer fills the dim dropdowns in)."""
+    return service.dims() if service.ready else []
 
 
 def _query_view(service: UniNoteService, query):
@@ -76,6 +81,7 @@ def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, 
 
 
 def build(service: UniNoteService) -> ExploreHandles:
+    dims = served_dims(service)
     query = gr.State(None)
     corpus_ids = gr.State([])
     shown = gr.State([])
@@ -110,7 +116,7 @@ def build(service: UniNoteService) -> ExploreHandles:
             with gr.Row(equal_height=False):
                 with gr.Column():
                     with gr.Row():
-                        dim_a = gr.Dropdown(DEFAULT_DIMS, value=DEFAULT_DIMS[-1], label="Dim",
+                        dim_a = gr.Dropdown(dims, value=dims[-1] if dims else None, label="Dim",
                                             elem_id="dim-a", min_width=90)
                         gran_a = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
                                              elem_id="gran-a", min_width=110)
@@ -121,7 +127,7 @@ def build(service: UniNoteService) -> ExploreHandles:
                                        elem_id="results-a", object_fit="contain")
                 with gr.Column(visible=False) as right:
                     with gr.Row():
-                        dim_b = gr.Dropdown(DEFAULT_DIMS, value=DEFAULT_DIMS[0], label="Dim (right)",
+                        dim_b = gr.Dropdown(dims, value=dims[0] if dims else None, label="Dim (right)",
                                             elem_id="dim-b", min_width=90)
                         gran_b = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
                                              min_width=110)

@@ -12,7 +12,7 @@ from collections import Counter
 import gradio as gr
 
 from app import plots
-from app.explore import DEFAULT_DIMS
+from app.explore import served_dims
 from uninote.embeddings import GRANULARITIES
 from uninote.service import UniNoteService
 
@@ -49,8 +49,9 @@ def figure(service: UniNoteService, dim, granularity, field):
 
 
 def build(service: UniNoteService):
+    dims = served_dims(service)
     with gr.Row():
-        dim = gr.Dropdown(DEFAULT_DIMS, value=DEFAULT_DIMS[-1], label="Dim", elem_id="map-dim")
+        dim = gr.Dropdown(dims, value=dims[-1] if dims else None, label="Dim", elem_id="map-dim")
         gran = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity")
         field = gr.Dropdown(["(none)"], value="(none)", label="Colour by", elem_id="map-field")
         draw = gr.Button("Draw map", variant="primary", elem_id="map-draw")

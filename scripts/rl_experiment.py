@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from uninote import MATRYOSHKA_DIMS
+
 UNINOTE = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "uninote")
 
 
@@ -124,7 +126,7 @@ def validate(args) -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    dims = [64, 128, 256, 512, 768]
+    dims = list(MATRYOSHKA_DIMS)
 
     def scores(model, corpus, feats, uncovered=frozenset()):
         emb = embed_from_features(model, feats, progress=False)
@@ -267,7 +269,7 @@ def main() -> None:
     # store has (the same queries for every run), and of subCategories that no query of *this run's*
     # grades has (larger at small budgets: everything that run's RL was not shown); both vs SFT
     uncovered = uncovered_by(from_store(f"sqlite:///{work / 'grades-e0.db'}"))
-    dims = [64, 128, 256, 512, 768]
+    dims = list(MATRYOSHKA_DIMS)
     evals = results.setdefault("eval", {})
     evals["sft"], sft_per_query = evaluate_model(args.sft, test, dims)
     for b, r in runs:

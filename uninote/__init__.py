@@ -8,6 +8,6 @@ strategies), ``uninote.eval`` (metrics and the evaluation harness).
 
 __version__ = "0.1.0"
 
-GRANULARITIES = ("note", "text", "image", "region")
-QUERY_MODALITIES = ("note", "image", "text")
+# The Matryoshka prefix dims a model is trained, evaluated and served at unless configured otherwise
+# (the last one is the default full embedding dim). Defined here, where importing it pulls nothing in.
 MATRYOSHKA_DIMS = (64, 128, 256, 512, 768)

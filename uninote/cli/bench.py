@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from uninote import MATRYOSHKA_DIMS
+
 DESCRIPTION = """\
 Measure every (corpus size, dim, strategy, index) configuration: recall@10 against exact search
 at the full dim, single-query latency p50/p95 at 1 thread and at all threads, batch QPS, build
@@ -41,7 +43,8 @@ def register(subparsers) -> None:
     add_embedding_source(p)
     p.add_argument("--synthetic", type=_ints, default=None, help="comma-separated synthetic corpus sizes")
     p.add_argument("--dims", type=_ints, default=None,
-                   help="dims to measure (default: real 64,128,256,512,full; synthetic 64,128,256,768)")
+                   help=f"dims to measure (default: real, those of {','.join(map(str, MATRYOSHKA_DIMS))} below the full "
+                   "dim and the full dim; synthetic 64,128,256,768)")
     p.add_argument("--strategies", default=None, help="comma-separated strategies (default: all that apply)")
     p.add_argument("--ann-dims", type=_ints, default=[128], help="synthetic: dims with HNSW/IVF-PQ indexes")
     p.add_argument("--ef-search", type=_ints, default=[16, 32, 64, 128], help="synthetic: HNSW efSearch sweep")

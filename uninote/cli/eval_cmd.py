@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from uninote import MATRYOSHKA_DIMS
+
 HELP = """Embed a corpus with a model (or load embeddings written by `uninote embed`) and, for every
 query in the qrels, retrieve the top 10 other notes (the query itself excluded) for each
 combination of query modality (note = photos+text, image = first photo only, text),
@@ -40,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--corpus", required=True, help="corpus: native folder, fashion catalogue, "
                    "Qilin table or Hub id (needed for the notes and, by default, the qrels)")
     p.add_argument("--qrels", type=Path, help="qrels.tsv to use instead of the corpus's own")
-    p.add_argument("--dims", type=_int_list, default=[64, 128, 256, 512, 768],
-                   help="Matryoshka prefixes to evaluate (default 64,128,256,512,768; the model's "
-                   "full dim is always added)")
+    p.add_argument("--dims", type=_int_list, default=list(MATRYOSHKA_DIMS),
+                   help=f"Matryoshka prefixes to evaluate (default {','.join(map(str, MATRYOSHKA_DIMS))}; "
+                   "the model's full dim is always added)")
     p.add_argument("--modalities", type=_str_list, default=["note", "image", "text"],
                    help="query modalities (default note,image,text)")
     p.add_argument("--granularities", type=_str_list, default=["note", "image", "text", "region"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from uninote import MATRYOSHKA_DIMS
+
 DESCRIPTION = """\
 Build every index of one embedding pass: one per (granularity, Matryoshka dim), all from the
 full-dim vectors (truncated and re-normalised, never re-encoded). Index kinds follow corpus size
@@ -68,7 +70,8 @@ def register(subparsers) -> None:
     b = sub.add_parser("build", help="build every (granularity, dim) index into --out")
     add_embedding_source(b)
     b.add_argument("--out", required=True, help="index folder to write")
-    b.add_argument("--dims", type=_ints, default=None, help="comma-separated dims (default 64,128,256,512,full)")
+    b.add_argument("--dims", type=_ints, default=None, help=f"comma-separated dims (default: those of {','.join(map(str, MATRYOSHKA_DIMS))} below the full dim, "
+                   "and the full dim)")
     b.add_argument("--granularities", default="note,text,image,region", help="comma-separated granularities")
     b.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivfpq"], default="auto",
                    help="index kind (default: auto, by vector count)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES, NoteEmbeddings
 from uninote.eval.metrics import mrr_at_k, ndcg_at_k, r_cap_at_k
 from uninote.index.scoring import maxsim_scores, maxsim_scores_single, top_k
@@ -72,7 +73,7 @@ def _rankings(emb: NoteEmbeddings, rows: Sequence[int], modality: str, granulari
 
 
 def evaluate(embeddings: NoteEmbeddings, qrels: Mapping[str, Mapping[str, int]],
-             dims: Iterable[int] = (64, 128, 256, 512, 768),
+             dims: Iterable[int] = MATRYOSHKA_DIMS,
              modalities: Sequence[str] = QUERY_MODALITIES,
              granularities: Sequence[str] = GRANULARITIES, k: int = 10,
              mrr_min_grade: int = 1, max_queries: int | None = None, seed: int = 0,

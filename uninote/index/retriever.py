@@ -22,6 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
+from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
 from uninote.errors import UniNoteError
 from uninote.index import persist, strategies
@@ -46,8 +47,8 @@ class Hit:
 
 
 def matryoshka_dims(full_dim: int) -> list[int]:
-    """64, 128, 256, 512 (those below full_dim) and the full dim."""
-    return sorted({d for d in (64, 128, 256, 512) if d < full_dim} | {full_dim})
+    """The ``MATRYOSHKA_DIMS`` below ``full_dim``, and the full dim."""
+    return sorted({d for d in MATRYOSHKA_DIMS if d < full_dim} | {full_dim})
 
 
 class Retriever:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from uninote import MATRYOSHKA_DIMS
 from uninote.config import JsonConfig
 from uninote.errors import ConfigError
 
@@ -22,7 +23,7 @@ class UniNoteConfig(JsonConfig):
         "Image backbone: 'efficientnet-lite0' (bundled ImageNet weights, 1280-d), 'tiny' (random conv, "
         "tests), or any Hugging Face vision model id / local folder (ViT-like, AutoModel).")})
     embed_dim: int = field(default=768, metadata={"help": "Dimension of the shared embedding space."})
-    matryoshka_dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 768], metadata={
+    matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
         "help": "Prefix dims every output is trained to work at (each <= embed_dim, increasing)."})
     n_regions: int = field(default=3, metadata={"help": (
         "Region grid side: the last image feature map is adaptive-avg-pooled to n x n local vectors.")})
@@ -48,7 +49,7 @@ class UniNoteConfig(JsonConfig):
         dims = list(self.matryoshka_dims)
         if not dims or dims != sorted(set(dims)) or dims[0] < 1 or dims[-1] > self.embed_dim:
             raise ConfigError(f"matryoshka_dims={dims} must be strictly increasing values in "
-                              f"[1, embed_dim={self.embed_dim}], e.g. [64, 128, 256, 512, 768]")
+                              f"[1, embed_dim={self.embed_dim}], e.g. {list(MATRYOSHKA_DIMS)}")
         if self.n_regions < 1:
             raise ConfigError(f"n_regions={self.n_regions}: the region grid side must be >= 1 (default 3)")
         if self.image_size < 32:

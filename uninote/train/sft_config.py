@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from uninote import MATRYOSHKA_DIMS
 from uninote.config import DEVICES, JsonConfig
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
@@ -22,7 +23,7 @@ class SFTConfig(JsonConfig):
     hidden_dim: int = field(default=512, metadata={"help": "Hidden width of heads and fusion."})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
-    matryoshka_dims: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 768], metadata={
+    matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
         "help": "Prefix dims trained (and the model's matryoshka_dims)."})
     matryoshka_weights: list[float] | None = field(default=None, metadata={
         "help": "One weight per Matryoshka dim (default all 1)."})
