@@ -12,6 +12,9 @@ argument (also inside dicts, lists, tuples) whose last dim equals ``full_dim`` (
 
 Inputs: the base loss's arguments. ``last_losses`` holds the per-dim values of the last call.
 
+``matryoshka_prefix(x, dim)`` is the one place a prefix is cut: every other user of Matryoshka
+prefixes (the RL loss scores its rankings with it) calls it too.
+
 Example:
     >>> loss = MatryoshkaLoss(InfoNCELoss(0.05), dims=[64, 128, 768])
     >>> loss(q, p)   # q, p: (B, 768) from one forward pass
@@ -24,6 +27,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def matryoshka_prefix(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """The first ``dim`` coordinates of each embedding (last axis), re-normalised to unit length.
+
+    >>> matryoshka_prefix(torch.tensor([[3.0, 4.0, 12.0]]), 2)
+    tensor([[0.6000, 0.8000]])
+    """
+    return F.normalize(x[..., :dim], dim=-1)
 
 
 class MatryoshkaLoss(nn.Module):
@@ -45,7 +57,7 @@ class MatryoshkaLoss(nn.Module):
     def _cut(self, obj, dim: int):
         if isinstance(obj, torch.Tensor):
             if obj.is_floating_point() and obj.ndim >= 1 and obj.shape[-1] == self.full_dim:
-                return obj if dim == self.full_dim else F.normalize(obj[..., :dim], dim=-1)
+                return obj if dim == self.full_dim else matryoshka_prefix(obj, dim)
             return obj
         if isinstance(obj, dict):
             return {k: self._cut(v, dim) for k, v in obj.items()}

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from uninote.errors import ConfigError
 from uninote.losses.kl import k3_kl, listwise_kl
+from uninote.losses.matryoshka import matryoshka_prefix
 from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
 from uninote.model.uninote import SEGMENT_GAIN, TEXT_POOL
 from uninote.train import plackett_luce
@@ -74,6 +75,11 @@ def embed_notes(model, feats, batch_size: int = 512, autocast: bool = False) -> 
             parts["first_image"].append(first_image(out["image"].float(), out["image_owner"], len(rows)))
     model.train(was_training)
     return NoteReps(*(torch.cat(parts[k]) for k in ("note", "text", "image", "has_image", "first_image")))
+
+
+def prefix_logits(q: torch.Tensor, pool: torch.Tensor, dim: int, temperature: float) -> torch.Tensor:
+    """(Q, P) cosine of each query (Q, D) to its pool (Q, P, D) at Matryoshka prefix ``dim``, over tau."""
+    return (matryoshka_prefix(q, dim).unsqueeze(1) * matryoshka_prefix(pool, dim)).sum(-1) / temperature
 
 
 def first_image(image: torch.Tensor, owner: torch.Tensor, n: int) -> torch.Tensor:
@@ -281,9 +287,8 @@ class RLTrainer:
         three are detached 0-d tensors (mean reward NaN when no ranking has a defined reward)."""
         cfg = self.cfg
         valid_d = valid.to(self.device)
-        cut = lambda x: F.normalize(x[..., :dim], dim=-1)  # noqa: E731 - Matryoshka prefix
-        logits = (cut(q).unsqueeze(1) * cut(pool)).sum(-1) / cfg.temperature
-        ref_logits = (cut(q_ref).unsqueeze(1) * cut(pool_ref)).sum(-1) / cfg.temperature
+        logits = prefix_logits(q, pool, dim, cfg.temperature)
+        ref_logits = prefix_logits(q_ref, pool_ref, dim, cfg.temperature)
         rankings = plackett_luce.sample_rankings(logits, cfg.group_size, cfg.rank_k, valid_d, generator=gen)
         rewards = self._rewards(rankings, grades, valid).to(self.device)
         adv = group_advantages(rewards, cfg.advantage_scale)
@@ -320,9 +325,8 @@ class RLTrainer:
         dims = [(ref.shape[-1], 1.0)] if self.cfg.anchor_dims == "full" else list(zip(self.dims, self.weights))
         total = note.new_zeros(())
         for dim, w in dims:
-            cut = lambda x: F.normalize(x[..., :dim], dim=-1)  # noqa: E731 - Matryoshka prefix
-            logits = (cut(note[q_idx]).unsqueeze(1) * cut(note[p_idx])).sum(-1) / tau
-            ref_logits = (cut(ref[q_idx]).unsqueeze(1) * cut(ref[p_idx])).sum(-1) / tau
+            logits = prefix_logits(note[q_idx], note[p_idx], dim, tau)
+            ref_logits = prefix_logits(ref[q_idx], ref[p_idx], dim, tau)
             total = total + w * listwise_kl(logits, ref_logits)
         return total
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uninote.losses import InfoNCELoss, MatryoshkaLoss, RegionMaxSimLoss
+from uninote.losses import InfoNCELoss, MatryoshkaLoss, RegionMaxSimLoss, matryoshka_prefix
 
 
 def test_equals_weighted_sum_of_base_loss_on_renormalised_prefixes():
@@ -63,3 +63,11 @@ def test_wraps_region_loss_too():
 def test_bad_dims_or_weights_fail(dims, weights):
     with pytest.raises(ValueError):
         MatryoshkaLoss(InfoNCELoss(), dims, weights)
+
+
+def test_prefix_is_the_renormalised_head_of_every_row():
+    x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1))
+    got = matryoshka_prefix(x, 4)
+    assert got.shape == (2, 5, 4)
+    assert torch.allclose(got.norm(dim=-1), torch.ones(2, 5))
+    assert torch.allclose(got * x[..., :4].norm(dim=-1, keepdim=True), x[..., :4], atol=1e-6)
