@@ -6,32 +6,22 @@ ids to graded relevance (0-3 from people, or a float predicted by the reward mod
 ``None`` when it is undefined (the query has no relevant candidate at all): such groups carry no
 signal and the trainer skips them, like TRL's reward functions returning ``None``.
 
-Gains follow the usual exponential NDCG convention, ``gain(g) = 2**g - 1``, and the ideal DCG is
-computed over every graded candidate in the pool (the best ranking the policy could have chosen).
+NDCG is the evaluation's own (``uninote.eval.metrics``): exponential gains ``2**g - 1``, the ideal
+DCG over every graded candidate in the pool (the best ranking the policy could have chosen).
+
+``REWARD_FUNCTIONS`` is the registry ``RLConfig.reward`` names; ``batch_rewards`` is how the RL
+trainer scores sampled rankings with any of them, using the vectorised form a reward registers in
+``BATCHED_REWARDS`` (same numbers, tested) and the plain function otherwise.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
+import torch
 
-def gain(grade: float) -> float:
-    """Exponential gain ``2**grade - 1`` (0 for grade 0)."""
-    return 2.0 ** float(grade) - 1.0
-
-
-def dcg(gains: Sequence[float], k: int) -> float:
-    """Discounted cumulative gain of the first ``k`` gains: ``sum_i gains[i] / log2(i + 2)``."""
-    return sum(g / math.log2(i + 2) for i, g in enumerate(list(gains)[:k]))
-
-
-def ndcg_at_k(ranking: Sequence[str], grades: Mapping[str, float], k: int) -> float | None:
-    """NDCG@k of ``ranking`` under ``grades`` (ungraded ids count 0); None if no positive grade."""
-    ideal = dcg(sorted((gain(g) for g in grades.values()), reverse=True), k)
-    if ideal <= 0.0:
-        return None
-    return dcg([gain(grades.get(c, 0.0)) for c in ranking], k) / ideal
+from uninote.eval.metrics import ndcg_at_k, ndcg_at_k_batch
+from uninote.train.advantages import rewards_to_tensor
 
 
 def ndcg_reward(query: str, rankings: Sequence[Sequence[str]], grades: Mapping[str, float],
@@ -55,6 +45,27 @@ def top1_grade_reward(query: str, rankings: Sequence[Sequence[str]], grades: Map
 
 
 REWARD_FUNCTIONS = {"ndcg": ndcg_reward, "top1_grade": top1_grade_reward}
+BATCHED_REWARDS = {"ndcg": ndcg_at_k_batch}  # (rankings, grades, valid, k) -> (Q, G) tensor, NaN = None
+
+
+def batch_rewards(name: str, rankings: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor,
+                  k: int) -> torch.Tensor:
+    """Rewards (Q, G) of the registered reward ``name`` for G sampled rankings per query.
+
+    ``rankings`` (Q, G, k') pool positions, ``grades`` (Q, P) float, ``valid`` (Q, P) bool; NaN
+    where the reward is undefined (``None``). On ``rankings``' device when the reward has a
+    vectorised form, else on the CPU (one call of the plain function per query, the query named by
+    its row and candidates by their pool positions).
+    """
+    if name not in REWARD_FUNCTIONS:
+        raise ValueError(f"unknown reward {name!r}; expected one of {sorted(REWARD_FUNCTIONS)}")
+    if name in BATCHED_REWARDS:
+        return BATCHED_REWARDS[name](rankings, grades.to(rankings.device), valid.to(rankings.device), k)
+    rankings, out = rankings.cpu(), []
+    for i in range(rankings.shape[0]):
+        pool_grades = {j: float(grades[i, j]) for j in torch.nonzero(valid[i]).flatten().tolist()}
+        out.append(REWARD_FUNCTIONS[name](str(i), rankings[i].tolist(), pool_grades, k=k))
+    return rewards_to_tensor(out)
 
 
 def merge_grades(human: Mapping[str, float], predicted: Mapping[str, float] | None) -> dict[str, float]:
@@ -62,22 +73,3 @@ def merge_grades(human: Mapping[str, float], predicted: Mapping[str, float] | No
     merged = dict(predicted or {})
     merged.update({c: float(g) for c, g in human.items()})
     return merged
-
-
-def ndcg_reward_batch(rankings, grades, valid, k: int = 10):
-    """Vectorised ``ndcg_reward`` for a batch (same numbers, no Python loop; runs on the GPU).
-
-    ``rankings`` (Q, G, k') pool positions, ``grades`` (Q, P) float, ``valid`` (Q, P) bool.
-    Returns rewards (Q, G) with NaN where a query has no positive grade (``None`` above).
-    """
-    import torch
-
-    gains = torch.where(valid, torch.pow(2.0, grades.float()) - 1.0, torch.zeros_like(grades, dtype=torch.float32))
-    depth = min(k, gains.shape[1])
-    discount = 1.0 / torch.log2(torch.arange(depth, device=gains.device, dtype=torch.float32) + 2.0)
-    picked = rankings[..., :depth]
-    ranked = torch.gather(gains.unsqueeze(1).expand(-1, rankings.shape[1], -1), 2, picked)
-    dcg_sampled = (ranked * discount[: picked.shape[-1]]).sum(-1)
-    ideal = (gains.sort(dim=1, descending=True).values[:, :depth] * discount).sum(-1)
-    out = dcg_sampled / ideal.clamp(min=1e-12).unsqueeze(1)
-    return torch.where((ideal > 0).unsqueeze(1), out, torch.full_like(out, float("nan")))

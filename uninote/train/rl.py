@@ -34,10 +34,10 @@ from uninote.losses.matryoshka import matryoshka_prefix
 from uninote.losses.policy_gradient import listnet_loss, policy_gradient_loss
 from uninote.model.uninote import SEGMENT_GAIN, TEXT_POOL
 from uninote.train import plackett_luce
-from uninote.train.advantages import group_advantages, rewards_to_tensor
+from uninote.train.advantages import group_advantages
 from uninote.train.devices import resolve_device
 from uninote.train.reward_model import NoteReps, RewardModelConfig, train_reward_model
-from uninote.train.rewards import REWARD_FUNCTIONS, ndcg_reward_batch
+from uninote.train.rewards import batch_rewards
 from uninote.train.rl_checkpoint import find_resume, save_checkpoint
 from uninote.train.rl_config import RLConfig
 from uninote.train.rl_data import GradedPairs
@@ -112,7 +112,6 @@ class RLTrainer:
         self.dims = [d for d in dims if d <= model.embed_dim] or [model.embed_dim]
         w = self.cfg.matryoshka_weights or [1.0] * len(self.dims)
         self.weights = [float(x) / sum(w) for x in w[: len(self.dims)]]
-        self.reward_fn = REWARD_FUNCTIONS[self.cfg.reward]
         self.graded = graded.restrict(feats.note_ids)
         if len(self.graded) == 0:
             raise ConfigError("none of the graded pairs refer to notes of this corpus: check --corpus")
@@ -219,15 +218,6 @@ class RLTrainer:
                 g[missing] = 0.0
         return torch.from_numpy(rows), torch.from_numpy(valid), g
 
-    def _rewards(self, rankings: torch.Tensor, grades: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        if self.cfg.reward == "ndcg":  # vectorised, same numbers as ndcg_reward (tested)
-            return ndcg_reward_batch(rankings, grades.to(rankings.device), valid.to(rankings.device), self.cfg.rank_k)
-        rankings, out = rankings.cpu(), []
-        for i in range(rankings.shape[0]):
-            pool_grades = {j: float(grades[i, j]) for j in torch.nonzero(valid[i]).flatten().tolist()}
-            out.append(self.reward_fn(str(i), rankings[i].tolist(), pool_grades, k=self.cfg.rank_k))
-        return rewards_to_tensor(out)
-
     def train_step(self, rng: np.random.Generator, gen: torch.Generator) -> dict:
         cfg = self.cfg
         queries = self.sample_queries(rng)
@@ -290,7 +280,7 @@ class RLTrainer:
         logits = prefix_logits(q, pool, dim, cfg.temperature)
         ref_logits = prefix_logits(q_ref, pool_ref, dim, cfg.temperature)
         rankings = plackett_luce.sample_rankings(logits, cfg.group_size, cfg.rank_k, valid_d, generator=gen)
-        rewards = self._rewards(rankings, grades, valid).to(self.device)
+        rewards = batch_rewards(cfg.reward, rankings, grades, valid, cfg.rank_k).to(self.device)
         adv = group_advantages(rewards, cfg.advantage_scale)
         defined = torch.isfinite(rewards)
         logp = plackett_luce.log_prob(logits, rankings, valid_d)

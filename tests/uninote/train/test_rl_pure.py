@@ -10,7 +10,8 @@ from uninote.losses.kl import k3_kl, listwise_kl
 from uninote.losses.policy_gradient import policy_gradient_loss
 from uninote.train import plackett_luce
 from uninote.train.advantages import group_advantages, rewards_to_tensor
-from uninote.train.rewards import merge_grades, ndcg_at_k, ndcg_reward, top1_grade_reward
+from uninote.train.rewards import (REWARD_FUNCTIONS, batch_rewards, merge_grades, ndcg_at_k, ndcg_reward,
+                                   top1_grade_reward)
 
 
 # --- rewards ------------------------------------------------------------------------------------
@@ -140,8 +141,6 @@ def test_policy_gradient_raises_logp_of_positive_advantage():
 
 
 def test_batched_ndcg_reward_matches_the_plain_function():
-    from uninote.train.rewards import ndcg_reward_batch
-
     torch.manual_seed(3)
     q, p, g, k = 6, 9, 5, 4
     grades = torch.randint(0, 4, (q, p)).float() * (torch.rand(q, p) > 0.3)
@@ -149,9 +148,28 @@ def test_batched_ndcg_reward_matches_the_plain_function():
     valid = torch.ones(q, p, dtype=torch.bool)
     valid[2, 6:] = False
     rankings = plackett_luce.sample_rankings(torch.randn(q, p), g, k, valid, generator=torch.Generator().manual_seed(0))
-    batch = ndcg_reward_batch(rankings, grades, valid, k)
+    batch = batch_rewards("ndcg", rankings, grades, valid, k)  # what the RL trainer calls
     for i in range(q):
         pool = {j: float(grades[i, j]) for j in range(p) if valid[i, j]}
         plain = ndcg_reward("q", rankings[i].tolist(), pool, k)
         for a, b in zip(batch[i].tolist(), plain):
             assert (b is None and math.isnan(a)) or a == pytest.approx(b, abs=1e-5)
+
+
+def test_batch_rewards_runs_any_registered_reward_and_refuses_unknown_names(monkeypatch):
+    grades = torch.tensor([[2.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    rankings = torch.tensor([[[0, 1], [2, 0]], [[1, 0], [0, 1]]])
+    top1 = batch_rewards("top1_grade", rankings, grades, valid, 2)  # no vectorised form: the plain function
+    assert top1.tolist() == [[2.0, 1.0], [0.0, 0.0]]
+    seen = []
+
+    def pool_size(query, rankings, grades, k=10):
+        seen.append((query, sorted(grades), k))
+        return [float(len(grades))] * len(rankings)
+
+    monkeypatch.setitem(REWARD_FUNCTIONS, "pool_size", pool_size)
+    assert batch_rewards("pool_size", rankings, grades, valid, 2).tolist() == [[3.0, 3.0], [2.0, 2.0]]
+    assert seen == [("0", [0, 1, 2], 2), ("1", [0, 1], 2)]
+    with pytest.raises(ValueError, match="unknown reward 'nope'"):
+        batch_rewards("nope", rankings, grades, valid, 2)
