@@ -38,15 +38,13 @@ class IndexConfig:
     hnsw_m: int = 32  # HNSW links per node (memory ~ M*8 bytes/vector on top of the vectors)
     ef_construction: int = 40  # HNSW build beam width (build time grows ~linearly)
     ef_search: int = 64  # HNSW query beam width (raised to k when k is larger)
-    # IVF-PQ defaults measured at N=1M, d=128 on the synthetic clustered set (docs/results/index.md,
-    # "IVF-PQ at N=1M"): the old 4*sqrt(n) cells trained on 20k points, nprobe 16, shortlist 4k gave
-    # same-dim recall@10 0.63; the misses were in unvisited cells (a longer shortlist or 2x the code
-    # bytes barely helped), so the fix is finer, better-trained cells plus a 10k shortlist.
-    ivf_nlist: int = 0  # IVF cells; 0 = 8*sqrt(n) clamped to [1, n/39] (4*sqrt(n) left true neighbours in unvisited cells)
+    # IVF-PQ defaults: fine, well-trained cells and a long exact re-rank shortlist, measured at N=1M,
+    # d=128 on the synthetic clustered set (docs/results/index.md).
+    ivf_nlist: int = 0  # IVF cells; 0 = 8*sqrt(n) clamped to [1, n/39]
     ivf_train_size: int = 0  # k-means training sample; 0 = 20 points per cell, at least 20k (capped at n)
-    ivf_nprobe: int = 32  # IVF cells visited per query (query-time; 32 of 8k cells: recall 0.96 at 1M)
+    ivf_nprobe: int = 32  # IVF cells visited per query (query-time)
     pq_m: int = 0  # PQ sub-quantizers; 0 = dim/8 (one byte per 8 dims), must divide dim
-    rerank_factor: int = 10  # IVF-PQ shortlist = k * rerank_factor, re-ranked exactly at full dim (query-time; 4 lost ~0.1 recall)
+    rerank_factor: int = 10  # IVF-PQ shortlist = k * rerank_factor, re-ranked exactly at full dim (query-time)
     local_candidates: int = 32  # multi-vector ANN: vectors fetched per query vector before rescoring
     seed: int = 0  # training seed for IVF-PQ k-means
 

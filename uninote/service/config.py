@@ -41,24 +41,31 @@ class ServiceConfig:
     """Everything the service needs, read from the environment by ``from_env``."""
 
     corpus: str = field(default_factory=default_corpus, metadata={
-        "help": "Corpus source: native folder, fashion parquet folder or Hub id ($UNINOTE_DEMO_CORPUS)."})
+        "help": ("Corpus source: native folder, fashion parquet folder or Hub id ($UNINOTE_DEMO_CORPUS; "
+                 "default the shared fashion catalogue, else its Hub id).")})
     home: Path = field(default_factory=default_home, metadata={
-        "help": "Root for versions/, annotations.db, thumbs/, uploads/, umap caches ($UNINOTE_HOME)."})
+        "help": ("Root for versions/, annotations.db, thumbs/, uploads/, umap caches ($UNINOTE_HOME; default "
+                 "/data/uninote on Spaces, else $UNINOTE_CACHE or ~/.cache/uninote).")})
     db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the annotation store ($UNINOTE_DB); "
                                                       "default sqlite:///<home>/annotations.db."})
     model: str = field(default="default", metadata={"help": (
         "What to build when no version is active ($UNINOTE_MODEL): 'default' (SFT on first run when "
         "the trainer is installed, else baseline:concat), 'baseline:concat', or a checkpoint folder.")})
     model_config: dict = field(default_factory=dict, metadata={
-        "help": "UniNoteConfig overrides for a freshly built model (tests use tiny towers)."})
+        "help": ("UniNoteConfig overrides for a freshly built model ($UNINOTE_MODEL_CONFIG, JSON; "
+                 "default none).")})
     sft_overrides: dict = field(default_factory=dict, metadata={
-        "help": "Overrides for the first-run SFT config (e.g. fewer epochs for a demo)."})
+        "help": ("Overrides for the first-run SFT config on top of DEMO_SFT ($UNINOTE_SFT_OVERRIDES, JSON; "
+                 "default none).")})
     label_queries: int = field(default=300, metadata={"help": (
         "Queries planned per label-queue fill: at first start, and again from the active version whenever "
-        "an annotator finds the queue empty, until every note has been a query.")})
-    max_upload_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "Per-photo upload limit."})
-    max_upload_pixels: int = field(default=30_000_000, metadata={"help": "Per-photo pixel limit."})
-    thumb_size: int = field(default=224, metadata={"help": "Longest side of gallery thumbnails."})
+        "an annotator finds the queue empty, until every note has been a query (default 300).")})
+    max_upload_bytes: int = field(default=8 * 1024 * 1024, metadata={
+        "help": "Per-photo upload limit in bytes (default 8 MiB)."})
+    max_upload_pixels: int = field(default=30_000_000, metadata={
+        "help": "Per-photo pixel limit (default 30 million)."})
+    thumb_size: int = field(default=224, metadata={
+        "help": "Longest side of gallery thumbnails in pixels (default 224)."})
 
     def validate(self) -> "ServiceConfig":
         self.home = Path(self.home)

@@ -1,7 +1,7 @@
 """``RLConfig``: every knob of the RL stage, with help per field and one ``validate()``.
 
-Defaults are the recommended settings: on the 2-core CPU they finish 2,000 grades in well under
-20 minutes. The resolved config is written next to every checkpoint (``training_config.json``).
+Defaults are the recommended settings (docs/results/rl.md measures them). The resolved config is
+written next to every checkpoint (``training_config.json``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ UNGRADED_POLICIES = ("auto", "reward_model", "zero", "drop")
 @dataclass
 class RLConfig(JsonConfig):
     steps: int = field(default=600, metadata={"help": (
-        "Optimisation steps (one batch of queries each). 600 with anchor_dims='all' (fair validation "
-        "split, two seeds: +0.002 / +0.006 ndcg@10 at d=64 / 768 over 300 with the full-dim anchor; "
-        "1,000 steps gained less).")})
+        "Optimisation steps (one batch of queries each).")})
     queries_per_step: int = field(default=16, metadata={"help": "Queries per step (the batch)."})
     group_size: int = field(default=8, metadata={"help": (
         "G: rankings sampled per query and dim; advantages are normalised within this group.")})
@@ -29,12 +27,12 @@ class RLConfig(JsonConfig):
     pool_size: int = field(default=32, metadata={"help": (
         "Candidates per query: its graded candidates plus the policy's own current top neighbours.")})
     policy_topk: int = field(default=24, metadata={"help": (
-        "How many of the model's current nearest neighbours join each pool (before graded ones are added).")})
+        "How many of the model's current nearest neighbours may fill each pool after its graded candidates.")})
     refresh_every: int = field(default=50, metadata={"help": (
         "Steps between re-embedding the training corpus to refresh each query's current top neighbours.")})
     temperature: float = field(default=0.02, metadata={"help": (
-        "tau in softmax(sim / tau): the policy's sharpness. 0.02 (validation split: 0.05 gives +0.007 "
-        "note ndcg@10, 0.02 +0.017, 0.01 +0.019 but costs image-only queries with the ListNet term).")})
+        "tau in softmax(sim / tau): the sharpness of the ranking policy (and of the ListNet and anchor "
+        "softmaxes); smaller is sharper.")})
     kl_coef: float = field(default=0.5, metadata={"help": "beta: weight of the KL penalty to the frozen SFT reference."})
     kl_estimator: str = field(default="listwise", metadata={"help": (
         "'listwise' (exact KL of the first-choice softmax over the pool) or 'k3' (sampled estimator).")})
@@ -43,37 +41,30 @@ class RLConfig(JsonConfig):
         "policy gradient: a sampling-free, low-variance use of every grade (0 = pure GRPO).")})
     listwise_power: float = field(default=2.0, metadata={"help": (
         "Exponent on the ListNet target's gains (2^g - 1)^p: above 1 the target is sharper, so the "
-        "loss asks for larger margins between grades instead of matching the gain ratios (fair validation "
-        "split, 2,000 grades, two seeds, with anchor_coef 0.5: +0.039 / +0.035 ndcg@10 at d=64 / 768 against "
-        "+0.034 / +0.032 for p=1 with anchor 1; docs/results/rl.md, 'Sharper targets').")})
+        "loss asks for larger margins between grades instead of matching the gain ratios; 1 = plain ListNet.")})
     anchor_coef: float = field(default=0.5, metadata={"help": (
         "Weight of a listwise KL to the SFT scoring on random corpus notes (each against its SFT top "
         "neighbours, at the prefixes anchor_dims names): keeps the whole space, not just graded pools, close "
-        "to SFT (0 = off). 0.5 since listwise_power 2 (it was 1.0), for anchor_ref_pairs grades or more; "
-        "fewer grades scale it up.")})
+        "to SFT (0 = off). The weight holds for anchor_ref_pairs graded pairs or more; fewer pairs scale it up.")})
     anchor_ref_pairs: int = field(default=2000, metadata={"help": (
         "The anchor weighs anchor_coef * max(1, anchor_ref_pairs / graded pairs): the anchor is a prior and "
         "the RL loss an average over the grades, so with fewer grades the prior counts for more and notes no "
-        "grade reaches stay nearer SFT (fair split, 16 rare subCategories held out of the grades, 87 queries: "
-        "at 250 / 1,000 grades their ndcg@10 at d=64 moves +0.002 / +0.000 against -0.045 / -0.025 with a "
-        "fixed 0.5; docs/results/rl.md, 'Rare categories'). 0 = always anchor_coef.")})
+        "grade reaches stay nearer SFT. 0 = always anchor_coef.")})
     anchor_queries: int = field(default=32, metadata={"help": "Random corpus notes per step for anchor_coef."})
     anchor_dims: str = field(default="all", metadata={"help": (
-        "Prefixes the corpus anchor holds near SFT: 'all' (default: every RL dim, weighted like the RL "
-        "loss) or 'full' (the full dim only; the small prefixes then drift more and d=768 gains less).")})
+        "Prefixes the corpus anchor holds near SFT: 'all' (every RL dim, weighted like the RL loss) or "
+        "'full' (the full dim only).")})
     reward: str = field(default="ndcg", metadata={"help": f"Reward function: one of {sorted(REWARD_FUNCTIONS)}."})
     advantage_scale: str = field(default="batch", metadata={"help": (
         f"Advantage normalisation: one of {SCALES}. 'group' = GRPO (divide by each group's std); 'batch' "
-        "(default) divides by the batch std, so near-constant groups are not blown up into noise.")})
+        "divides by the batch std, so near-constant groups are not blown up into noise; 'none' only centres.")})
     ungraded: str = field(default="reward_model", metadata={"help": (
-        "Reward of pool candidates nobody graded: 'reward_model' (default: its expected grade), 'zero', "
+        "Reward of pool candidates nobody graded: 'reward_model' (its expected grade), 'zero', "
         "'drop' (pools hold graded candidates only), or 'auto': the reward model when its held-out "
-        "accuracy beats the majority-class floor by rm_min_margin, else 'drop'. With the deep label "
-        "queue and 600 anchored steps, 'drop' is the worse choice where the gate shut (fair validation "
-        "split, 250 grades at grader error rate 0.25: +0.002 / +0.001 vs +0.019 / +0.017 ndcg@10 at d=64 / 768).")})
+        "accuracy beats the majority-class floor by rm_min_margin, else 'drop'.")})
     rm_min_margin: float = field(default=0.05, metadata={"help": (
         "For ungraded='auto' only: held-out accuracy minus majority-class accuracy the reward model needs "
-        "(0.05: opens at 1,000+ clean grades in docs/results/rl.md, shut near the floor).")})
+        "to be used.")})
     rm_queries: bool = field(default=True, metadata={"help": (
         "With the reward model, also use ungraded training notes as queries (their pools are scored by "
         "the reward model only). Human-graded queries are always used.")})
@@ -84,8 +75,8 @@ class RLConfig(JsonConfig):
         "what an image-only query uses) and 'text' (the note's text alone, what a typed query uses). Same "
         "grades and pools; losses averaged over sides.")})
     frozen_modules: list[str] = field(default_factory=lambda: ["image_head"], metadata={"help": (
-        "Model parts RL leaves at their SFT weights. Default ['image_head']: image-only queries keep their "
-        "SFT vectors (measured: training it costs image-query quality). Names: text_head, image_head, fusion.")})
+        "Model parts RL leaves at their SFT weights (names: text_head, image_head, fusion). Freezing "
+        "image_head keeps the photo vectors, and so image-only queries, at SFT.")})
     matryoshka_dims: list[int] | None = field(default=None, metadata={"help": (
         "Prefix dims to apply RL at (default: the model's matryoshka_dims).")})
     matryoshka_weights: list[float] | None = field(default=None, metadata={"help": (
@@ -95,12 +86,11 @@ class RLConfig(JsonConfig):
         "AdamW learning rate of the model's Matryoshka segment gains (one log-gain per segment of "
         "dims, applied to every output before it is normalised; SFT leaves them at 1). They set how "
         "much a prefix's later dims weigh against its first ones, and need a far larger rate than "
-        "the heads to move in one run. 0 keeps them fixed (the behaviour before they existed).")})
+        "the heads to move in one run. 0 keeps them fixed at 1.")})
     text_pool_lr: float = field(default=1e-3, metadata={"help": (
         "AdamW learning rate of the text pooling query: RL switches the model to attention pooling of "
         "the text backbone's token states (which starts as its mean pooling) and learns which tokens "
-        "weigh more. 0 keeps mean pooling (the behaviour before it existed); towers without token "
-        "states ('use-m3') always do.")})
+        "weigh more. 0 keeps mean pooling; towers without token states ('use-m3') always do.")})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     seed: int = field(default=0, metadata={"help": "Seed for query sampling, rankings and the reward model."})

@@ -57,7 +57,7 @@ class SFTConfig(JsonConfig):
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA for --full-finetune."})
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and batch order."})
     threads: int = field(default=1, metadata={"help": (
-        "torch CPU threads for the training steps (1 is fastest for these small matmuls on a shared CPU).")})
+        "torch CPU threads for the training steps.")})
     feature_threads: int = field(default=2, metadata={"help": "torch CPU threads for backbone feature extraction."})
     log_every: int = field(default=10, metadata={"help": "Log the loss every N steps."})
 
