@@ -87,7 +87,7 @@ def time_extraction(path: str, bert: str, batch_size: int) -> tuple:
     from uninote.model.images_io import open_image
     from uninote.model.towers import load_pixels
     from uninote.model.uninote import UniNoteModel
-    from uninote.train.features import extract_features
+    from uninote.model.features import extract_features
 
     corpus = load_native(path)
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -24,7 +24,7 @@ import torch
 
 
 def synthetic(model, n_notes: int, seed: int = 0, tokens: int = 16):
-    from uninote.train.features import CorpusFeatures
+    from uninote.model.features import CorpusFeatures
     from uninote.train.rl_data import GradedPairs
 
     g = torch.Generator().manual_seed(seed)
@@ -82,7 +82,7 @@ def main() -> None:
         prepare_pooling(model, config_for(pooling))
         if args.corpus:
             from uninote.data import load_corpus
-            from uninote.train.features import corpus_features
+            from uninote.model.features import corpus_features
 
             feats = corpus_features(load_corpus(args.corpus), model, progress=False)
             _, graded = synthetic(model, len(feats), tokens=args.tokens)

@@ -24,7 +24,7 @@ class Setup:
     def load(cls, sft: str, train: str, held: str) -> Setup:
         from uninote.data import load_corpus
         from uninote.model.uninote import UniNoteModel
-        from uninote.train.features import corpus_features
+        from uninote.model.features import corpus_features
 
         train_corpus, held_corpus = load_corpus(train), load_corpus(held)
         model = UniNoteModel.from_pretrained(sft)
@@ -34,7 +34,7 @@ class Setup:
     def scores(self, model) -> dict[str, float]:
         """``{"note@64": ndcg@10, ..., "image@768": ...}`` of ``model`` on the held-out corpus."""
         from uninote.eval import evaluate
-        from uninote.train.features import embed_from_features
+        from uninote.model.features import embed_from_features
 
         emb = embed_from_features(model, self.f_held, progress=False)
         report = evaluate(emb, self.held.qrels, dims=DIMS, modalities=("note", "image"), granularities=("note",))

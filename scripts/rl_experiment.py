@@ -88,7 +88,7 @@ def subset_features(feats, note_ids):
     """The rows of ``feats`` for ``note_ids`` (photos re-owned), so a split needs no re-extraction."""
     import torch
 
-    from uninote.train.features import CorpusFeatures
+    from uninote.model.features import CorpusFeatures
 
     rows = feats.rows_of(note_ids)
     img = np.concatenate([np.arange(feats.offsets[r], feats.offsets[r + 1]) for r in rows])
@@ -118,7 +118,7 @@ def validate(args) -> None:
     from uninote.eval import evaluate
     from uninote.model.uninote import UniNoteModel
     from uninote.simulate import SimulationConfig, simulate
-    from uninote.train.features import corpus_features, embed_from_features
+    from uninote.model.features import corpus_features, embed_from_features
     from uninote.train.rl import RLTrainer
     from uninote.train.rl_config import RLConfig
     from uninote.train.rl_data import from_store

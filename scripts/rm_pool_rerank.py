@@ -33,7 +33,7 @@ def main() -> None:
     from uninote.data import load_corpus
     from uninote.data.fashion import fashion_grade
     from uninote.model.uninote import UniNoteModel
-    from uninote.train.features import corpus_features
+    from uninote.model.features import corpus_features
     from uninote.train.reward_model import NoteReps, RewardModelConfig, train_reward_model
     from uninote.train.rl import embed_notes
     from uninote.train.rl_data import from_store

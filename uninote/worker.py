@@ -236,7 +236,7 @@ class TrainerWorker:
 
     def _fill_version(self, tmp: Path, model, run, work: Path, params: dict) -> dict:
         from uninote.index import Retriever
-        from uninote.train.features import embed_from_features
+        from uninote.model.features import embed_from_features
 
         version = model.version
         model.save_pretrained(tmp / "model")

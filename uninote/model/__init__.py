@@ -1,5 +1,6 @@
 """The UniNote model: towers, heads, fusion; baselines with the same inference API."""
 
+from uninote.model.baselines import BASELINES, load_baseline
 from uninote.model.config import UniNoteConfig
 from uninote.model.towers import build_image_tower, build_text_tower
 from uninote.model.uninote import UniNoteModel
@@ -7,8 +8,6 @@ from uninote.model.uninote import UniNoteModel
 
 def load_model(spec: str, device: str = "cpu"):
     """A model by spec: ``baseline:text|image|concat``, a checkpoint folder or a Hub id."""
-    from uninote.model.baselines import BASELINES, load_baseline
-
     if spec in BASELINES or spec.startswith("baseline:"):
         return load_baseline(spec)
     return UniNoteModel.from_pretrained(spec, device=device)

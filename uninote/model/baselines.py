@@ -18,10 +18,13 @@ import json
 import torch
 import torch.nn.functional as F
 
+from uninote.embeddings import QueryEmbedding
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
+from uninote.model.features import corpus_features, embed_from_features
 from uninote.model.fusion import mean_by_owner
 from uninote.model.inputs import FeatureInputs
+from uninote.model.towers import build_image_tower, build_text_tower
 
 BASELINES = ("baseline:text", "baseline:image", "baseline:concat")
 
@@ -38,16 +41,12 @@ class BaselineModel(FeatureInputs):
 
     @property
     def text_tower(self):
-        from uninote.model.towers import build_text_tower
-
         if "text" not in self._towers:
             self._towers["text"] = build_text_tower(self.config).eval()
         return self._towers["text"]
 
     @property
     def image_tower(self):
-        from uninote.model.towers import build_image_tower
-
         if "image" not in self._towers:
             self._towers["image"] = build_image_tower(self.config).eval()
         return self._towers["image"]
@@ -88,15 +87,11 @@ class BaselineModel(FeatureInputs):
         return out
 
     def embed_corpus(self, corpus, batch_size: int = 1024, progress: bool = True):
-        from uninote.train.features import corpus_features, embed_from_features
-
         feats = corpus_features(corpus, self, progress=progress, use_cache=True)
         return embed_from_features(self, feats, batch_size=batch_size, progress=progress)
 
     @torch.inference_mode()
     def encode_query(self, note, root=None):
-        from uninote.embeddings import QueryEmbedding
-
         out = self.forward_features(self.note_batch([note], root))
         has_img, has_reg = len(out["image"]) > 0, len(out["region"]) > 0
         return QueryEmbedding(note=out["note"][0].numpy(), text=out["text"][0].numpy(),

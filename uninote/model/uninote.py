@@ -5,7 +5,7 @@ Two ways in:
   ``encode_query``, ``embed_corpus`` (inference API, see docs/DESIGN.md);
 - from backbone features: ``forward_features(batch)`` -- the training entry point used by SFT and
   RL. With frozen backbones the features are precomputed once per corpus
-  (``uninote.train.features``), so training and re-embedding only run the small heads.
+  (``uninote.model.features``), so training and re-embedding only run the small heads.
 
 Every output passes through one gain per Matryoshka segment (dims ``[0, 64)``, ``[64, 128)``, ...)
 before it is normalised: ``SEGMENT_GAIN`` holds their logs. At zero (SFT's value) they are the
@@ -22,17 +22,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import HfApi, snapshot_download
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from uninote.embeddings import QueryEmbedding
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
+from uninote.model.features import corpus_features, embed_from_features
 from uninote.model.fusion import NoteFusion, ProjectionHead, TokenAttentionPool, mean_by_owner
 from uninote.model.inputs import FeatureInputs
-from uninote.model.towers import LazyTower, build_image_tower, build_text_tower, known_feature_dim
+from uninote.model.towers import (LazyTower, build_image_tower, build_text_tower, known_feature_dim, normalize_pixels,
+                                  pool_image)
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 SEGMENT_GAIN = "segment_log_gain"
@@ -133,7 +139,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
             return batch["text"].to(dev, torch.float32)
         if "text_tokens" not in batch:
             raise ConfigError("this model pools token states (text_pooling='attention'), but the batch has no "
-                              "'text_tokens': compute features with this model (uninote.train.features.corpus_features)")
+                              "'text_tokens': compute features with this model (uninote.model.features.corpus_features)")
         return self.text_pool(batch["text_tokens"].to(dev), batch["text_mask"].to(dev))
 
     def _gain(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,8 +206,6 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """
         if "texts" not in batch:
             return self.forward_features(batch)
-        from uninote.model.towers import normalize_pixels, pool_image
-
         feats = {k: v for k, v in batch.items() if k not in ("texts", "pixels")}
         feats.update(self.text_inputs(batch["texts"]))
         pixels = batch["pixels"].to(self.device, non_blocking=True)
@@ -238,8 +242,6 @@ class UniNoteModel(FeatureInputs, nn.Module):
     @torch.inference_mode()
     def encode_query(self, note, root: str | Path | None = None):
         """Every vector of one note (or upload) as a ``QueryEmbedding`` (numpy, full dim)."""
-        from uninote.embeddings import QueryEmbedding
-
         out = self.forward_features(self.note_batch([note], root))
         has_img = len(out["image"]) > 0
         return QueryEmbedding(
@@ -250,16 +252,12 @@ class UniNoteModel(FeatureInputs, nn.Module):
 
     def embed_corpus(self, corpus, batch_size: int = 256, progress: bool = True):
         """``NoteEmbeddings`` of a whole corpus. Frozen backbones reuse the feature cache."""
-        from uninote.train.features import corpus_features, embed_from_features
-
         feats = corpus_features(corpus, self, progress=progress)
         return embed_from_features(self, feats, batch_size=batch_size, progress=progress)
 
     # --- persistence -----------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``config.json`` + ``model.safetensors`` (trainable weights; backbones by name)."""
-        from safetensors.torch import save_file
-
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         self.config.save(d / CONFIG_NAME)
@@ -269,14 +267,10 @@ class UniNoteModel(FeatureInputs, nn.Module):
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | Path, device: str = "cpu") -> "UniNoteModel":
         """Load a checkpoint folder, or download one from the Hugging Face Hub by repo id."""
-        from safetensors.torch import load_file
-
         d = Path(path_or_hub_id)
         if not d.is_dir():
             if d.exists() or str(path_or_hub_id).count("/") != 1:
                 raise ConfigError(f"{path_or_hub_id}: not a checkpoint folder and not a Hub id 'owner/name'")
-            from huggingface_hub import snapshot_download
-
             d = Path(snapshot_download(repo_id=str(path_or_hub_id)))
         if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
             raise ConfigError(f"{d}: a UniNote checkpoint needs {CONFIG_NAME} and {WEIGHTS_NAME} "
@@ -296,10 +290,6 @@ class UniNoteModel(FeatureInputs, nn.Module):
 
     def push_to_hub(self, repo_id: str, private: bool = True, token: str | None = None) -> str:
         """Upload the checkpoint folder to the Hub; returns the commit URL."""
-        import tempfile
-
-        from huggingface_hub import HfApi
-
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:

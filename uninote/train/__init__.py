@@ -1,5 +1,6 @@
-"""Training: stage-1 contrastive SFT (``sft``, ``sft_config``, ``sft_data``, ``sft_objective``), the
-backbone feature cache both stages read (``features``), and the RL stage (``rl*``).
+"""Training: stage-1 contrastive SFT (``sft``, ``sft_config``, ``sft_data``, ``sft_objective``) and
+the RL stage (``rl*``). Both read the backbone feature cache of ``uninote.model.features``.
 
-Nothing here is imported by ``uninote.model`` at import time, so a serving box never loads it.
+Nothing in ``uninote.model``, ``uninote.index`` or ``uninote.data`` imports this package, so a
+serving box never loads it.
 """

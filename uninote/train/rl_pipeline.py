@@ -57,7 +57,7 @@ def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: R
     """Train RL from the SFT checkpoint ``init`` on ``graded`` and save it to ``out_dir``."""
     from uninote.data import load_corpus
     from uninote.model.uninote import UniNoteModel
-    from uninote.train.features import corpus_features
+    from uninote.model.features import corpus_features
 
     cfg = (config or RLConfig()).validate()
     device = resolve_device(cfg.device)

@@ -2,7 +2,7 @@
 
 Two paths, one ``SFTConfig``:
 - frozen backbones (default, CPU): backbone features are extracted once per corpus and cached
-  (``uninote.train.features``); each step runs heads + fusion on the cached features of the
+  (``uninote.model.features``); each step runs heads + fusion on the cached features of the
   batch's notes (``UniNoteModel.forward_features``);
 - ``full_finetune``: texts and photos go through the backbones every step (``UniNoteModel.forward``),
   bf16 autocast on CUDA, DistributedDataParallel when launched with ``torchrun`` (NCCL on GPU,
@@ -152,7 +152,7 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     if cfg.full_finetune:
         batches = RawBatches(corpus, table, model)
     else:
-        from uninote.train.features import corpus_features
+        from uninote.model.features import corpus_features
 
         t0 = time.perf_counter()
         torch.set_num_threads(cfg.feature_threads)

@@ -13,7 +13,7 @@ def _baseline(kind):
 
 def test_baselines_share_the_feature_cache_and_have_the_expected_shapes(corpus):
     feats_model = UniNoteModel(tiny_config())
-    from uninote.train.features import corpus_features
+    from uninote.model.features import corpus_features
 
     feats = corpus_features(corpus, feats_model, progress=False)
     text, image, concat = (_baseline(k).embed_corpus(corpus, progress=False) for k in ("text", "image", "concat"))

@@ -54,7 +54,7 @@ def test_frozen_model_serves_cached_features_without_loading_backbones(tmp_path,
     from uninote.data.corpus import load_native
     from uninote.model import UniNoteConfig, UniNoteModel
     from uninote.model.testing import make_synthetic_corpus
-    from uninote.train.features import corpus_features
+    from uninote.model.features import corpus_features
 
     monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
     corpus = load_native(make_synthetic_corpus(tmp_path / "c", n_notes=6, text_only=1, multi_image=1))

@@ -8,7 +8,7 @@ import torch
 
 from uninote.model.config import UniNoteConfig
 from uninote.model.uninote import UniNoteModel
-from uninote.train.features import CorpusFeatures
+from uninote.model.features import CorpusFeatures
 from uninote.train.rl import RLTrainer
 from uninote.train.rl_config import RLConfig
 from uninote.train.rl_data import GradedPairs

@@ -23,8 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save
+from tqdm.auto import tqdm
 
+from uninote.embeddings import NoteEmbeddings
 from uninote.errors import ImageError
+from uninote.fileio import atomic_write
+from uninote.model.images_io import open_image
 from uninote.model.towers import masked_mean
 
 log = logging.getLogger(__name__)
@@ -114,8 +119,6 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True,
 
 def _text_part(corpus, model, batch_size: int, progress: bool):
     """Mean-pooled text features (N, F), has-text flags, and for attention pooling the token states."""
-    from tqdm.auto import tqdm
-
     texts = [n.text() for n in corpus.notes]
     chunks, token_chunks, lengths = [], [], []
     with_tokens = model.config.text_pooling == "attention"
@@ -139,10 +142,6 @@ def _text_part(corpus, model, batch_size: int, progress: bool):
 
 def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
     """Pooled and region features of every readable photo, their owners and indexes, and ``info``."""
-    from tqdm.auto import tqdm
-
-    from uninote.model.images_io import open_image
-
     refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
     pooled, regions, owner, index, broken = [], [], [], [], []
     bar = tqdm(total=len(refs), desc="image features", disable=not progress)
@@ -173,10 +172,6 @@ def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
-    from safetensors.torch import save
-
-    from uninote.fileio import atomic_write
-
     tensors = {k: getattr(feats, k).contiguous() for k in
                ("text", "has_text", "image", "image_owner", "image_index", "region", "tokens", "token_offsets")
                if getattr(feats, k) is not None}
@@ -185,8 +180,6 @@ def save_features(feats: CorpusFeatures, directory: Path) -> None:
 
 
 def load_features(directory: Path) -> CorpusFeatures:
-    from safetensors.torch import load_file
-
     t = load_file(str(directory / "features.safetensors"))
     meta = json.loads((directory / "features.json").read_text())
     return CorpusFeatures(meta["note_ids"], t["text"], t["has_text"], t["image"], t["image_owner"],
@@ -216,10 +209,6 @@ def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None
 @torch.inference_mode()
 def embed_from_features(model, feats: CorpusFeatures, batch_size: int = 256, progress: bool = True):
     """``NoteEmbeddings`` computed from backbone features (heads + fusion only)."""
-    from tqdm.auto import tqdm
-
-    from uninote.embeddings import NoteEmbeddings
-
     parts = {k: [] for k in ("note", "text", "image", "image_owner", "region", "region_owner", "region_image")}
     model.eval()
     for s in tqdm(range(0, len(feats), batch_size), desc="embed", disable=not progress):
