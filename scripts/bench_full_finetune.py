@@ -82,7 +82,7 @@ def time_training(corpus, bert: str, work: Path, args) -> list[tuple]:
 
 
 def time_extraction(path: str, bert: str, batch_size: int) -> tuple:
-    from uninote.data.corpus import load_native
+    from uninote.data.native import load_native
     from uninote.model.config import UniNoteConfig
     from uninote.model.images_io import open_image
     from uninote.model.towers import load_pixels
@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument("--extract-batch", type=int, default=256)
     args = ap.parse_args()
 
-    from uninote.data.corpus import load_native
+    from uninote.data.native import load_native
     from uninote.model.testing import make_synthetic_corpus
 
     work = Path(tempfile.mkdtemp(prefix="bench-ff-"))

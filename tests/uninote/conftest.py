@@ -2,7 +2,7 @@
 
 import pytest
 
-from uninote.data.corpus import load_native
+from uninote.data.native import load_native
 from uninote.model.testing import make_synthetic_corpus
 
 

@@ -57,11 +57,3 @@ class Corpus:
     def image_path(self, note: Note, i: int = 0) -> Path:
         p = Path(note.images[i])
         return p if p.is_absolute() else self.root / p
-
-
-def load_native(root: str | Path) -> Corpus:
-    """Read a native folder without checking its photos (tests feed deliberately broken ones to
-    the feature pass). Everything else goes through ``uninote.data.load_corpus``."""
-    from uninote.data.native import read_native
-
-    return read_native(root, on_error="fail", validate_images="none")

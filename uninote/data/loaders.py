@@ -25,9 +25,11 @@ import re
 import time
 from pathlib import Path
 
+from uninote.data import fashion, qilin
 from uninote.data.corpus import Corpus
 from uninote.data.native import atomic_dir, read_native, write_native, write_records
 from uninote.data.problems import Problems, check_on_error, warn
+from uninote.data.split import subset_corpus
 from uninote.errors import ConfigError, CorpusError
 
 FORMATS = ("native", "fashion", "qilin")
@@ -40,35 +42,25 @@ def cache_root() -> Path:
     return Path(os.environ.get("UNINOTE_CACHE") or Path.home() / ".cache" / "uninote")
 
 
-def _qilin_columns(path: Path) -> bool:
-    from uninote.data.qilin import is_qilin_table
-
-    return is_qilin_table(path)
-
-
 def detect_format(source) -> str:
     """Which adapter reads ``source``; raises ``CorpusError`` saying what was looked for."""
-    from uninote.data.fashion import is_fashion_parquet, parquet_files
-
     path = Path(source)
     if path.is_dir():
         if (path / "notes.jsonl").is_file():
             return "native"
-        if parquet_files(path):
+        if fashion.parquet_files(path):
             return "fashion"
         raise CorpusError("folder has neither notes.jsonl (native corpus) nor data/*.parquet in the fashion "
                           "catalogue schema", str(path))
     if path.is_file():
-        if path.suffix == ".parquet" and is_fashion_parquet(path):
+        if path.suffix == ".parquet" and fashion.is_fashion_parquet(path):
             return "fashion"
-        if path.suffix in (".csv", ".parquet") and _qilin_columns(path):
+        if path.suffix in (".csv", ".parquet") and qilin.is_qilin_table(path):
             return "qilin"
         raise CorpusError("not a recognised corpus file (expected a fashion catalogue parquet, or a Qilin "
                           "notes table .csv/.parquet with note_title and note_content columns)", str(path))
     if _HUB_ID.match(str(source)):
-        from uninote.data.qilin import HUB_REPO_ID as QILIN_REPO_ID
-
-        return "qilin" if str(source).lower() == QILIN_REPO_ID.lower() else "fashion"
+        return "qilin" if str(source).lower() == qilin.HUB_REPO_ID.lower() else "fashion"
     raise CorpusError("no such file or folder, and not a Hugging Face Hub repo id (owner/name)", str(source))
 
 
@@ -82,8 +74,6 @@ def _fingerprint(fmt: str, files: list[Path], options: dict) -> str:
 def _source_files(fmt: str, source, revision: str | None) -> tuple[list[Path], str, Path | None]:
     """Local files backing a non-native source (downloading Hub repos), a display name, and the
     Hub snapshot folder (None for local sources)."""
-    from uninote.data import fashion, qilin
-
     path = Path(source)
     is_hub = not path.exists() and bool(_HUB_ID.match(str(source)))
     name = str(source).rstrip("/").split("/")[-1]
@@ -106,15 +96,11 @@ def _source_files(fmt: str, source, revision: str | None) -> tuple[list[Path], s
 
 def _materialise(fmt: str, files: list[Path], out: Path, problems: Problems, options: dict, progress: bool):
     if fmt == "fashion":
-        from uninote.data.fashion import derive_relevance, read_catalogue
-
-        notes = read_catalogue(files, out, problems, options["limit"], progress)
-        qrels, pairs = derive_relevance(notes, options["max_queries"], options["seed"])
+        notes = fashion.read_catalogue(files, out, problems, options["limit"], progress)
+        qrels, pairs = fashion.derive_relevance(notes, options["max_queries"], options["seed"])
         write_records(out, notes, qrels, pairs)
         return []
-    from uninote.data.qilin import read_qilin
-
-    notes, notices = read_qilin(files, problems, options["image_root"], options["limit"])
+    notes, notices = qilin.read_qilin(files, problems, options["image_root"], options["limit"])
     write_records(out, notes, {}, [])
     return notices
 
@@ -175,8 +161,6 @@ def load_corpus(source, format: str | None = None, on_error: str = "fail", *, li
             raise CorpusError("no notes.jsonl here: not a native corpus folder", str(source))
         corpus = read_native(source, on_error, validate_images, progress)
         if limit is not None:
-            from uninote.data.split import subset_corpus
-
             corpus = subset_corpus(corpus, [n.note_id for n in corpus.notes[:limit]])
         return corpus
     options = {"limit": limit, "max_queries": max_queries, "seed": seed,

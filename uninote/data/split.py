@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from uninote.data.corpus import Corpus
+from uninote.data.fashion import SOURCE_TAG, derive_relevance
 from uninote.errors import ConfigError
 
 
@@ -27,8 +28,6 @@ def subset_corpus(corpus: Corpus, note_ids, name: str | None = None) -> Corpus:
 
 
 def _is_rule_labelled(corpus: Corpus) -> bool:
-    from uninote.data.fashion import SOURCE_TAG
-
     return bool(corpus.notes) and all(n.meta.get("source") == SOURCE_TAG for n in corpus.notes)
 
 
@@ -48,8 +47,6 @@ def split_corpus(corpus: Corpus, test_fraction: float = 0.3, seed: int = 0,
     train = subset_corpus(corpus, train_ids, f"{corpus.name}-train")
     test = subset_corpus(corpus, test_ids, f"{corpus.name}-test")
     if _is_rule_labelled(corpus):
-        from uninote.data.fashion import derive_relevance
-
         for side in (train, test):
             side.qrels, side.pairs = derive_relevance(side.notes, max_queries=max_queries, seed=seed)
     return train, test

@@ -51,7 +51,7 @@ def test_use_m3_tower_handles_chinese():
 
 
 def test_frozen_model_serves_cached_features_without_loading_backbones(tmp_path, monkeypatch):
-    from uninote.data.corpus import load_native
+    from uninote.data.native import load_native
     from uninote.model import UniNoteConfig, UniNoteModel
     from uninote.model.testing import make_synthetic_corpus
     from uninote.model.features import corpus_features
