@@ -21,9 +21,12 @@ without a rebuild (also on a loaded index).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import faiss
 import numpy as np
+
+from uninote.errors import ConfigError
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
 
@@ -49,8 +52,6 @@ class IndexConfig:
     seed: int = 0  # training seed for IVF-PQ k-means
 
     def validate(self) -> "IndexConfig":
-        from uninote.errors import ConfigError
-
         if self.kind not in KINDS:
             raise ConfigError(f"index kind {self.kind!r} unknown; expected one of {KINDS}")
         for name in ("flat_max", "hnsw_max", "hnsw_m", "ef_construction", "ef_search", "ivf_nprobe",
@@ -63,10 +64,6 @@ class IndexConfig:
 
     def tuned(self, **changes) -> "IndexConfig":
         """A copy with query-time knobs changed (valid on built or loaded indexes, no rebuild)."""
-        from dataclasses import replace
-
-        from uninote.errors import ConfigError
-
         build_time = sorted(set(changes) - set(QUERY_FIELDS))
         if build_time:
             raise ConfigError(f"{build_time} are build-time index settings; only {QUERY_FIELDS} "
@@ -105,8 +102,6 @@ def ivf_train_size(n: int, nlist: int, config: IndexConfig) -> int:
 
 def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
     """A faiss index over ``vectors`` (ids = row numbers), or None for ``flat``."""
-    import faiss
-
     if kind == "flat":
         return None
     n, dim = vectors.shape
@@ -141,8 +136,6 @@ def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
 
 def ann_search(index, queries: np.ndarray, k: int, config: IndexConfig) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of shape (q, k) from a faiss index; missing results have row -1."""
-    import faiss
-
     queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
     k = max(1, min(k, index.ntotal))
     if isinstance(index, faiss.IndexHNSW):
@@ -154,8 +147,6 @@ def ann_search(index, queries: np.ndarray, k: int, config: IndexConfig) -> tuple
 
 def index_kind(index) -> str:
     """The kind name of a faiss index built by ``build_ann`` (``flat`` for None)."""
-    import faiss
-
     if index is None:
         return "flat"
     if isinstance(index, faiss.IndexHNSW):

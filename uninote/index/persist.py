@@ -19,7 +19,10 @@ import hashlib
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file
 
 from uninote.errors import ModelMismatchError, UniNoteError
 from uninote.fileio import sha256_file
@@ -61,16 +64,12 @@ def verify_file(directory: Path, entry: dict) -> Path:
 
 
 def write_faiss(index, path: Path) -> dict:
-    import faiss
-
     faiss.write_index(index, str(path))
     return file_entry(path)
 
 
 def read_faiss(directory: Path, entry: dict):
     """A verified faiss index file; faiss only ever sees bytes whose checksum matched."""
-    import faiss
-
     path = verify_file(directory, entry)
     try:
         return faiss.read_index(str(path))
@@ -104,9 +103,6 @@ def read_manifest(directory: str | Path, model_version: str | None = None) -> di
 
 
 def load_vectors(directory: Path, entry: dict) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     path = verify_file(directory, entry)
     try:
         return load_file(str(path))

@@ -16,11 +16,13 @@ without the dead slots.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from safetensors.numpy import save_file
 
 from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
@@ -270,8 +272,6 @@ class Retriever:
     # --- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write the manifest, vectors and every built ANN index to ``directory``."""
-        from safetensors.numpy import save_file
-
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         full = {g: self._tables[(g, self.full_dim)] for g in GRANULARITIES}
@@ -305,8 +305,6 @@ class Retriever:
     @classmethod
     def load(cls, directory: str | Path, model_version: str | None = None) -> "Retriever":
         """Load a saved retriever; ``ModelMismatchError`` if built by another model version."""
-        import json
-
         d = Path(directory)
         m = persist.read_manifest(d, model_version)
         try:
@@ -339,6 +337,4 @@ class Retriever:
 
 
 def json_dump(obj) -> str:
-    import json
-
     return json.dumps(obj, ensure_ascii=False, indent=1)

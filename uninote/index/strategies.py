@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from uninote.embeddings import truncate
-from uninote.index.ann import ann_search
+from uninote.index.ann import ann_search, index_kind
 from uninote.index.vectors import top_slots
 
 if TYPE_CHECKING:
@@ -56,8 +56,6 @@ def ann(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: int
     index = r.ann_index(granularity, dim)
     if index is None:  # flat kind: the exact scan is the index
         return exact(r, query, granularity, dim, want)
-    from uninote.index.ann import index_kind
-
     cfg = r.config
     table = r.table(granularity, dim)
     q = truncate(query, dim)

@@ -274,7 +274,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
             d = Path(snapshot_download(repo_id=str(path_or_hub_id)))
         if not (d / CONFIG_NAME).exists() or not (d / WEIGHTS_NAME).exists():
             raise ConfigError(f"{d}: a UniNote checkpoint needs {CONFIG_NAME} and {WEIGHTS_NAME} "
-                              "(written by save_pretrained / uninote train-sft)")
+                              "(written by save_pretrained, as the train-sft command does)")
         model = cls(UniNoteConfig.load(d / CONFIG_NAME))
         state = load_file(str(d / WEIGHTS_NAME))
         for name, value in model.trainable_state_dict().items():  # older checkpoints: identity
