@@ -37,34 +37,6 @@ def sh(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def propagate(graded, mode: str, top: float = 2.5):
-    """Grades inferred from the collected ones (a negative result kept reproducible, docs/results/rl.md).
-
-    ``sym``: g(c, q) = g(q, c). ``top``: a candidate graded >= ``top`` for q is taken as interchangeable
-    with q and inherits q's other grades. ``both``: both. Collected grades always win; several
-    inferences for one pair are averaged.
-    """
-    from collections import defaultdict
-
-    from uninote.train.rl_data import GradedPairs
-
-    inferred = defaultdict(lambda: defaultdict(list))
-    for q, cands in graded.grades.items():
-        for c, g in cands.items():
-            if mode in ("sym", "both"):
-                inferred[c][q].append(g)
-            if mode in ("top", "both") and g >= top:
-                for b, gb in cands.items():
-                    if b != c:
-                        inferred[c][b].append(gb)
-    grades = {q: dict(cands) for q, cands in graded.grades.items()}
-    for q, cands in inferred.items():
-        for c, gs in cands.items():
-            if c != q and c not in grades.get(q, {}):
-                grades.setdefault(q, {})[c] = sum(gs) / len(gs)
-    return GradedPairs(grades, graded.n_judgments, graded.corpus, f"{graded.source}+{mode}", graded.info, graded.order)
-
-
 def evaluate_model(path: str, test, dims) -> tuple[dict, dict]:
     """ndcg@10 per query modality and dim, and note->note ndcg@10 per query at each dim."""
     from uninote.eval import evaluate
@@ -84,33 +56,13 @@ def slice_mean(per_query: dict, test, subcategories: set[str]) -> tuple[float, i
     return (float(np.mean(vals)) if vals else float("nan")), len(vals)
 
 
-def subset_features(feats, note_ids):
-    """The rows of ``feats`` for ``note_ids`` (photos re-owned), so a split needs no re-extraction."""
-    import torch
-
-    from uninote.model.features import CorpusFeatures
-
-    rows = feats.rows_of(note_ids)
-    img = np.concatenate([np.arange(feats.offsets[r], feats.offsets[r + 1]) for r in rows])
-    owner = np.concatenate([np.full(feats.offsets[r + 1] - feats.offsets[r], j) for j, r in enumerate(rows)])
-    t, i = torch.from_numpy(rows), torch.from_numpy(img)
-    tokens = offsets = None
-    if feats.tokens is not None:
-        o = feats.token_offsets
-        tokens = torch.cat([feats.tokens[o[r]:o[r + 1]] for r in rows])
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), (o[t + 1] - o[t]).cumsum(0)])
-    return CorpusFeatures([feats.note_ids[r] for r in rows], feats.text[t], feats.has_text[t], feats.image[i],
-                          torch.from_numpy(owner).long(), feats.image_index[i], feats.region[i],
-                          tokens=tokens, token_offsets=offsets)
-
-
 def validate(args) -> None:
     """Tune on a held-out quarter of the training corpus, or on ``--part``/``--held`` folders.
 
     With ``--part A --held V`` (``A`` + ``V`` = a split of the training corpus, ``--sft`` trained on
     ``A`` only) the held-out notes are unseen by SFT and RL alike: the fair validation split. With
     ``--test`` every model is also scored there (a cross-check, not for choosing settings). A config
-    may hold ``"propagate": "sym"|"top"|"both"`` (see ``propagate``) besides RLConfig fields.
+    may hold ``"propagate": "sym"|"top"|"both"`` (see ``propagate_grades``) besides RLConfig fields.
     """
     from annotations.store import AnnotationStore
     from uninote.data import load_corpus
@@ -118,10 +70,10 @@ def validate(args) -> None:
     from uninote.eval import evaluate
     from uninote.model.uninote import UniNoteModel
     from uninote.simulate import SimulationConfig, simulate
-    from uninote.model.features import corpus_features, embed_from_features
+    from uninote.model.features import corpus_features, embed_from_features, subset_features
     from uninote.train.rl import RLTrainer
     from uninote.train.rl_config import RLConfig
-    from uninote.train.rl_data import from_store
+    from uninote.train.rl_data import from_store, propagate_grades
     from uninote.train.rl_pipeline import prepare_pooling
 
     work = Path(args.work)
@@ -184,7 +136,7 @@ def validate(args) -> None:
             for text in args.configs:
                 over = json.loads(text)
                 mode = over.pop("propagate", None)
-                graded = propagate(collected, mode) if mode else collected
+                graded = propagate_grades(collected, mode) if mode else collected
                 config = RLConfig(**{"save_every": 0, **over})
                 model = rl_model(config)
                 t0 = time.perf_counter()

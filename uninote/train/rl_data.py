@@ -4,8 +4,9 @@ Several annotators may grade the same (query, candidate) pair. ``aggregate`` ave
 (``method="mean"``) or, by default for the store and export readers (``method="posterior"``),
 takes the expected true grade under a symmetric grader-noise model whose error rate is estimated
 from the pairs graded twice or more (``estimate_error_rate``); with no disagreement that is the
-plain mean. The fingerprint hashes the aggregated pairs, so a checkpoint records exactly which
-reward data made it.
+plain mean. ``propagate_grades`` adds grades inferred from the collected ones (symmetry, and
+candidates graded near the top taken as interchangeable with their query). The fingerprint hashes
+the aggregated pairs, so a checkpoint records exactly which reward data made it.
 """
 
 from __future__ import annotations
@@ -60,6 +61,35 @@ class GradedPairs:
             out[q][c] = self.grades[q][c]
         return GradedPairs(dict(out), self.n_judgments, self.corpus, self.source,
                            dict(self.info, budget=n_pairs), order[:n_pairs])
+
+
+PROPAGATIONS = ("sym", "top", "both")
+
+
+def propagate_grades(graded: GradedPairs, mode: str, top: float = 2.5) -> GradedPairs:
+    """``graded`` plus grades inferred from it (``mode`` in ``PROPAGATIONS``).
+
+    ``sym``: g(c, q) = g(q, c). ``top``: a candidate graded >= ``top`` for q is taken as
+    interchangeable with q and inherits q's other grades. ``both``: both. Collected grades always
+    win; several inferences for one pair are averaged; no inferred grade pairs a note with itself.
+    """
+    if mode not in PROPAGATIONS:
+        raise ConfigError(f"unknown grade propagation {mode!r}; expected one of {PROPAGATIONS}")
+    inferred: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for q, cands in graded.grades.items():
+        for c, g in cands.items():
+            if mode in ("sym", "both"):
+                inferred[c][q].append(g)
+            if mode in ("top", "both") and g >= top:
+                for b, gb in cands.items():
+                    if b != c:
+                        inferred[c][b].append(gb)
+    grades = {q: dict(cands) for q, cands in graded.grades.items()}
+    for q, cands in inferred.items():
+        for c, gs in cands.items():
+            if c != q and c not in grades.get(q, {}):
+                grades.setdefault(q, {})[c] = sum(gs) / len(gs)
+    return GradedPairs(grades, graded.n_judgments, graded.corpus, f"{graded.source}+{mode}", graded.info, graded.order)
 
 
 AGGREGATIONS = ("mean", "posterior")

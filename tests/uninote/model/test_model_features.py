@@ -90,3 +90,20 @@ def test_token_batch_pads_ragged_texts_and_empty_ones():
     assert torch.equal(states[2, :2], f.tokens[0:2]) and not states[2, 2].any()
     states, mask = feats([0, 0]).token_batch(torch.tensor([0, 1]))  # a corpus of empty texts
     assert states.shape == (2, 1, 2) and not mask.any() and not states.any()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_subset_features_equals_the_batch_of_the_same_rows(corpus, pooling):
+    model = UniNoteModel(tiny_config())
+    if pooling == "attention":
+        model.use_token_pooling()
+    feats = F.corpus_features(corpus, model, progress=False)
+    ids = [feats.note_ids[i] for i in (7, 2, 11, 0)]
+    part = F.subset_features(feats, ids)
+    assert part.note_ids == ids and len(part) == 4
+    whole, sub = feats.batch(feats.rows_of(ids)), part.batch(np.arange(4))
+    assert set(whole) == set(sub) and ("text_tokens" in sub) == (pooling == "attention")
+    for k in whole:
+        if k != "image_rows":
+            assert torch.equal(whole[k], sub[k]), k
+    assert torch.equal(part.image_index, feats.image_index[whole["image_rows"]])
