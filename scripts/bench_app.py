@@ -32,9 +32,9 @@ from pathlib import Path
 import psutil
 import requests
 
+from app.browser import VIEWPORT, chromium  # same Chromium flags as the tests
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _browser import VIEWPORT, chromium  # noqa: E402  (same Chromium flags as the tests)
 PASSWORD = "bench-pw"
 USERS = [f"bench{i}" for i in range(21)]
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _browser import chromium, login, open_tab, pick_dropdown, wait_images_loaded  # noqa: E402
+from app.browser import chromium, login, open_tab, pick_dropdown, wait_images_loaded
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from app.browser import CHROMIUM, captions, chromium, open_tab, pick_dropdown
+from app.browser import login as _login
 from conftest import PASSWORD
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from _browser import CHROMIUM, captions, chromium, open_tab, pick_dropdown  # noqa: E402
-from _browser import login as _login  # noqa: E402
 
 pytestmark = pytest.mark.browser
 

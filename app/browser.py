@@ -1,4 +1,5 @@
-"""Headless Chromium helpers shared by the browser tests and scripts/screenshots.py.
+"""Headless Chromium helpers that drive the app: the browser tests, scripts/screenshots.py and
+scripts/bench_app.py share them.
 
 Debian's ``/usr/bin/chromium`` driven by Playwright (never ``playwright install``), with the flags
 that keep it offline and quiet. Knows only the app's element ids, nothing of its Python code.
@@ -17,7 +18,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 @contextmanager
 def chromium():
     """A launched headless Chromium browser, closed on exit."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # a dev requirement (requirements-dev.txt), not served
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
