@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
+from tqdm.auto import tqdm
 
 from uninote.data.corpus import Pair
 from uninote.data.images import check_image_bytes, sniff_format
@@ -54,7 +56,7 @@ def fashion_grade(meta_a: dict, meta_b: dict) -> int:
 
 def is_fashion_parquet(path) -> bool:
     """True when a parquet file has the fashion catalogue's columns."""
-    import pyarrow.parquet as pq
+    import pyarrow.parquet as pq  # pyarrow (about 0.4 s to import): only parquet sources need it
 
     try:
         names = set(pq.read_schema(path).names)
@@ -74,10 +76,8 @@ def parquet_files(source) -> list[Path]:
 
 def download(repo_id: str = HUB_REPO_ID, revision: str | None = None) -> Path:
     """Fetch the Hub dataset's parquet files (cached by huggingface_hub); returns the local folder."""
-    from huggingface_hub import snapshot_download
-
-    folder = snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision,
-                               allow_patterns=["data/*.parquet", "*.md"])
+    folder = huggingface_hub.snapshot_download(repo_id=repo_id, repo_type="dataset", revision=revision,
+                                               allow_patterns=["data/*.parquet", "*.md"])
     return Path(folder)
 
 
@@ -92,8 +92,7 @@ def _clean(value):
 def read_catalogue(files: list[Path], out: Path, problems: Problems, limit: int | None = None,
                    progress: bool = False) -> list[Note]:
     """Stream the parquet rows into notes, writing each photo to ``out/images/<id>.<ext>``."""
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
+    import pyarrow.parquet as pq  # pyarrow: see is_fashion_parquet
 
     (out / "images").mkdir(parents=True, exist_ok=True)
     notes: list[Note] = []

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from uninote.model.config import UniNoteConfig
 
@@ -22,8 +23,6 @@ def tiny_config(**overrides) -> UniNoteConfig:
 
 
 def _photo(kind: str, colour: str, rng: np.random.Generator, size: int = 40):
-    from PIL import Image
-
     arr = np.full((size, size, 3), 235, dtype=np.uint8)
     c = np.array(COLOURS[colour]) + rng.integers(-20, 20, 3)
     k = KINDS.index(kind)

