@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as dist
 
 from uninote.errors import ConfigError
 
@@ -36,8 +37,6 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world size); joins the process group (NCCL on CUDA, else Gloo) when launched by torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 or "LOCAL_RANK" in os.environ:
-        import torch.distributed as dist
-
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
         return dist.get_rank(), dist.get_world_size()

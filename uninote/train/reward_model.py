@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from uninote.errors import ConfigError
@@ -75,8 +76,6 @@ class RewardModel(nn.Module):
         return p @ torch.arange(N_GRADES, dtype=p.dtype, device=p.device)
 
     def save(self, directory: str | Path, metrics: dict | None = None) -> None:
-        from safetensors.torch import save_file
-
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(d / "reward_model.safetensors"))
@@ -85,8 +84,6 @@ class RewardModel(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> "RewardModel":
-        from safetensors.torch import load_file
-
         d = Path(directory)
         info = json.loads((d / "reward_model.json").read_text())
         model = cls(info["embed_dim"], info["hidden_dim"])

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 log = logging.getLogger(__name__)
 LAST = "checkpoint-last"
@@ -46,8 +47,6 @@ def save_checkpoint(out_dir: Path, model, optimizer, config, fingerprint: str, s
     ``neighbours`` (N, k) int array: the pools' current neighbour lists, so a resumed run samples
     exactly what an uninterrupted one would.
     """
-    from safetensors.torch import save_file
-
     final, tmp = Path(out_dir) / LAST, Path(out_dir) / f"{LAST}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -76,8 +75,6 @@ class Resume:
 
     def load_into(self, model, optimizer) -> tuple[int, list]:
         """Load weights and optimizer state; returns (step, history)."""
-        from safetensors.torch import load_file
-
         weights = load_file(str(self.directory / "model.safetensors"), device=str(model.device))
         model.load_state_dict(weights, strict=False)
         tensors = load_file(str(self.directory / "optimizer.safetensors"), device=str(model.device))
@@ -87,8 +84,6 @@ class Resume:
 
     def neighbours(self):
         """The saved neighbour lists (numpy), or None."""
-        from safetensors.torch import load_file
-
         path = self.directory / "neighbours.safetensors"
         return load_file(str(path))["neighbours"].numpy() if path.exists() else None
 

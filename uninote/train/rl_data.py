@@ -166,7 +166,7 @@ def aggregate(records: Iterable[tuple[str, str, float]], method: str = "mean",
 
 def from_store(url: str, method: str = "posterior") -> GradedPairs:
     """Every current judgment in the annotation store at ``url`` (SQLAlchemy URL or SQLite path)."""
-    from annotations.store import AnnotationStore
+    from annotations.store import AnnotationStore  # SQLAlchemy, about 2 s to import: store readers only
 
     with AnnotationStore(url) as store:
         return _from_open_store(store, method)
@@ -185,7 +185,7 @@ def _from_open_store(store, method: str = "posterior") -> GradedPairs:
 
 def corpus_names(store, note_ids: set[str]) -> list[str]:
     """Names of the corpora the store records for these notes (sorted, uploads excluded)."""
-    from sqlalchemy import select
+    from sqlalchemy import select  # SQLAlchemy: see from_store
 
     from annotations.models import NoteRow
 
@@ -205,7 +205,7 @@ def from_rewards_dir(directory: str | Path, method: str = "posterior") -> Graded
     Raw judgments are aggregated exactly like ``from_store`` (mean over annotators, collection
     order kept); an export without them falls back to its ``pairs`` table (``mean_grade``).
     """
-    from annotations.export import load_rewards
+    from annotations.export import load_rewards  # the annotations package: see from_store
 
     d = Path(directory)
     if not d.exists():

@@ -13,8 +13,12 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import safe_open
 
+from uninote.data import load_corpus
 from uninote.errors import ConfigError
+from uninote.model.features import corpus_features
+from uninote.model.uninote import UniNoteModel
 from uninote.train.devices import init_distributed, resolve_device
 from uninote.train.rl import ProgressFn, RLTrainer
 from uninote.train.rl_config import RLConfig
@@ -55,10 +59,6 @@ def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: R
            corpus: str | None = None, on_progress: ProgressFn | None = None, should_stop=None,
            progress_bar: bool = False) -> RLRun:
     """Train RL from the SFT checkpoint ``init`` on ``graded`` and save it to ``out_dir``."""
-    from uninote.data import load_corpus
-    from uninote.model.uninote import UniNoteModel
-    from uninote.model.features import corpus_features
-
     cfg = (config or RLConfig()).validate()
     device = resolve_device(cfg.device)
     init_distributed(device)
@@ -76,8 +76,6 @@ def run_rl(init: str | Path, graded: GradedPairs, out_dir: str | Path, config: R
 
 
 def _parent_version(init: str | Path) -> str | None:
-    from safetensors import safe_open
-
     path = Path(init) / "model.safetensors"
     if not path.exists():
         return None

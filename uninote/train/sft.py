@@ -15,6 +15,7 @@ Outputs beside the checkpoint: ``training_config.json`` and ``metrics.json``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -24,9 +25,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm.auto import tqdm
 
 from uninote.losses import MatryoshkaLoss
 from uninote.model import UniNoteModel
+from uninote.model.features import corpus_features
+from uninote.model.images_io import open_image
+from uninote.model.towers import load_pixels
 from uninote.model.uninote import IDENTITY_AT_ZERO
 from uninote.train.devices import init_distributed, resolve_device
 from uninote.train.sft_config import SFTConfig
@@ -91,9 +97,6 @@ class RawBatches:
         self.size, self.n_cells = cfg.image_size, cfg.n_region_cells
 
     def __call__(self, pairs: np.ndarray):
-        from uninote.model.images_io import open_image
-        from uninote.model.towers import load_pixels
-
         union, idx = pair_index(self.table, pairs)
         notes = [self.corpus.notes[int(r)] for r in union]
         images, owner = [], []
@@ -139,8 +142,6 @@ def region_rows(photo_rows: torch.Tensor, n_cells: int) -> torch.Tensor:
 
 def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True) -> tuple[UniNoteModel, dict]:
     """Train stage-1 SFT on ``corpus`` and write the checkpoint to ``out_dir``; returns (model, metrics)."""
-    from tqdm.auto import tqdm
-
     cfg.validate()
     seed_everything(cfg.seed)
     start = time.perf_counter()
@@ -152,8 +153,6 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     if cfg.full_finetune:
         batches = RawBatches(corpus, table, model)
     else:
-        from uninote.model.features import corpus_features
-
         t0 = time.perf_counter()
         torch.set_num_threads(cfg.feature_threads)
         feats = corpus_features(corpus, model, progress=progress)
@@ -173,8 +172,6 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(len(steps), cfg.warmup_ratio))
     runner = model
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         runner = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
     curve, terms = [], []
@@ -221,7 +218,5 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
         model.save_pretrained(out)
         metrics["version"] = model.version
         cfg.save(out / "training_config.json", corpus=str(corpus.root), corpus_name=corpus.name)
-        import json
-
         (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return model, metrics
