@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 GRANULARITIES = ("note", "text", "image", "region")
 QUERY_MODALITIES = ("note", "image", "text")
@@ -161,8 +162,6 @@ class NoteEmbeddings:
 
     # --- persistence: safetensors + JSON, never pickle -------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        from safetensors.numpy import save_file
-
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tensors = {
@@ -177,8 +176,6 @@ class NoteEmbeddings:
 
     @classmethod
     def load(cls, directory: str | Path) -> "NoteEmbeddings":
-        from safetensors.numpy import load_file
-
         d = Path(directory)
         info = json.loads((d / "embeddings.json").read_text())
         t = load_file(str(d / "embeddings.safetensors"))

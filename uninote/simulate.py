@@ -17,8 +17,11 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 
-from annotations.planning import QUERY_SELECTIONS
+from annotations.planning import QUERY_SELECTIONS, choose_queries
+from annotations.queue import LabelQueue, QueueConfig
+from uninote.data.fashion import fashion_grade
 from uninote.errors import ConfigError
+from uninote.index.scoring import top_k
 
 GRADES = (0, 1, 2, 3)
 
@@ -65,8 +68,6 @@ class SimulationConfig:
 
 def true_grade(corpus, query_id: str, candidate_id: str) -> int:
     """The catalogue rule when both notes have ``articleType``, else the corpus qrels (default 0)."""
-    from uninote.data.fashion import fashion_grade
-
     a, b = corpus.get(query_id).meta, corpus.get(candidate_id).meta
     if "articleType" in a and "articleType" in b:
         return int(fashion_grade(a, b))
@@ -82,8 +83,6 @@ def noisy_grade(grade: int, error_rate: float, rng: random.Random) -> int:
 
 def neighbour_lists(embeddings, query_ids: list[str], dims: list[int], depth: int) -> dict[str, dict[str, list[str]]]:
     """``{setting key: {query: [top-depth note ids]}}`` by exact note-to-note cosine at each dim."""
-    from uninote.index.scoring import top_k
-
     out = {}
     for dim in sorted({min(d, embeddings.dim) if d else embeddings.dim for d in dims}):
         emb = embeddings.truncate(dim)
@@ -98,9 +97,6 @@ def neighbour_lists(embeddings, query_ids: list[str], dims: list[int], depth: in
 def simulate(store, corpus, embeddings, config: SimulationConfig, model_version: str | None = None,
              progress=None) -> dict:
     """Grade ``config.pairs`` distinct pairs into ``store``; returns a report (counts, error rate)."""
-    from annotations.planning import choose_queries
-    from annotations.queue import LabelQueue, QueueConfig
-
     cfg = config.validate()
     store.register_notes(corpus.name, corpus.notes)
     per_query = {"max_tasks_per_query": cfg.tasks_per_query} if cfg.tasks_per_query else {}

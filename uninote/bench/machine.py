@@ -6,7 +6,10 @@ import contextlib
 import os
 import time
 
+import faiss
 import numpy as np
+import psutil
+from threadpoolctl import threadpool_limits
 
 
 def cpu_count() -> int:
@@ -34,18 +37,10 @@ def measure_bandwidth(n_bytes: int = 512 << 20, repeats: int = 5) -> float:
 @contextlib.contextmanager
 def threads(n: int):
     """Limit faiss (OpenMP) and numpy's BLAS to ``n`` threads inside the block."""
-    import faiss
-
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(n)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - BLAS keeps its default thread count
-        limiter = contextlib.nullcontext()
-    else:
-        limiter = threadpool_limits(limits=n)
-    try:
-        with limiter:
+        with threadpool_limits(limits=n):
             yield
     finally:
         faiss.omp_set_num_threads(before)
@@ -53,6 +48,4 @@ def threads(n: int):
 
 def resident_mb() -> float:
     """Resident set size of this process in MiB."""
-    import psutil
-
     return psutil.Process().memory_info().rss / 2**20

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+import faiss
 import numpy as np
 
 from uninote.bench.machine import cpu_count, resident_mb, threads
@@ -30,8 +31,6 @@ def _recall(found: list, truth: list) -> float:
 
 
 def _hnsw_bytes(r: Retriever, granularity: str, dim: int, search) -> float:
-    import faiss
-
     stats = faiss.cvar.hnsw_stats
     stats.reset()
     n = search()

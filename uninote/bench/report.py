@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -50,8 +51,6 @@ def write_json(records: list[Record], path: str | Path, meta: dict | None = None
 
 def read_json(path: str | Path) -> list[Record]:
     """Records back from a ``write_json`` file (to re-render tables or merge runs into one chart)."""
-    import dataclasses
-
     names = {f.name for f in dataclasses.fields(Record)}
     out = []
     for rec in json.loads(Path(path).read_text()):
@@ -65,7 +64,7 @@ def write_chart(records: list[Record], path: str | Path, title: str = "UniNote r
 
     One panel per corpus size N; marker symbol = strategy, colour = dim; hover shows the index.
     """
-    import plotly.express as px
+    import plotly.express as px  # about 1 s to import; only the HTML chart needs it
 
     rows = [dict(r.to_json(), label=f"{r.strategy} · {r.index}") for r in records if r.threads == 1]
     if not rows:

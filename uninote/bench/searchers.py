@@ -13,8 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import faiss
 import numpy as np
 
+from uninote.index.ann import _pq_m, build_ann, ivf_nlist, ivf_train_size
 from uninote.index.vectors import top_indices
 
 K = 10
@@ -70,8 +72,6 @@ class FaissFlat(Searcher):
     """Brute force with faiss ``IndexFlatIP`` (SIMD inner products + heap, one pass)."""
 
     def __init__(self, x: np.ndarray, queries: np.ndarray):
-        import faiss
-
         super().__init__("exact", "faiss-flat", x.shape[1], bytes_per_vector=4 * x.shape[1])
         t = time.perf_counter()
         self.faiss_index = faiss.IndexFlatIP(x.shape[1])
@@ -119,8 +119,6 @@ class HNSW(Searcher):
 
     def __init__(self, x: np.ndarray, queries: np.ndarray, m: int = 32, ef_construction: int = 40,
                  cache: Path | None = None):
-        import faiss
-
         super().__init__("ann", f"hnsw M={m}", x.shape[1], params={"M": m, "efConstruction": ef_construction})
         self.q, self.n = np.ascontiguousarray(queries), len(x)
         t = time.perf_counter()
@@ -155,8 +153,6 @@ class HNSW(Searcher):
         return self.faiss_index.search(self.q, K)[1]
 
     def bytes_scanned(self) -> float:
-        import faiss
-
         stats = faiss.cvar.hnsw_stats
         stats.reset()
         self.faiss_index.search(self.q, K)
@@ -170,8 +166,6 @@ class IVFPQ(Searcher):
 
     def __init__(self, x: np.ndarray, queries: np.ndarray, x_rerank: np.ndarray, q_rerank: np.ndarray,
                  config, name: str = ""):
-        from uninote.index.ann import _pq_m, build_ann, ivf_nlist, ivf_train_size
-
         d, n = x.shape[1], len(x)
         nlist = ivf_nlist(n, config)
         params = {"nlist": nlist, "pq_m": _pq_m(d, config), "train": ivf_train_size(n, nlist, config),

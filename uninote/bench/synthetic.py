@@ -19,6 +19,7 @@ from uninote.bench import searchers as S
 from uninote.bench.machine import cpu_count, threads
 from uninote.bench.measure import Record, measure
 from uninote.embeddings import truncate
+from uninote.errors import ConfigError
 from uninote.index.ann import IndexConfig
 from uninote.index.synthetic import SyntheticSpec, iter_chunks, synthetic_vectors
 
@@ -49,8 +50,6 @@ class SyntheticBenchConfig:
     seed: int = 0
 
     def validate(self) -> "SyntheticBenchConfig":
-        from uninote.errors import ConfigError
-
         bad = [d for d in self.dims + self.ann_dims if not 1 <= d <= self.full_dim]
         if bad:
             raise ConfigError(f"dims {bad} outside 1..{self.full_dim}")

@@ -25,9 +25,13 @@ from typing import Any, Callable
 import numpy as np
 
 from annotations.grades import clean_grade
+from annotations.planning import choose_queries
 from annotations.queue import LabelQueue
+from annotations.store import AnnotationStore
+from uninote.data.loaders import load_corpus
 from uninote.data.note import Note
 from uninote.errors import UniNoteError
+from uninote.eval import evaluate
 from uninote.service.checks import search_settings
 from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
 from uninote.fileio import atomic_write
@@ -102,9 +106,6 @@ class UniNoteService:
             self._error = str(exc)
 
     def _start(self) -> None:
-        from annotations.store import AnnotationStore
-        from uninote.data.loaders import load_corpus
-
         self._set_status(f"loading corpus {self.config.corpus}")
         self.corpus = load_corpus(self.config.corpus, on_error="skip")
         self.config.home.mkdir(parents=True, exist_ok=True)
@@ -126,8 +127,6 @@ class UniNoteService:
         between cheap and full retrieval get graded, 3k deep, so the queue's random source can draw
         notes the model ranks below the top-k. Refills re-plan from whatever version is active by
         then, so later grades go where the newest model is still wrong. Returns queries added."""
-        from annotations.planning import choose_queries
-
         served = self._served
         done = self.queue.queries()
         ids = [i for i in served.embeddings.note_ids if i not in done]
@@ -262,8 +261,6 @@ class UniNoteService:
         path = served.path / "eval.json"
         if path.exists() or not self.corpus.qrels:
             return
-        from uninote.eval import evaluate
-
         self._set_status(f"evaluating {served.version} on {max_queries} queries (background)")
         report = evaluate(served.embeddings, self.corpus.qrels, dims=self.dims(),
                           modalities=("note", "image", "text"),

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 
 def per_note_vectors(embeddings, granularity: str) -> np.ndarray:
@@ -23,7 +25,7 @@ def per_note_vectors(embeddings, granularity: str) -> np.ndarray:
 
 
 def umap_2d(vectors: np.ndarray) -> np.ndarray:
-    import umap
+    import umap  # umap-learn (numba): over 10 s to import, only a new map layout needs it
 
     n = len(vectors)
     reducer = umap.UMAP(n_components=2, n_neighbors=min(15, max(2, n - 1)), metric="cosine",
@@ -37,8 +39,6 @@ def layout_path(version_dir: Path, granularity: str, dim: int) -> Path:
 
 
 def save_layout(path: Path, note_ids: list[str], layout: np.ndarray) -> None:
-    from safetensors.numpy import save_file
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({"xy": np.ascontiguousarray(layout)}, str(tmp), metadata={"note_ids": json.dumps(note_ids)})
@@ -46,7 +46,5 @@ def save_layout(path: Path, note_ids: list[str], layout: np.ndarray) -> None:
 
 
 def load_layout(path: Path) -> tuple[list[str], np.ndarray]:
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="numpy") as f:
         return json.loads(f.metadata()["note_ids"]), f.get_tensor("xy")

@@ -12,6 +12,7 @@ import io
 import logging
 from pathlib import Path
 
+from uninote.data.images import load_image
 from uninote.errors import ImageError, UniNoteError
 from uninote.fileio import atomic_write
 
@@ -26,8 +27,6 @@ def thumbnail_path(thumbs_dir: Path, corpus_name: str, note_id: str) -> Path:
 
 def make_thumbnail(src: Path, dst: Path, size: int) -> bool:
     """Write a JPEG of ``src`` fitting a ``size`` x ``size`` box to ``dst``; False if it is unreadable."""
-    from uninote.data.images import load_image
-
     try:
         image = load_image(src)
     except UniNoteError:
@@ -45,8 +44,6 @@ def save_upload(photos: list[bytes], title: str, body: str, uploads_dir: Path, m
     Raises ``ImageError`` naming the bad photo; nothing is stored unless all photos pass. The same
     upload (photos, title and body) maps to the same digest, so a retry rewrites nothing.
     """
-    from uninote.data.images import load_image
-
     if not photos and not (title.strip() or body.strip()):
         raise ImageError("upload at least one photo or write a title")
     if len(photos) > max_photos:
