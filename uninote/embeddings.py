@@ -1,7 +1,8 @@
 """Embeddings of a corpus at every granularity, in one space, and how queries read them.
 
 ``NoteEmbeddings`` is what the model writes once per corpus and what indexes, evaluation and the
-app read. Every matrix is float32 with L2-normalised rows at the full dim; ``truncate(dim)`` takes
+app read. Every matrix has L2-normalised rows at the full dim (float32 in memory; a version loaded
+from disk holds memory maps, float32 or float16 as stored, see ``uninote.embedding_store``); ``truncate(dim)`` takes
 the Matryoshka prefix and re-normalises (never re-encode per dim).
 
 Granularities:
@@ -20,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
+
+from uninote.embedding_store import DEFAULT_SHARD_NOTES, is_sharded, load_sharded, save_sharded
 
 GRANULARITIES = ("note", "text", "image", "region")
 QUERY_MODALITIES = ("note", "image", "text")
@@ -130,6 +133,16 @@ class NoteEmbeddings:
             self.region_owner, self.region_image, self.model_version, dict(self.meta, dim=dim),
         )
 
+    def rows(self, start: int, stop: int) -> "NoteEmbeddings":
+        """Notes ``start..stop-1`` with their photos and regions (owner rows relative to ``start``)."""
+        img = np.flatnonzero((self.image_owner >= start) & (self.image_owner < stop))
+        reg = np.flatnonzero((self.region_owner >= start) & (self.region_owner < stop))
+        return NoteEmbeddings(
+            self.note_ids[start:stop], np.asarray(self.note[start:stop]), np.asarray(self.text[start:stop]),
+            np.asarray(self.image[img]).reshape(len(img), self.dim), self.image_owner[img] - start,
+            np.asarray(self.region[reg]).reshape(len(reg), self.dim), self.region_owner[reg] - start,
+            self.region_image[reg], self.model_version, dict(self.meta))
+
     def vectors(self, granularity: str) -> tuple[np.ndarray, np.ndarray | None]:
         """(vectors, owner) for an index granularity; owner is None for one-vector-per-note."""
         if granularity == "note":
@@ -160,23 +173,27 @@ class NoteEmbeddings:
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 
-    # --- persistence: safetensors + JSON, never pickle -------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            "note": self.note, "text": self.text, "image": self.image, "image_owner": self.image_owner,
-            "region": self.region, "region_owner": self.region_owner, "region_image": self.region_image,
-        }
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(d / "embeddings.safetensors"))
-        info = {"note_ids": self.note_ids, "model_version": self.model_version, "dim": self.dim,
-                "checksum": self.checksum(), "meta": self.meta}
-        (d / "embeddings.json").write_text(json.dumps(info, ensure_ascii=False))
-        return d
+    # --- persistence: shards of .npy files (memory-mapped on load), never pickle ----------------
+    def save(self, directory: str | Path, dtypes: dict[str, str] | str | None = None,
+             shard_notes: int | None = None, regions: bool = True) -> Path:
+        """Write shards (``uninote.embedding_store``): ``dtypes`` per granularity (float32 default,
+        or float16), ``shard_notes`` notes per shard, ``regions=False`` stores no region vectors."""
+        return save_sharded(self, directory, dtypes, shard_notes or DEFAULT_SHARD_NOTES, regions)
 
     @classmethod
-    def load(cls, directory: str | Path) -> "NoteEmbeddings":
+    def load(cls, directory: str | Path, verify: bool = False) -> "NoteEmbeddings":
+        """Open a version's embeddings: shards memory-mapped (no vector read until used; ``verify``
+        checks every shard's checksum first), or the older single safetensors file, into RAM."""
         d = Path(directory)
+        if is_sharded(d):
+            return load_sharded(cls, d, verify=verify)
+        if not (d / "embeddings.json").is_file():
+            raise FileNotFoundError(f"{d}: no embeddings here (neither manifest.json nor embeddings.json)")
+        return cls._load_safetensors(d)
+
+    @classmethod
+    def _load_safetensors(cls, d: Path) -> "NoteEmbeddings":
+        """The format before shards (``embeddings.safetensors`` + ``embeddings.json``), read into RAM."""
         info = json.loads((d / "embeddings.json").read_text())
         t = load_file(str(d / "embeddings.safetensors"))
         emb = cls(info["note_ids"], t["note"], t["text"], t["image"], t["image_owner"], t["region"],

@@ -40,7 +40,7 @@ def test_files_outside_allowed_paths_are_refused(live_app, which):
         "etc": "/etc/passwd",
         "db": str(home / "annotations.db"),
         "weights": str(version / "model" / "model.safetensors"),
-        "embeddings": str(version / "embeddings" / "embeddings.safetensors"),
+        "embeddings": str(version / "embeddings" / "shard-00000" / "note.npy"),
         "corpus": str(Path(service.corpus.root) / "notes.jsonl"),
         "traversal": str(service.config.thumbs_dir) + "/../annotations.db",
     }[which]

@@ -62,7 +62,7 @@ def test_worker_publishes_a_complete_version(world):
     version = job.result["version"]
     folder = versions / version
     for part in ("model/config.json", "model/model.safetensors", "model/training_config.json",
-                 "model/metrics.json", "embeddings/embeddings.json", "index", "eval.json", "READY"):
+                 "model/metrics.json", "embeddings/manifest.json", "index", "eval.json", "READY"):
         assert (folder / part).exists(), part
     registered = {v.version: v for v in store.list_model_versions()}[version]
     assert registered.parent == "sft" and registered.path == str(folder)

@@ -27,7 +27,31 @@ examples:
   uninote bench --embeddings emb/fashion --out bench-real.json
   uninote bench --synthetic 10000,100000 --dims 64,128,256,768 --queries 100
   uninote bench --synthetic 1000000 --dims 64,128 --ann-dims 128 --strategies exact,ann --queries 200
+  uninote bench --synthetic 1000000,10000000 --on-disk --nprobe 32,64 --queries 200 --out ondisk.json
 """
+
+
+def _cache_dir():
+    import os
+    from pathlib import Path
+
+    return Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache/uninote")) / "bench"
+
+
+def run_on_disk(args) -> int:
+    from pathlib import Path
+
+    from uninote.bench.ondisk import OnDiskBenchConfig, markdown, run_ondisk
+
+    cfg = OnDiskBenchConfig(sizes=args.synthetic, work=Path(args.work) if args.work else _cache_dir(),
+                            dtype=args.store_dtype, shortlists=args.shortlist, shortlist_dim=args.shortlist_dim,
+                            nprobe=args.nprobe or [64], n_queries=args.queries,
+                            in_ram_baseline=not args.no_ram_baseline, seed=args.seed)
+    rows = run_ondisk(cfg, args.out)
+    print(markdown(rows))
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
 
 
 def _ints(text: str) -> list[int]:
@@ -57,6 +81,15 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=_ints, default=None, help="thread counts (default: 1 and all cores)")
     p.add_argument("--max-gb", type=float, default=4.0, help="synthetic: cap on the largest held table (GB)")
     p.add_argument("--no-cache", action="store_true", help="synthetic: do not cache HNSW under $UNINOTE_CACHE/bench")
+    p.add_argument("--on-disk", action="store_true",
+                   help="synthetic: store the full-dim vectors as shards on disk (uninote.bench.ondisk) and run "
+                        "adaptive search = IVF shortlist on the --shortlist-dim prefix + re-rank from the memory maps")
+    p.add_argument("--work", default=None, help="on-disk: folder for the cached shards (default $UNINOTE_CACHE/bench)")
+    p.add_argument("--store-dtype", default="float16", choices=["float16", "float32"], help="on-disk: vector dtype")
+    p.add_argument("--shortlist", type=_ints, default=[200], help="on-disk: shortlist sizes K' to sweep")
+    p.add_argument("--shortlist-dim", type=int, default=64, help="on-disk: dim of the shortlist index")
+    p.add_argument("--no-ram-baseline", action="store_true",
+                   help="on-disk: skip the float32-in-RAM baseline (it needs N * 768 * 4 bytes of RAM)")
     p.add_argument("--out", default=None, help="write the records as a JSON list here")
     p.add_argument("--chart", default="docs/bench_quality_vs_cost.html", help="plotly chart path ('' skips)")
     p.add_argument("--seed", type=int, default=0, help="query sampling / synthetic generation seed")
@@ -78,6 +111,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.synthetic is None and not (args.embeddings or args.model):
         raise ConfigError("give --synthetic SIZES, or real embeddings with --embeddings / --model + --corpus")
+    if args.synthetic and args.on_disk:
+        return run_on_disk(args)
     bandwidth = measure_bandwidth()
     print(f"single-thread read bandwidth: {bandwidth / 1e9:.1f} GB/s (best of numpy sum / sdot over 512 MB); "
           f"{cpu_count()} cores")
@@ -94,7 +129,7 @@ def run(args) -> int:
     if args.synthetic:
         from uninote.bench.synthetic import SyntheticBenchConfig, run_synthetic
 
-        cache = None if args.no_cache else Path(os.environ.get("UNINOTE_CACHE", Path.home() / ".cache/uninote")) / "bench"
+        cache = None if args.no_cache else _cache_dir()
         cfg = SyntheticBenchConfig(sizes=args.synthetic, n_queries=args.queries, thread_counts=thread_counts,
                                    ann_dims=args.ann_dims, ef_search=args.ef_search, ivf_nprobe=args.nprobe,
                                    ivf_rerank=args.ivf_rerank, ivf_baseline=not args.no_ivf_baseline,

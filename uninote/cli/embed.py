@@ -7,16 +7,56 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "embed", help="embed a corpus (every granularity, full dim) with a model or baseline",
         description="Embed every note of a corpus at every granularity (note, text, image, region) "
-        "and write uninote.embeddings.NoteEmbeddings (safetensors + JSON) to --out. Frozen-backbone "
-        "models reuse the backbone feature cache, so re-embedding after training takes seconds.")
-    p.add_argument("--model", required=True,
-                   help="checkpoint folder, Hub id, or baseline:text | baseline:image | baseline:concat")
-    p.add_argument("--corpus", required=True, help="corpus (native folder or any load_corpus source)")
-    p.add_argument("--out", required=True, help="output folder for the embeddings")
+        "and write uninote.embeddings.NoteEmbeddings to --out as shards of --shard-notes notes "
+        "(.npy matrices, opened memory-mapped; see uninote/embedding_store.py). Shards are written "
+        "one at a time, so memory does not grow with the corpus; re-running with the same --out "
+        "after an interruption resumes at the first missing shard. Frozen-backbone models reuse "
+        "the backbone feature cache, so re-embedding after training takes seconds.")
+    p.add_argument("--model", help="checkpoint folder, Hub id, or baseline:text | baseline:image | baseline:concat")
+    p.add_argument("--corpus", help="corpus (native folder or any load_corpus source)")
+    p.add_argument("--out", help="output folder for the embeddings")
     p.add_argument("--batch-size", type=int, default=256, help="notes per forward pass")
+    p.add_argument("--shard-notes", type=int, default=100_000, help="notes per shard on disk")
+    p.add_argument("--dtype", default="float32",
+                   help="storage dtype: float32 or float16 for every granularity, or per granularity, "
+                        "e.g. note=float32,region=float16")
+    p.add_argument("--no-regions", action="store_true",
+                   help="store no region vectors (they cost 9 per photo; local search then has none)")
+    p.add_argument("--migrate", metavar="DIR", default=None,
+                   help="rewrite an embeddings folder of the older single-file format (embeddings.safetensors) "
+                        "as shards in place, then exit (no model or corpus needed)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
+
+
+def parse_dtypes(text: str) -> dict[str, str] | str:
+    """``float16`` or ``note=float32,region=float16`` (validated by ``storage_dtypes``)."""
+    if "=" not in text:
+        return text
+    return dict(part.split("=", 1) for part in text.split(",") if part.strip())
+
+
+def migrate(directory: str, dtypes) -> int:
+    import shutil
+    from pathlib import Path
+
+    from uninote.embedding_store import is_sharded
+    from uninote.embeddings import NoteEmbeddings
+
+    d = Path(directory)
+    if is_sharded(d):
+        print(f"{d}: already sharded")
+        return 0
+    emb = NoteEmbeddings.load(d)
+    tmp = d.with_name(f".{d.name}.migrating")
+    emb.save(tmp, dtypes=dtypes)
+    old = d.with_name(f".{d.name}.old")
+    d.rename(old)
+    tmp.rename(d)
+    shutil.rmtree(old)
+    print(f"{d}: rewritten as shards ({len(emb)} notes)")
+    return 0
 
 
 def run(args) -> int:
@@ -25,15 +65,24 @@ def run(args) -> int:
     import torch
 
     from uninote.data import load_corpus
+    from uninote.embedding_store import embed_to_disk, storage_dtypes
+    from uninote.embeddings import NoteEmbeddings
+    from uninote.errors import ConfigError
     from uninote.model import load_model
 
+    dtypes = storage_dtypes(parse_dtypes(args.dtype))
+    if args.migrate:
+        return migrate(args.migrate, dtypes)
+    if not (args.model and args.corpus and args.out):
+        raise ConfigError("uninote embed needs --model, --corpus and --out (or --migrate DIR)")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     model = load_model(args.model)
     corpus = load_corpus(args.corpus)
-    emb = model.embed_corpus(corpus, batch_size=args.batch_size, progress=not args.quiet)
-    emb.meta.update(corpus=corpus.name, model=str(args.model))
-    emb.save(args.out)
-    print(f"wrote {args.out}: {len(emb)} notes, {len(emb.image)} photos, {len(emb.region)} regions, "
+    out = embed_to_disk(model, corpus, args.out, batch_size=args.batch_size, dtypes=dtypes,
+                        regions=not args.no_regions, shard_notes=args.shard_notes, progress=not args.quiet,
+                        meta={"corpus": corpus.name, "model": str(args.model)})
+    emb = NoteEmbeddings.load(out)
+    print(f"wrote {out}: {len(emb)} notes, {len(emb.image)} photos, {len(emb.region)} regions, "
           f"dim {emb.dim}, model {emb.model_version}, {time.perf_counter() - start:.1f}s")
     return 0

@@ -63,13 +63,19 @@ def _block(spec: SyntheticSpec, stream: int, chunk: int, col: int, rows: int, as
 
 
 def iter_chunks(spec: SyntheticSpec, dim: int, stream: str = "corpus", n: int | None = None,
-                normalize: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-    """(first row, block (rows, dim)) chunks of the synthetic table, prefix-consistent across dims."""
+                normalize: bool = True, first: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, block (rows, dim)) chunks of the synthetic table, prefix-consistent across dims.
+
+    ``first`` (a multiple of ``CHUNK``) starts the table there: rows ``first..n-1`` equal the same
+    rows of the whole table, so a table can be generated (or resumed) piece by piece."""
     if dim > spec.full_dim:
         raise ValueError(f"dim {dim} exceeds the synthetic full dim {spec.full_dim}")
+    if first % CHUNK:
+        raise ValueError(f"first row {first} must be a multiple of {CHUNK}")
     n = spec.n if n is None else n
     sid = STREAMS[stream]
-    for chunk, start in enumerate(range(0, n, CHUNK)):
+    for start in range(first, n, CHUNK):
+        chunk = start // CHUNK
         rows = min(CHUNK, n - start)
         assign = np.random.default_rng([spec.seed, sid, chunk, 10**6]).integers(0, spec.clusters, rows)
         cols = [_block(spec, sid, chunk, c, rows, assign) for c in range(0, dim, BLOCK)]
