@@ -32,7 +32,7 @@ import numpy as np
 from uninote.bench.machine import cpu_count, threads
 from uninote.bench.measure import recall_at_k
 from uninote.embeddings import l2_normalize, truncate
-from uninote.index.synthetic import CHUNK, SyntheticSpec, iter_chunks, synthetic_vectors
+from uninote.index.synthetic import CHUNK, SyntheticSpec, centres_block, iter_chunks, synthetic_vectors
 from uninote.shards import ShardedArray, ShardWriter, open_shards
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def write_synthetic_shards(cfg: OnDiskBenchConfig, spec: SyntheticSpec) -> tuple
         writer.write({"note": block})
         log.info("N=%d: wrote shard %d (%d rows)", spec.n, writer.done - 1, stop - start)
     writer.close()
+    centres_block.cache_clear()
     return folder, time.perf_counter() - t
 
 

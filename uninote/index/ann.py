@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import faiss
 import numpy as np
 
+from uninote.embeddings import truncate
 from uninote.errors import ConfigError
 
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
@@ -100,17 +101,12 @@ def ivf_train_size(n: int, nlist: int, config: IndexConfig) -> int:
     return min(n, config.ivf_train_size or max(20_000, 20 * nlist))
 
 
-def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
-    """A faiss index over ``vectors`` (ids = row numbers), or None for ``flat``."""
-    if kind == "flat":
-        return None
-    n, dim = vectors.shape
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+def _new_index(n: int, dim: int, kind: str, config: IndexConfig):
+    """An empty faiss index of ``kind`` for ``n`` vectors of ``dim`` (IVF-PQ still untrained)."""
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = config.ef_construction
         index.hnsw.efSearch = config.ef_search
-        index.add(vectors)
         return index
     if kind == "ivfpq":
         if n < 64:
@@ -124,14 +120,53 @@ def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
         index.cp.min_points_per_centroid = 20  # the auto sample is 20 per cell (faiss warns below 39)
         index.pq.cp.seed = config.seed
         index.pq.cp.niter = 10  # PQ k-means: 10 iterations are enough, the coarse k-means dominates
-        rng = np.random.default_rng(config.seed)
-        n_train = ivf_train_size(n, nlist, config)
-        train = vectors if n <= n_train else vectors[rng.choice(n, n_train, replace=False)]
-        index.train(train)
-        index.add(vectors)
-        index.nprobe = min(config.ivf_nprobe, nlist)
         return index
     raise ValueError(f"unknown index kind {kind!r}")
+
+
+def _rows(source, rows, dim: int | None) -> np.ndarray:
+    """float32 rows of ``source`` (an array, memmap or ``ShardedArray``), as the index sees them:
+    the re-normalised ``dim`` prefix when ``dim`` is given."""
+    block = source.take(rows) if hasattr(source, "take") and not isinstance(source, np.ndarray) else source[rows]
+    block = np.asarray(block, dtype=np.float32)
+    return np.ascontiguousarray(block if dim is None or dim == block.shape[1] else truncate(block, dim))
+
+
+def build_ann(vectors: np.ndarray, kind: str, config: IndexConfig):
+    """A faiss index over ``vectors`` (ids = row numbers), or None for ``flat``."""
+    if kind == "flat":
+        return None
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind == "hnsw":  # one add: faiss inserts the upper levels first, in parallel
+        index = _new_index(*vectors.shape, kind, config)
+        index.add(vectors)
+        return index
+    return build_ann_streaming(vectors, kind, config)
+
+
+def build_ann_streaming(source, kind: str, config: IndexConfig, dim: int | None = None,
+                        block_rows: int = 65_536):
+    """A faiss index filled block by block from ``source`` (rows, D): an array, a memory map or a
+    ``uninote.shards.ShardedArray``, so only one block is in RAM besides the index. ``dim``
+    indexes the re-normalised Matryoshka prefix instead of the full rows.
+
+    IVF-PQ is trained on the same random sample ``build_ann`` draws, then filled in blocks: the
+    same index as the in-memory build. HNSW is filled in blocks (the graph differs from a single
+    add only in insertion order). ``flat`` returns None.
+    """
+    if kind == "flat":
+        return None
+    n, width = len(source), (dim or source.shape[1])
+    index = _new_index(n, width, kind, config)
+    if kind == "ivfpq":
+        rng = np.random.default_rng(config.seed)
+        n_train = ivf_train_size(n, index.nlist, config)
+        sample = np.arange(n) if n <= n_train else rng.choice(n, n_train, replace=False)
+        index.train(_rows(source, sample, dim))
+        index.nprobe = min(config.ivf_nprobe, index.nlist)
+    for start in range(0, n, block_rows):
+        index.add(_rows(source, np.arange(start, min(start + block_rows, n)), dim))
+    return index
 
 
 def ann_search(index, queries: np.ndarray, k: int, config: IndexConfig) -> tuple[np.ndarray, np.ndarray]:

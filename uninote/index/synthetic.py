@@ -23,6 +23,7 @@ around each note vector, for unit tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 
 import numpy as np
@@ -55,9 +56,16 @@ class SyntheticSpec:
         return ((1 + j / self.decay_tau) ** (-self.decay_alpha / 2)).astype(np.float32)
 
 
+@lru_cache(maxsize=2 * 768 // BLOCK)
+def centres_block(seed: int, clusters: int, col: int, width: int) -> np.ndarray:
+    """Columns ``col..col+width`` of every cluster centre (cached: at 10M they are 100k x 64 per
+    block, more numbers than a 65,536-row chunk; ``centres_block.cache_clear()`` frees them)."""
+    return np.random.default_rng([seed, 9, col]).standard_normal((clusters, width), np.float32)
+
+
 def _block(spec: SyntheticSpec, stream: int, chunk: int, col: int, rows: int, assign: np.ndarray) -> np.ndarray:
     width = min(BLOCK, spec.full_dim - col)
-    centres = np.random.default_rng([spec.seed, 9, col]).standard_normal((spec.clusters, width), np.float32)
+    centres = centres_block(spec.seed, spec.clusters, col, width)
     z = np.random.default_rng([spec.seed, stream, chunk, col]).standard_normal((rows, width), np.float32)
     return (centres[assign] + spec.noise * z) * spec.scale(col + width)[col:]
 
