@@ -157,3 +157,16 @@ def test_resumed_embed_writes_the_same_shards(tmp_path):
     assert len(checksums(tmp_path / "whole")) == 4
     assert checksums(tmp_path / "whole") == checksums(tmp_path / "resumed")
     _same(NoteEmbeddings.load(tmp_path / "whole"), model.embed_corpus(corpus, progress=False), atol=1e-6)
+
+
+def test_index_info_prints_cost_per_note(tmp_path, capsys):
+    from uninote.cli.main import main
+
+    emb = synthetic_embeddings(50, dim=32, regions_per_image=9, seed=6)
+    emb.save(tmp_path / "e", dtypes={"region": "float16"})
+    assert main(["index", "info", "--embeddings", str(tmp_path / "e")]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
+    per_note = len(emb.region) / len(emb)
+    assert lines["region"][1] == f"{per_note:.2f}" and lines["region"][2] == "float16"
+    assert float(lines["region"][-1].replace(",", "")) > 1.5 * float(lines["region"][3].replace(",", ""))
+    assert lines["note"][2] == "float32" and lines["note"][4] == "0"

@@ -5,10 +5,11 @@ Per corpus size N (see uninote/index/synthetic.py for the vectors):
 1. The full-dim (768) table is written once as shards (``uninote.shards``, float16 by default) under
    ``work/synthetic-n<N>-...``; a rerun reuses it, an interrupted write resumes at the first
    missing shard. The write streams 65,536-row chunks, so its memory does not grow with N.
-2. One pass over the shards (65,536 rows at a time) computes the ground truth (exact top-10 at the full dim over the
-   stored vectors, for every query) and fills the shortlist index: an IVF (flat codes, HNSW coarse
-   quantizer) on the re-normalised 64-d prefix, trained on a sample first.
-3. ``adaptive`` search: IVF shortlist of K' rows at 64 dims, exact re-rank of those rows at the full
+2. One pass over the shards (65,536 rows at a time) computes the ground truth (exact top-10 at the
+   full dim over the stored vectors, for every query) and fills the shortlist index on the
+   re-normalised 64-d prefix: HNSW (default), IVF (flat codes, HNSW coarse quantizer, trained on a
+   sample first) or a flat exact scan of the prefix (faiss ``IndexFlatIP``: N x 64 x 4 bytes of RAM). Index and truth are cached beside the shards.
+3. ``adaptive`` search: a shortlist of K' rows from that index at 64 dims, exact re-rank of those rows at the full
    dim read from the memory-mapped shards. Measured twice on one thread: with the shard files
    dropped from the page cache first (cold: every re-ranked row is a disk read) and again (warm).
 
@@ -49,6 +50,10 @@ class OnDiskBenchConfig:
     shard_rows: int = 4 * CHUNK  # rows per shard (a multiple of the generator's chunk)
     shortlist_dim: int = 64  # dim of the shortlist index (the Matryoshka prefix)
     shortlists: list[int] = field(default_factory=lambda: [200])  # K' sweep
+    index: str = "hnsw"  # shortlist index on the prefix: hnsw, ivf (IVF flat, HNSW quantizer) or flat (exact scan)
+    hnsw_m: int = 16  # HNSW links per vector
+    ef_construction: int = 40  # HNSW build beam
+    ef_search: list[int] = field(default_factory=lambda: [200, 300, 400])  # HNSW query beam sweep (>= K')
     nprobe: list[int] = field(default_factory=lambda: [32, 64])  # IVF cells visited sweep
     nlist: int = 0  # IVF cells; 0 = 4 * sqrt(N)
     train_per_cell: int = 30  # k-means sample = train_per_cell * nlist rows
@@ -64,6 +69,8 @@ class OnDiskBenchConfig:
             raise ConfigError(f"shard_rows must be a multiple of {CHUNK}")
         if self.dtype not in ("float16", "float32"):
             raise ConfigError(f"dtype must be float16 or float32, got {self.dtype!r}")
+        if self.index not in ("hnsw", "ivf", "flat"):
+            raise ConfigError(f"shortlist index must be hnsw, ivf or flat, got {self.index!r}")
         if not 1 <= self.shortlist_dim < self.full_dim:
             raise ConfigError(f"shortlist_dim must be in 1..{self.full_dim - 1}")
         return self
@@ -131,23 +138,32 @@ def _shard_arrays(x) -> list[tuple[int, np.ndarray]]:
     return list(x.blocks()) if isinstance(x, ShardedArray) else [(0, x)]
 
 
-def build_and_truth(cfg: OnDiskBenchConfig, x, queries: np.ndarray, nlist: int):
-    """One pass over the shards: the exact full-dim top-k of ``queries`` and the prefix IVF index."""
+def new_shortlist_index(cfg: OnDiskBenchConfig, x, nlist: int):
+    """The empty shortlist index on the prefix (IVF trained on a sample) and its training seconds."""
     import faiss
 
-    n, lo = len(x), cfg.shortlist_dim
+    lo = cfg.shortlist_dim
+    if cfg.index == "flat":
+        return faiss.IndexFlatIP(lo), 0.0
+    if cfg.index == "hnsw":
+        index = faiss.IndexHNSWFlat(lo, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+        return index, 0.0
     rng = np.random.default_rng(cfg.seed)
-    sample = np.sort(rng.choice(n, min(n, cfg.train_per_cell * nlist), replace=False))
+    sample = np.sort(rng.choice(len(x), min(len(x), cfg.train_per_cell * nlist), replace=False))
     quantizer = faiss.IndexHNSWFlat(lo, 32, faiss.METRIC_INNER_PRODUCT)
     index = faiss.IndexIVFFlat(quantizer, lo, nlist, faiss.METRIC_INNER_PRODUCT)
     index.cp.niter, index.cp.seed, index.cp.min_points_per_centroid = 10, cfg.seed, 5
     index.cp.spherical = True  # inner product on unit vectors: keep the centroids on the sphere
     t = time.perf_counter()
-    train = l2_normalize(x.take(sample, slice(0, lo)) if isinstance(x, ShardedArray) else x[sample][:, :lo])
-    index.train(train)
-    del train
-    train_s = time.perf_counter() - t
+    index.train(l2_normalize(x.take(sample, slice(0, lo)) if isinstance(x, ShardedArray) else x[sample][:, :lo]))
     quantizer.hnsw.efSearch = 128
+    return index, time.perf_counter() - t
+
+
+def fill_and_truth(x, queries: np.ndarray, index, lo: int):
+    """One pass over the shards: fill ``index`` with the ``lo``-d prefixes (when given) and the exact
+    full-dim top-k of ``queries``. Returns (truth, fill seconds, read + truth seconds)."""
     best_s = np.full((len(queries), 0), -np.inf, np.float32)
     best_i = np.zeros((len(queries), 0), np.int64)
     fill_s = 0.0
@@ -155,17 +171,38 @@ def build_and_truth(cfg: OnDiskBenchConfig, x, queries: np.ndarray, nlist: int):
     for start, part in _shard_arrays(x):
         for s in range(0, len(part), CHUNK):
             block = np.asarray(part[s:s + CHUNK], dtype=np.float32)
-            t_add = time.perf_counter()
-            index.add(l2_normalize(block[:, :lo]))
-            fill_s += time.perf_counter() - t_add
+            if index is not None:
+                t_add = time.perf_counter()
+                index.add(l2_normalize(block[:, :lo]))
+                fill_s += time.perf_counter() - t_add
             scores = np.concatenate([best_s, queries @ block.T], axis=1)
             rows = np.concatenate([best_i, np.broadcast_to(np.arange(start + s, start + s + len(block)),
                                                            (len(queries), len(block)))], axis=1)
             top = np.argpartition(-scores, K - 1, axis=1)[:, :K]
             best_s, best_i = np.take_along_axis(scores, top, 1), np.take_along_axis(rows, top, 1)
-    truth_s = time.perf_counter() - t - fill_s
     truth = np.take_along_axis(best_i, np.argsort(-best_s, axis=1, kind="stable"), 1)
-    return index, truth, train_s, fill_s, truth_s
+    return truth, fill_s, time.perf_counter() - t - fill_s
+
+
+def build_and_truth(cfg: OnDiskBenchConfig, folder: Path, x, queries: np.ndarray, nlist: int):
+    """(index, truth, timings): built in one pass over the shards, or read from the cache beside them."""
+    import faiss
+
+    tag = {"hnsw": f"hnsw-d{cfg.shortlist_dim}-M{cfg.hnsw_m}-efc{cfg.ef_construction}",
+           "ivf": f"ivf{nlist}-d{cfg.shortlist_dim}-s{cfg.seed}", "flat": f"flat-d{cfg.shortlist_dim}"}[cfg.index]
+    index_path, truth_path = folder / f"{tag}.faiss", folder / f"truth-q{len(queries)}-s{cfg.seed}.npy"
+    timings_path = folder / f"{tag}.json"
+    if index_path.is_file() and truth_path.is_file() and timings_path.is_file():
+        timings = dict(json.loads(timings_path.read_text()), cached=True)
+        return faiss.read_index(str(index_path)), np.load(truth_path), timings
+    index, train_s = new_shortlist_index(cfg, x, nlist)
+    truth, fill_s, truth_s = fill_and_truth(x, queries, index, cfg.shortlist_dim)
+    timings = {"train_s": train_s, "fill_s": fill_s, "truth_s": truth_s}
+    faiss.write_index(index, str(index_path) + ".tmp")
+    os.replace(str(index_path) + ".tmp", index_path)
+    np.save(truth_path, truth)
+    timings_path.write_text(json.dumps(timings))
+    return index, truth, timings
 
 
 def drop_page_cache(folder: Path) -> None:
@@ -205,6 +242,19 @@ def _row(n, strategy, store, index, lat, found, qps, truth, **extra) -> dict:
             "p95_ms": float(np.percentile(lat, 95)), "qps": qps, **extra}
 
 
+def knobs(cfg: OnDiskBenchConfig, index, nlist: int):
+    """(label, apply) for every query-time setting of the shortlist index."""
+    lo = cfg.shortlist_dim
+    if cfg.index == "hnsw":
+        for ef in cfg.ef_search:
+            yield f"hnsw@{lo} M={cfg.hnsw_m} ef={ef}", lambda ef=ef: setattr(index.hnsw, "efSearch", ef)
+    elif cfg.index == "flat":
+        yield f"faiss flat@{lo} (exact scan)", lambda: None
+    else:
+        for nprobe in cfg.nprobe:
+            yield f"ivf{nlist},flat@{lo} nprobe={nprobe}", lambda nprobe=nprobe: setattr(index, "nprobe", nprobe)
+
+
 def run_size(n: int, cfg: OnDiskBenchConfig) -> list[dict]:
     spec = SyntheticSpec(n, full_dim=cfg.full_dim, seed=cfg.seed)
     lo = cfg.shortlist_dim
@@ -219,21 +269,18 @@ def run_size(n: int, cfg: OnDiskBenchConfig) -> list[dict]:
     with AnonPeak() as open_peak:
         x = shards.array("note")
     with AnonPeak() as build_peak, threads(cpu_count()):
-        index, truth, train_s, fill_s, truth_s = build_and_truth(cfg, x, queries, nlist)
-    log.info("N=%d: IVF%d on %d-d trained in %.0f s, filled in %.0f s (+ %.0f s reading shards and exact truth)",
-             n, nlist, lo, train_s, fill_s, truth_s)
-    common = {"disk_gb": disk / 1e9, "write_s": write_s, "train_s": train_s, "fill_s": fill_s, "truth_s": truth_s,
-              "index_ram_gb": (n * (lo * 4 + 8)) / 1e9, "peak_anon_gb_write": gen_peak.peak / 1e9,
+        index, truth, timings = build_and_truth(cfg, folder, x, queries, nlist)
+    log.info("N=%d: %s index on %d-d: %s", n, cfg.index, lo, timings)
+    common = {"disk_gb": disk / 1e9, "write_s": write_s, **timings, "peak_anon_gb_write": gen_peak.peak / 1e9,
               "peak_anon_gb_build": build_peak.peak / 1e9, "anon_gb_after_open": open_peak.peak / 1e9}
     out = []
-    for nprobe in cfg.nprobe:
-        index.nprobe = nprobe
+    for knob, apply in knobs(cfg, index, nlist):
+        apply()
         for shortlist in cfg.shortlists:
             def search(i, shortlist=shortlist):
-                rows = index.search(q_lo[i:i + 1], shortlist)[1][0]
-                return rerank(x, rows, queries[i])
+                return rerank(x, index.search(q_lo[i:i + 1], shortlist)[1][0], queries[i])
 
-            label = f"ivf{nlist},flat@{lo} (hnsw quantizer) nprobe={nprobe} K'={shortlist} rerank@{cfg.full_dim}"
+            label = f"{knob} K'={shortlist} rerank@{cfg.full_dim}"
             with threads(1):
                 for phase in ("cold", "warm"):
                     if phase == "cold":
@@ -245,13 +292,16 @@ def run_size(n: int, cfg: OnDiskBenchConfig) -> list[dict]:
                     log.info("N=%d %s %s: recall %.3f p50 %.2f ms QPS %.0f anon %.2f GB", n, label, phase,
                              out[-1]["recall@10"], out[-1]["p50_ms"], qps, peak.peak / 1e9)
     if cfg.in_ram_baseline:
-        out += in_ram_baseline(cfg, x, queries, truth, index, nlist)
+        out += in_ram_baseline(cfg, x, queries, truth, index, label, search)
     return out
 
 
-def in_ram_baseline(cfg: OnDiskBenchConfig, x, queries, truth, index, nlist) -> list[dict]:
-    """The same queries with the full-dim vectors as float32 in RAM (how the index held them before)."""
-    n, lo = len(x), cfg.shortlist_dim
+def in_ram_baseline(cfg: OnDiskBenchConfig, x, queries, truth, index, label, search) -> list[dict]:
+    """The same queries with the full-dim vectors as float32 in RAM (how the in-memory index holds
+    them): the exact 64-d shortlist (``adaptive`` before this benchmark), and the last on-disk
+    configuration with its re-rank read from RAM instead of the memory maps."""
+    n, lo, shortlist = len(x), cfg.shortlist_dim, cfg.shortlists[-1]
+    rows = []
     with AnonPeak() as peak:
         full = np.empty((n, cfg.full_dim), np.float32)
         for start, part in _shard_arrays(x):
@@ -259,34 +309,27 @@ def in_ram_baseline(cfg: OnDiskBenchConfig, x, queries, truth, index, nlist) -> 
                 full[start + s: start + s + CHUNK] = part[s:s + CHUNK]
         low = truncate(full[:, :lo], lo)
         q_lo = truncate(queries, lo)
-        rows_out = []
         with threads(1):
-            def exact_short(i, shortlist=cfg.shortlists[0]):
-                short = np.argpartition(-(low @ q_lo[i]), shortlist - 1)[:shortlist]
-                return rerank(full, short, queries[i])
+            def exact_short(i):
+                return rerank(full, np.argpartition(-(low @ q_lo[i]), shortlist - 1)[:shortlist], queries[i])
 
-            lat, found, qps = time_queries(exact_short, cfg.n_queries)
-            rows_out.append(_row(n, "adaptive", "RAM float32", f"numpy exact {lo}->{cfg.full_dim} "
-                                 f"K'={cfg.shortlists[0]}", lat, found, qps, truth))
-            index.nprobe = cfg.nprobe[-1]
-
-            def ivf_short(i, shortlist=cfg.shortlists[0]):
+            def index_short(i):
                 return rerank(full, index.search(q_lo[i:i + 1], shortlist)[1][0], queries[i])
 
-            lat, found, qps = time_queries(ivf_short, cfg.n_queries)
-            rows_out.append(_row(n, "adaptive", "RAM float32", f"ivf{nlist},flat@{lo} nprobe={cfg.nprobe[-1]} "
-                                 f"K'={cfg.shortlists[0]} rerank@{cfg.full_dim}", lat, found, qps, truth))
-    for r in rows_out:
+            for name, fn in ((f"numpy exact@{lo} K'={shortlist} rerank@{cfg.full_dim}", exact_short), (label, index_short)):
+                lat, found, qps = time_queries(fn, cfg.n_queries)
+                rows.append(_row(n, "adaptive", "RAM float32", name, lat, found, qps, truth))
+    for r in rows:
         r["peak_anon_gb_search"] = peak.peak / 1e9
         log.info("N=%d %s RAM: recall %.3f p50 %.2f ms QPS %.0f", n, r["index"], r["recall@10"], r["p50_ms"], r["qps"])
-    return rows_out
+    return rows
 
 
 def markdown(rows: list[dict]) -> str:
     cols = [("n", "N"), ("store", "vectors"), ("index", "search"), ("cache", "page cache"),
             ("recall@10", "R@10 vs exact 768"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("qps", "QPS (1 thread)"),
             ("peak_anon_gb_search", "peak RssAnon GB (search)"), ("peak_anon_gb_build", "peak RssAnon GB (build)"),
-            ("disk_gb", "disk GB"), ("write_s", "write s"), ("train_s", "IVF train s"), ("fill_s", "IVF fill s"), ("truth_s", "read + exact truth s")]
+            ("disk_gb", "disk GB"), ("write_s", "write s"), ("train_s", "train s"), ("fill_s", "index fill s"), ("truth_s", "read + exact truth s")]
 
     def fmt(v):
         if v is None:

@@ -27,7 +27,7 @@ examples:
   uninote bench --embeddings emb/fashion --out bench-real.json
   uninote bench --synthetic 10000,100000 --dims 64,128,256,768 --queries 100
   uninote bench --synthetic 1000000 --dims 64,128 --ann-dims 128 --strategies exact,ann --queries 200
-  uninote bench --synthetic 1000000,10000000 --on-disk --nprobe 32,64 --queries 200 --out ondisk.json
+  uninote bench --synthetic 1000000,10000000 --on-disk --ef-search 200,400 --queries 200 --out ondisk.json
 """
 
 
@@ -45,7 +45,8 @@ def run_on_disk(args) -> int:
 
     cfg = OnDiskBenchConfig(sizes=args.synthetic, work=Path(args.work) if args.work else _cache_dir(),
                             dtype=args.store_dtype, shortlists=args.shortlist, shortlist_dim=args.shortlist_dim,
-                            nprobe=args.nprobe or [64], n_queries=args.queries,
+                            index=args.shortlist_index, ef_search=args.ef_search, nprobe=args.nprobe or [64],
+                            n_queries=args.queries,
                             in_ram_baseline=not args.no_ram_baseline, seed=args.seed)
     rows = run_ondisk(cfg, args.out)
     print(markdown(rows))
@@ -88,6 +89,8 @@ def register(subparsers) -> None:
     p.add_argument("--store-dtype", default="float16", choices=["float16", "float32"], help="on-disk: vector dtype")
     p.add_argument("--shortlist", type=_ints, default=[200], help="on-disk: shortlist sizes K' to sweep")
     p.add_argument("--shortlist-dim", type=int, default=64, help="on-disk: dim of the shortlist index")
+    p.add_argument("--shortlist-index", default="hnsw", choices=["hnsw", "ivf", "flat"],
+                   help="on-disk: shortlist index on the prefix (its --ef-search or --nprobe are swept)")
     p.add_argument("--no-ram-baseline", action="store_true",
                    help="on-disk: skip the float32-in-RAM baseline (it needs N * 768 * 4 bytes of RAM)")
     p.add_argument("--out", default=None, help="write the records as a JSON list here")

@@ -79,8 +79,13 @@ def register(subparsers) -> None:
     b.add_argument("--ef-construction", type=int, default=40, help="HNSW build beam width")
     b.add_argument("--ef-search", type=int, default=64, help="HNSW query beam width (stored in the manifest)")
     b.set_defaults(func=run_build)
-    i = sub.add_parser("info", help="print an index folder's manifest")
-    i.add_argument("--index", required=True, help="index folder")
+    i = sub.add_parser("info", help="print an index folder's manifest and what each granularity costs per note",
+                       description="Print the indexes of an index folder and, for sharded embeddings (--embeddings, "
+                       "or the embeddings/ folder next to --index in a version folder), what each granularity "
+                       "costs per note: on disk, in RAM when memory-mapped (owners only; the pages searches "
+                       "touch come on top, as page cache), and in RAM when held as float32 by an in-memory index.")
+    i.add_argument("--index", default=None, help="index folder")
+    i.add_argument("--embeddings", default=None, help="sharded embeddings folder (default: ../embeddings of --index)")
     i.set_defaults(func=run_info)
     s = sub.add_parser("search", help="neighbours of a note in an index")
     s.add_argument("--index", required=True, help="index folder")
@@ -113,15 +118,41 @@ def run_build(args) -> int:
 
 
 def run_info(args) -> int:
+    from pathlib import Path
+
+    from uninote.errors import ConfigError
     from uninote.index.persist import read_manifest
 
-    m = read_manifest(args.index)
-    print(f"model {m['model_version']}  full dim {m['full_dim']}  notes {m['live_notes']} "
-          f"(slots {m['slots']})")
-    for e in m["indexes"]:
-        print(f"  {e['granularity']:<7} d={e['dim']:<4} {e['kind']:<6} {e['count']:>9,} vectors  "
-              f"checksum {e['vectors_checksum']}")
+    index = getattr(args, "index", None)
+    emb_dir = getattr(args, "embeddings", None)
+    if not (index or emb_dir):
+        raise ConfigError("give --index DIR and/or --embeddings DIR")
+    if index:
+        m = read_manifest(index)
+        print(f"model {m['model_version']}  full dim {m['full_dim']}  notes {m['live_notes']} "
+              f"(slots {m['slots']})")
+        for e in m["indexes"]:
+            print(f"  {e['granularity']:<7} d={e['dim']:<4} {e['kind']:<6} {e['count']:>9,} vectors  "
+                  f"checksum {e['vectors_checksum']}")
+        sibling = Path(index).parent / "embeddings"
+        emb_dir = emb_dir or (sibling if (sibling / "manifest.json").is_file() else None)
+    if emb_dir:
+        print_costs(emb_dir)
     return 0
+
+
+def print_costs(directory) -> None:
+    """Per granularity: vectors per note, storage dtype, bytes per note on disk and in RAM."""
+    from uninote.embedding_store import costs
+    from uninote.shards import read_manifest
+
+    dim = read_manifest(directory)["meta"].get("dim", 0)
+    print(f"embeddings {directory} (dim {dim}), bytes per note:")
+    print(f"  {'granularity':<11} {'vectors/note':>12} {'dtype':>8} {'disk':>10} {'RAM mapped':>11} {'RAM float32':>12}")
+    for g, c in costs(directory).items():
+        in_ram = c["vectors_per_note"] * dim * 4 + c["ram_bytes_per_note"]
+        print(f"  {g:<11} {c['vectors_per_note']:>12.2f} {c['dtype']:>8} {c['disk_bytes_per_note']:>10,.0f} "
+              f"{c['ram_bytes_per_note']:>11,.0f} {in_ram:>12,.0f}")
 
 
 def run_search(args) -> int:
