@@ -2,8 +2,8 @@
 
 ``NoteEmbeddings`` is what the model writes once per corpus and what indexes, evaluation and the
 app read. Every matrix has L2-normalised rows at the full dim (float32 in memory; a version loaded
-from disk holds memory maps, float32 or float16 as stored, see ``uninote.embedding_store``); ``truncate(dim)`` takes
-the Matryoshka prefix and re-normalises (never re-encode per dim).
+from disk holds memory maps, float32 or float16 as stored, see ``uninote.embedding_store``);
+``truncate(dim)`` takes the Matryoshka prefix and re-normalises (never re-encode per dim).
 
 Granularities:
 - ``note``   one fused vector per note            (N, D)

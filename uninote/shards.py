@@ -152,6 +152,7 @@ class ShardWriter:
             self.manifest["complete"] = False
         else:
             if (self.directory / MANIFEST).is_file():
+                read_manifest(self.directory)  # refuses to replace a folder that is not sharded arrays
                 shutil.rmtree(self.directory)
             self.manifest = {"format": FORMAT, "arrays": self.arrays, "complete": False, "meta": {}, "shards": []}
         self.manifest["meta"].update(meta or {})

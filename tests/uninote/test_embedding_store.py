@@ -170,3 +170,13 @@ def test_index_info_prints_cost_per_note(tmp_path, capsys):
     assert lines["region"][1] == f"{per_note:.2f}" and lines["region"][2] == "float16"
     assert float(lines["region"][-1].replace(",", "")) > 1.5 * float(lines["region"][3].replace(",", ""))
     assert lines["note"][2] == "float32" and lines["note"][4] == "0"
+
+
+def test_saving_over_an_index_folder_is_refused(tmp_path):
+    from uninote.index import Retriever
+
+    emb = synthetic_embeddings(20, dim=16, seed=7)
+    Retriever(emb).save(tmp_path / "index")
+    with pytest.raises(CorruptShardError, match="format"):
+        emb.save(tmp_path / "index")
+    assert Retriever.load(tmp_path / "index") is not None

@@ -8,7 +8,8 @@ Per corpus size N (see uninote/index/synthetic.py for the vectors):
 2. One pass over the shards (65,536 rows at a time) computes the ground truth (exact top-10 at the
    full dim over the stored vectors, for every query) and fills the shortlist index on the
    re-normalised 64-d prefix: HNSW (default), IVF (flat codes, HNSW coarse quantizer, trained on a
-   sample first) or a flat exact scan of the prefix (faiss ``IndexFlatIP``: N x 64 x 4 bytes of RAM). Index and truth are cached beside the shards.
+   sample first) or a flat exact scan of the prefix (faiss ``IndexFlatIP``: N x 64 x 4 bytes of
+   RAM). Index and truth are cached beside the shards.
 3. ``adaptive`` search: a shortlist of K' rows from that index at 64 dims, exact re-rank of those rows at the full
    dim read from the memory-mapped shards. Measured twice on one thread: with the shard files
    dropped from the page cache first (cold: every re-ranked row is a disk read) and again (warm).
@@ -316,7 +317,8 @@ def in_ram_baseline(cfg: OnDiskBenchConfig, x, queries, truth, index, label, sea
             def index_short(i):
                 return rerank(full, index.search(q_lo[i:i + 1], shortlist)[1][0], queries[i])
 
-            for name, fn in ((f"numpy exact@{lo} K'={shortlist} rerank@{cfg.full_dim}", exact_short), (label, index_short)):
+            exact_label = f"numpy exact@{lo} K'={shortlist} rerank@{cfg.full_dim}"
+            for name, fn in ((exact_label, exact_short), (label, index_short)):
                 lat, found, qps = time_queries(fn, cfg.n_queries)
                 rows.append(_row(n, "adaptive", "RAM float32", name, lat, found, qps, truth))
     for r in rows:
@@ -329,7 +331,8 @@ def markdown(rows: list[dict]) -> str:
     cols = [("n", "N"), ("store", "vectors"), ("index", "search"), ("cache", "page cache"),
             ("recall@10", "R@10 vs exact 768"), ("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("qps", "QPS (1 thread)"),
             ("peak_anon_gb_search", "peak RssAnon GB (search)"), ("peak_anon_gb_build", "peak RssAnon GB (build)"),
-            ("disk_gb", "disk GB"), ("write_s", "write s"), ("train_s", "train s"), ("fill_s", "index fill s"), ("truth_s", "read + exact truth s")]
+            ("disk_gb", "disk GB"), ("write_s", "write s"), ("train_s", "train s"), ("fill_s", "index fill s"),
+            ("truth_s", "read + exact truth s")]
 
     def fmt(v):
         if v is None:

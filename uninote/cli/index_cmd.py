@@ -148,7 +148,8 @@ def print_costs(directory) -> None:
 
     dim = read_manifest(directory)["meta"].get("dim", 0)
     print(f"embeddings {directory} (dim {dim}), bytes per note:")
-    print(f"  {'granularity':<11} {'vectors/note':>12} {'dtype':>8} {'disk':>10} {'RAM mapped':>11} {'RAM float32':>12}")
+    print(f"  {'granularity':<11} {'vectors/note':>12} {'dtype':>8} {'disk':>10} "
+          f"{'RAM mapped':>11} {'RAM float32':>12}")
     for g, c in costs(directory).items():
         in_ram = c["vectors_per_note"] * dim * 4 + c["ram_bytes_per_note"]
         print(f"  {g:<11} {c['vectors_per_note']:>12.2f} {c['dtype']:>8} {c['disk_bytes_per_note']:>10,.0f} "

@@ -127,8 +127,7 @@ def _new_index(n: int, dim: int, kind: str, config: IndexConfig):
 def _rows(source, rows, dim: int | None) -> np.ndarray:
     """float32 rows of ``source`` (an array, memmap or ``ShardedArray``), as the index sees them:
     the re-normalised ``dim`` prefix when ``dim`` is given."""
-    block = source.take(rows) if hasattr(source, "take") and not isinstance(source, np.ndarray) else source[rows]
-    block = np.asarray(block, dtype=np.float32)
+    block = np.asarray(source[rows], dtype=np.float32)
     return np.ascontiguousarray(block if dim is None or dim == block.shape[1] else truncate(block, dim))
 
 
@@ -165,7 +164,7 @@ def build_ann_streaming(source, kind: str, config: IndexConfig, dim: int | None 
         index.train(_rows(source, sample, dim))
         index.nprobe = min(config.ivf_nprobe, index.nlist)
     for start in range(0, n, block_rows):
-        index.add(_rows(source, np.arange(start, min(start + block_rows, n)), dim))
+        index.add(_rows(source, slice(start, min(start + block_rows, n)), dim))
     return index
 
 
