@@ -2,17 +2,20 @@
 
 Loop: requeue jobs whose worker went silent, claim one queued ``rl`` job (atomic in the store, so
 two workers never run the same job), run RL from the job's base version on the grades in the
-store, then publish a model version folder (docs/DESIGN.md "Model version folder")::
+store, then publish a model version folder with ``uninote.service.folders.write_version`` (the
+same writer as the app's first-run build; docs/DESIGN.md "Model version folder")::
 
     <versions root>/.tmp-<version>-<pid>/   model/ embeddings/ index/ eval.json READY(last)
         -- rename -->  <versions root>/<version>/   -- then --  store.register_model_version(...)
 
-Progress and metrics stream into the job row (``update_job``); a heartbeat thread keeps the row
-alive through long phases. Any error marks the job failed with its message and deletes the temp
-folder: a version is registered only when its folder is complete. SIGTERM stops at the next step
-boundary (the RL checkpoint is kept) and marks the job failed as interrupted. Work folders are keyed
-by the job's parameters, so a job retried after a crash (``requeue_stale_jobs``) or re-queued with
-the same parameters resumes from its last RL checkpoint.
+The store records the folder relative to the versions root and the corpus by where it is (an
+absolute path or a Hub id), so any worker that reaches both finds them. Progress and metrics
+stream into the job row (``update_job``); a heartbeat thread keeps the row alive through long
+phases. Any error marks the job failed with its message: a version is registered only when its
+folder is complete. SIGTERM stops at the next step boundary (the RL checkpoint is kept) and marks
+the job failed as interrupted. Work folders are keyed by the job's parameters, so a job retried
+after a crash (``requeue_stale_jobs``) or re-queued with the same parameters resumes from its last
+RL checkpoint.
 """
 
 from __future__ import annotations
@@ -21,11 +24,9 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,8 @@ RL_KEYS_IGNORED = ("base_version", "corpus", "init", "rl", "max_pairs", "eval_ma
 class WorkerConfig:
     db_url: str = field(metadata={"help": "Annotation store URL."})
     versions_root: Path | None = field(default=None, metadata={"help": (
-        "Where version folders go (default: $UNINOTE_HOME/versions, as the app).")})
+        "Where version folders go (default: the versions/ folder beside a SQLite store, as the app "
+        "lays out its home, else $UNINOTE_HOME/versions).")})
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
                            metadata={"help": "Name recorded on claimed jobs."})
     poll_seconds: float = field(default=5.0, metadata={"help": "Wait between polls when the queue is empty."})
@@ -51,8 +53,15 @@ class WorkerConfig:
     def resolved_versions_root(self) -> Path:
         if self.versions_root is not None:
             return Path(self.versions_root)
+        from sqlalchemy.engine import make_url
+
         from uninote.service import default_home
 
+        url = make_url(self.db_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            beside = Path(url.database).parent / "versions"
+            if beside.is_dir():
+                return beside
         return default_home() / "versions"
 
 
@@ -97,9 +106,8 @@ class TrainerWorker:
         lost = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(job.id, lost), daemon=True)
         beat.start()
-        tmp = None
         try:
-            tmp, result = self._run_job(job, lost)
+            result = self._run_job(job, lost)
             self.store.finish_job(job.id, result, worker_id=self.cfg.worker_id)
             log.info("job %d done: version %s", job.id, result["version"])
         except JobLost:
@@ -116,8 +124,6 @@ class TrainerWorker:
         finally:
             lost.set()
             beat.join(timeout=5)
-            if tmp is not None and tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
 
     def _describe(self, exc: BaseException) -> str:
         from uninote.train.rl import StopTraining
@@ -137,7 +143,10 @@ class TrainerWorker:
 
     # --- one job -------------------------------------------------------------------------------
     def _resolve_inputs(self, params: dict) -> tuple[str, str | None, str | None]:
-        """(init checkpoint folder, parent version, corpus source) from job parameters."""
+        """(init checkpoint folder, parent version, corpus source) from job parameters: the job's
+        own corpus, else the one the base version records."""
+        from uninote.service.folders import resolve_path
+
         base = params.get("base_version")
         init = params.get("init")
         if init is None:
@@ -150,7 +159,7 @@ class TrainerWorker:
 
                 raise ConfigError(f"job names base version {base!r}, which the store does not know; "
                                   f"registered: {sorted(versions)}")
-            init = str(Path(versions[base].path) / "model")
+            init = str(resolve_path(self.root, versions[base].path) / "model")
             corpus = params.get("corpus") or versions[base].corpus
         else:
             corpus = params.get("corpus")
@@ -164,8 +173,10 @@ class TrainerWorker:
         values.setdefault("device", self.cfg.device)
         return RLConfig.from_dict({**RLConfig().to_dict(), **values})
 
-    def _run_job(self, job, lost: threading.Event) -> tuple[Path, dict]:
+    def _run_job(self, job, lost: threading.Event) -> dict:
+        from uninote.data import corpus_location
         from uninote.errors import ConfigError
+        from uninote.service.folders import stored_path
         from uninote.train.rl_data import from_store
         from uninote.train.rl_pipeline import run_rl
 
@@ -196,21 +207,17 @@ class TrainerWorker:
 
         run = run_rl(init, graded, work, cfg, corpus=corpus, on_progress=on_progress, should_stop=should_stop)
         self._report(job.id, 0.82, {}, "re-embedding the corpus and rebuilding indexes")
-        tmp, version, summary = self._write_version(run, work, params)
+        final, summary = self._write_version(run, work, params)
         if lost.is_set():
             raise JobLost()
-        final = self.root / version
-        if final.exists():  # same weights published before (e.g. retried after a crash)
-            if not (final / "READY").exists():
-                shutil.rmtree(final)
-        if not final.exists():
-            tmp.rename(final)
         metrics = {"rl": {k: run.metrics[k] for k in ("steps", "reward_first20", "reward_last20", "kl_last20",
                                                        "seconds", "steps_per_second", "device")},
                    "reward_data": run.metrics["reward_data"], "warnings": run.metrics["warnings"],
                    "eval": summary, "job_id": job.id}
-        self.store.register_model_version(version, str(final), parent=base, corpus=run.corpus.name, metrics=metrics)
-        return tmp, {"version": version, "path": str(final), "parent": base, **metrics}
+        where = corpus_location(corpus) if corpus else str(run.corpus.root)
+        self.store.register_model_version(final.name, stored_path(self.root, final), parent=base,
+                                          corpus=where, metrics=metrics)
+        return {"version": final.name, "path": str(final), "parent": base, **metrics}
 
     def _report(self, job_id: int, progress: float, metrics: dict, message: str) -> None:
         from annotations.errors import JobError
@@ -221,43 +228,23 @@ class TrainerWorker:
         except JobError as exc:
             raise JobLost() from exc
 
-    def _write_version(self, run, work: Path, params: dict) -> tuple[Path, str, dict]:
-        """Complete version folder in a temp dir (READY last); returns (tmp, version, eval summary)."""
-        model = run.model.cpu()
-        version = model.version
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{version}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            return tmp, version, self._fill_version(tmp, model, run, work, params)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written folder behind
-            raise
-
-    def _fill_version(self, tmp: Path, model, run, work: Path, params: dict) -> dict:
-        from uninote.index import Retriever
+    def _write_version(self, run, work: Path, params: dict) -> tuple[Path, dict]:
+        """Evaluate, then publish the complete version folder; returns (folder, eval summary)."""
+        from uninote.service.folders import eval_file, write_version
         from uninote.model.features import embed_from_features
 
-        version = model.version
-        model.save_pretrained(tmp / "model")
-        for name in ("training_config.json", "metrics.json"):
-            shutil.copy2(work / name, tmp / "model" / name)
-        if (work / "reward_model").exists():
-            shutil.copytree(work / "reward_model", tmp / "model" / "reward_model")
+        model = run.model.cpu()
         embeddings = embed_from_features(model, run.features, progress=False)
-        embeddings.model_version = version
-        embeddings.save(tmp / "embeddings")
-        Retriever(embeddings).save(tmp / "index")
-        summary = {}
+        embeddings.model_version = model.version
+        evaluation, summary = None, {}
         max_q = int(params.get("eval_max_queries", self.cfg.eval_max_queries))
         if max_q and run.corpus.qrels:
             from uninote.eval import evaluate
 
             report = evaluate(embeddings, run.corpus.qrels, dims=model.config.matryoshka_dims,
                               modalities=("note", "image"), granularities=("note",), max_queries=max_q)
-            (tmp / "eval.json").write_text(json.dumps({"n_queries": report.n_queries, "results": report.results,
-                                                       "corpus": run.corpus.name}, indent=2))
-            summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
-                       for r in report.results}
-        (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        return summary
+            evaluation, summary = eval_file(report, run.corpus.name)
+        extras = [work / "training_config.json", work / "metrics.json", work / "reward_model"]
+        final = write_version(self.root, model.version, model, embeddings, model_files=extras,
+                              evaluation=evaluation)
+        return final, summary

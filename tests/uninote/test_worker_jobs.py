@@ -65,7 +65,8 @@ def test_worker_publishes_a_complete_version(world):
                  "model/metrics.json", "embeddings/manifest.json", "index", "eval.json", "READY"):
         assert (folder / part).exists(), part
     registered = {v.version: v for v in store.list_model_versions()}[version]
-    assert registered.parent == "sft" and registered.path == str(folder)
+    assert registered.parent == "sft" and registered.path == version  # relative to the versions root
+    assert registered.corpus == str(root.resolve())  # where the corpus is, for any worker
     assert registered.metrics["reward_data"]["pairs"] == 60
     assert job.metrics["step"] == 6 and job.progress == 1.0
     assert not list(versions.glob(".tmp-*"))

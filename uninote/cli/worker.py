@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--stale-after", type=float, default=600.0,
                    help="seconds without heartbeat after which a running job is requeued")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="RL device")
+    p.add_argument("--parent-pid", type=int,
+                   help="stop (as on SIGTERM) when this process ends: the app passes its own pid for "
+                        "the worker it runs")
     p.set_defaults(func=run_worker)
 
     s = subparsers.add_parser("simulate-annotators", help="grade queue pairs with simulated annotators",
@@ -70,9 +73,24 @@ def run_worker(args) -> int:
     with AnnotationStore(args.db) as store:
         worker = TrainerWorker(store, cfg)
         worker.install_signal_handlers()
+        if args.parent_pid:
+            watch_parent(args.parent_pid, worker.stop_requested)
         done = worker.run(once=args.once)
     print(f"worker {cfg.worker_id}: processed {done} job(s)")
     return 0
+
+
+def watch_parent(pid: int, stop, every_s: float = 1.0) -> None:
+    """Set ``stop`` once process ``pid`` is no longer this process's parent (it exited)."""
+    import os
+    import threading
+
+    def watch():
+        while not stop.wait(every_s):
+            if os.getppid() != pid:
+                stop.set()
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 def load_any_model(spec: str):

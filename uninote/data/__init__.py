@@ -8,9 +8,9 @@
 from uninote.data.corpus import Corpus, Pair
 from uninote.data.fashion import fashion_grade
 from uninote.data.images import load_image
-from uninote.data.loaders import load_corpus, write_corpus
+from uninote.data.loaders import corpus_location, load_corpus, write_corpus
 from uninote.data.note import Note
 from uninote.data.split import split_corpus, subset_corpus
 
-__all__ = ["Corpus", "Note", "Pair", "fashion_grade", "load_corpus", "load_image", "split_corpus",
-           "subset_corpus", "write_corpus"]
+__all__ = ["Corpus", "Note", "Pair", "corpus_location", "fashion_grade", "load_corpus", "load_image",
+           "split_corpus", "subset_corpus", "write_corpus"]

@@ -42,6 +42,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("UNINOTE_CACHE") or Path.home() / ".cache" / "uninote")
 
 
+def corpus_location(source) -> str:
+    """Where ``source`` is, for records other processes read (a model version's corpus): the
+    absolute path of a local file or folder, else the source as given (a Hub repo id)."""
+    path = Path(source).expanduser()
+    return str(path.resolve()) if path.exists() else str(source)
+
+
 def detect_format(source) -> str:
     """Which adapter reads ``source``; raises ``CorpusError`` saying what was looked for."""
     path = Path(source)

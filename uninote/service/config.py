@@ -66,6 +66,12 @@ class ServiceConfig:
         "help": "Per-photo pixel limit (default 30 million)."})
     thumb_size: int = field(default=224, metadata={
         "help": "Longest side of gallery thumbnails in pixels (default 224)."})
+    worker: bool = field(default=False, metadata={"help": (
+        "Run the trainer worker (`uninote worker`) as a supervised child process on this store and "
+        "versions root once the service is ready ($UNINOTE_WORKER; default off here, on in the app "
+        "unless 0).")})
+    worker_device: str = field(default="auto", metadata={"help": (
+        "RL device of that worker: auto, cpu or cuda ($UNINOTE_WORKER_DEVICE; default auto).")})
 
     def validate(self) -> "ServiceConfig":
         self.home = Path(self.home)
@@ -80,6 +86,8 @@ class ServiceConfig:
         cfg = cls()
         cfg.db_url = os.environ.get("UNINOTE_DB", "")
         cfg.model = os.environ.get("UNINOTE_MODEL", cfg.model)
+        cfg.worker = os.environ.get("UNINOTE_WORKER", "1").strip().lower() not in ("0", "false", "no", "off")
+        cfg.worker_device = os.environ.get("UNINOTE_WORKER_DEVICE", cfg.worker_device)
         for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
             if os.environ.get(env):
                 try:

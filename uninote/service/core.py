@@ -8,9 +8,12 @@ Serving and switching versions: the served version is one immutable ``ServedVers
 ``self._served``. ``activate(version)`` loads the new folder first, then swaps that reference under
 a lock; a search that already took the old reference finishes on it.
 
-Cold start (``start()``): load the corpus, open the store, then serve the active version, or build
+Cold start (``start()``): open the store, load the corpus, then serve the active version, or build
 the default one into ``<versions root>/<version>/`` (see docs/DESIGN.md "Model version folder")
-and mark it active. Progress is reported through ``status`` (one line, polled by the UI) and tqdm.
+and mark it active. Progress is reported through ``status`` (one line, polled by the UI),
+``progress()`` (step, percent, time left) and tqdm; until ``ready``, the methods that need the
+model raise ``UniNoteError`` saying what is being built. With ``config.worker`` the service then
+runs the trainer worker as a supervised child process (``WorkerProcess``), stopped by ``close()``.
 """
 
 from __future__ import annotations
@@ -28,14 +31,17 @@ from annotations.grades import clean_grade
 from annotations.planning import choose_queries
 from annotations.queue import LabelQueue
 from annotations.store import AnnotationStore
-from uninote.data.loaders import load_corpus
+from uninote.data.loaders import corpus_location, load_corpus
 from uninote.data.note import Note
 from uninote.errors import UniNoteError
 from uninote.eval import evaluate
 from uninote.service.checks import search_settings
 from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
 from uninote.fileio import atomic_write
-from uninote.service.folders import load_version, make_model, read_json, write_version
+from uninote.service.folders import (eval_file, load_version, make_model, read_json, resolve_path,
+                                     sft_staging, stored_path, write_version)
+from uninote.service.progress import BuildProgress, BuildSteps
+from uninote.service.worker_process import WorkerProcess, worker_command
 from uninote.service.maps import layout_path, load_layout, per_note_vectors, save_layout, umap_2d
 from uninote.service.media import make_thumbnail, save_upload, thumbnail_path
 from uninote.service.types import Neighbour, SearchResult, ServedVersion, UploadedQuery
@@ -54,11 +60,14 @@ class UniNoteService:
         self._served: ServedVersion | None = None
         self._swap_lock = threading.Lock()
         self._fill_lock = threading.Lock()
-        self._status = "starting"
         self._error: str | None = None
         self._ready = threading.Event()
         self._umap_jobs: dict[tuple, threading.Thread] = {}
         self._umap_lock = threading.Lock()
+        self._enqueue_lock = threading.Lock()
+        self._steps = BuildSteps(["opening the annotation store", "loading the corpus", "loading the model version"])
+        self.corpus_source: str | None = None  # where the corpus is: absolute path or Hub id
+        self.worker: WorkerProcess | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
     @property
@@ -68,7 +77,22 @@ class UniNoteService:
             return f"error: {self._error}"
         if self._served is not None:
             return f"ready · model version {self._served.version} · {len(self.corpus):,} notes"
-        return self._status
+        step = self.progress()
+        return f"{'first run: ' if step.first_run else ''}{step.describe()}"
+
+    def progress(self) -> BuildProgress:
+        """Which step of the start is running, with the live progress bar's percent and time left."""
+        return self._steps.now()
+
+    def waiting_for(self) -> str:
+        """What the service is waiting for, in a sentence; '' once ready."""
+        if self._error:
+            return f"The service could not start: {self._error}"
+        if self.ready:
+            return ""
+        step = self.progress()
+        what = "The first model version is being built" if step.first_run else "The model is loading"
+        return f"{what}: {step.describe()}."
 
     @property
     def ready(self) -> bool:
@@ -78,8 +102,12 @@ class UniNoteService:
         return self._ready.wait(timeout)
 
     def _set_status(self, text: str) -> None:
-        self._status = text
         log.info(text)
+
+    def _begin(self, label: str) -> None:
+        """Move the start to its next step."""
+        self._steps.begin(label)
+        self._set_status(self.status)
 
     def start(self, background: bool = False, warm: bool = False) -> "UniNoteService":
         """Load corpus and store, then serve (or build) the active version.
@@ -106,13 +134,19 @@ class UniNoteService:
             self._error = str(exc)
 
     def _start(self) -> None:
-        self._set_status(f"loading corpus {self.config.corpus}")
-        self.corpus = load_corpus(self.config.corpus, on_error="skip")
+        self._begin("opening the annotation store")
         self.config.home.mkdir(parents=True, exist_ok=True)
         self.store = AnnotationStore(self.config.db_url)
+        version = self._active_version_name()
+        if version is None:
+            make = "training the default SFT model" if self.config.model == "default" else "making the model"
+            self._steps.plan(["loading the corpus", make, "embedding the corpus",
+                              "indexing and writing the version", "loading the version"], first_run=True)
+        self._begin(f"loading the corpus {self.config.corpus}")
+        self.corpus_source = corpus_location(self.config.corpus)
+        self.corpus = load_corpus(self.config.corpus, on_error="skip")
         self.store.register_notes(self.corpus.name, self.corpus.notes)
         self.queue = LabelQueue(self.store)
-        version = self._active_version_name()
         if version is None:
             version = self._build_default_version()
         self._served = self._load_version(version)
@@ -120,6 +154,19 @@ class UniNoteService:
             self._fill_queue()
         self._ready.set()
         self._set_status(self.status)
+        if self.config.worker:
+            self.worker = WorkerProcess(self.config.db_url, self.config.versions_root,
+                                        device=self.config.worker_device).start()
+
+    def close(self) -> None:
+        """Stop the trainer worker this service started (if any)."""
+        if self.worker is not None:
+            self.worker.stop()
+
+    def worker_hint(self) -> str:
+        """The command that runs a trainer worker elsewhere on this store and versions root."""
+        url = self.store.redacted_url if self.store is not None else self.config.db_url
+        return " ".join(["uninote"] + worker_command(url, self.config.versions_root)[3:])
 
     def _fill_queue(self, k: int = 10) -> int:
         """Plan label tasks for up to ``config.label_queries`` notes that have not been queries yet:
@@ -145,26 +192,29 @@ class UniNoteService:
 
     def _active_version_name(self) -> str | None:
         active = self.store.active_version()
-        if active is not None and (Path(active.path) / "READY").exists():
+        if active is not None and (self._folder(active.path) / "READY").exists():
             return active.version
         return None
+
+    def _folder(self, stored: str) -> Path:
+        return resolve_path(self.config.versions_root, stored)
 
     # --- versions ---------------------------------------------------------------------------------
     def _build_default_version(self) -> str:
         """First run: make the model named by ``config.model``, embed, index, write the folder."""
         spec = self.config.model
-        self._set_status(f"first run: building the default model ({spec}) for {len(self.corpus):,} notes")
+        self._begin("training the default SFT model" if spec == "default" else f"making the model ({spec})")
         model = self._make_model(spec)
         version = "baseline" if str(spec).startswith("baseline:") else model.version
         folder = self.config.versions_root / version
         if not (folder / "READY").exists():
-            self._set_status(f"first run: embedding {len(self.corpus):,} notes with {version}")
+            self._begin(f"embedding {len(self.corpus):,} notes with {version}")
             embeddings = model.embed_corpus(self.corpus, progress=True)
             embeddings.model_version = version
-            self._set_status(f"first run: indexing {len(self.corpus):,} notes")
+            self._begin(f"indexing {len(self.corpus):,} notes and writing the version")
             self._write_version(folder, spec, model, embeddings)
-        self.store.register_model_version(version, str(folder), corpus=self.corpus.name,
-                                          metrics=read_json(folder / "eval.json"))
+        self.store.register_model_version(version, stored_path(self.config.versions_root, folder),
+                                          corpus=self.corpus_source, metrics=read_json(folder / "eval.json"))
         self.store.set_active_version(version)
         return version
 
@@ -172,16 +222,24 @@ class UniNoteService:
         return make_model(self.config, self.corpus, spec, self._set_status)
 
     def _write_version(self, folder: Path, spec: str, model, embeddings) -> None:
-        write_version(self.config, folder, spec, model, embeddings)
+        """The version folder, through the one writer the RL worker uses too."""
+        staging = sft_staging(self.config)  # train_sft's training config and metrics, kept
+        files = [staging / "training_config.json", staging / "metrics.json"] if spec == "default" else []
+        write_version(folder.parent, folder.name, model, embeddings, spec=spec, model_files=files)
+        if spec == "default":
+            import shutil
+
+            shutil.rmtree(staging.parent, ignore_errors=True)
 
     def _load_version(self, version: str) -> ServedVersion:
-        self._set_status(f"loading model version {version}")
+        if not self.ready:
+            self._begin(f"loading model version {version}")
         return load_version(version, self._version_path(version))
 
     def _version_path(self, version: str) -> Path:
         for v in self.store.list_model_versions():
             if v.version == version:
-                return Path(v.path)
+                return self._folder(v.path)
         return self.config.versions_root / version
 
     @property
@@ -265,11 +323,10 @@ class UniNoteService:
         report = evaluate(served.embeddings, self.corpus.qrels, dims=self.dims(),
                           modalities=("note", "image", "text"),
                           granularities=("note", "text", "image", "region"), max_queries=max_queries)
-        atomic_write(path, json.dumps({"n_queries": report.n_queries, "results": report.results,
-                                        "corpus": self.corpus.name}, indent=2).encode())
-        summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
-                   for r in report.results if r["query_modality"] == "note"}
-        self.store.register_model_version(served.version, str(served.path), metrics=summary)
+        data, summary = eval_file(report, self.corpus.name, modalities=("note",))
+        atomic_write(path, json.dumps(data, indent=2).encode())
+        self.store.register_model_version(served.version, stored_path(self.config.versions_root, served.path),
+                                          metrics=summary)
         self._set_status(self.status)
 
     # --- search -----------------------------------------------------------------------------------
@@ -317,6 +374,7 @@ class UniNoteService:
     def next_pair(self, annotator: str) -> Any | None:
         """The next (query, candidate) task for this annotator, or None when the queue is empty."""
         self._require_annotator(annotator)
+        self._require_ready()
         task = self.queue.next_task(annotator)
         if task is None:
             with self._fill_lock:  # one refill at a time; whoever waited finds the new tasks
@@ -378,14 +436,27 @@ class UniNoteService:
         return [r for r in rows if isinstance(r, dict) and "dim" in r]
 
     def enqueue_rl(self, params: dict | None = None) -> int:
-        """Queue an RL run from the collected grades, starting from the served version."""
-        if not self.store.judgments():
-            raise UniNoteError("no grades collected yet: grade some pairs before an RL run")
-        job = dict(params or {}, base_version=self.served.version, corpus=self.config.corpus)
-        return self.store.enqueue_job("rl", job)
+        """Queue an RL run from the collected grades, starting from the served version. Refused
+        while another RL job is queued or running (a double click queues one job, not two)."""
+        served = self.served
+        with self._enqueue_lock:
+            busy = self.store.list_jobs(status="running", kind="rl") + \
+                self.store.list_jobs(status="queued", kind="rl")
+            if busy:
+                job = busy[0]
+                raise UniNoteError(f"RL job {job.id} is already {job.status} ({job.progress:.0%}): "
+                                   "wait for it to finish before starting another run")
+            if not self.store.judgments():
+                raise UniNoteError("no grades collected yet: grade some pairs before an RL run")
+            job = dict(params or {}, base_version=served.version, corpus=self.corpus_source)
+            return self.store.enqueue_job("rl", job)
 
     def jobs(self) -> list:
         return sorted(self.store.list_jobs(), key=lambda j: j.id, reverse=True)
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            raise UniNoteError(self.waiting_for())
 
     @staticmethod
     def _require_annotator(annotator: str | None) -> None:

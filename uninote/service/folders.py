@@ -1,13 +1,23 @@
-"""Model version folders (docs/DESIGN.md, "Model version folder"): make, write, load; file helpers."""
+"""Model version folders (docs/DESIGN.md, "Model version folder"): make, write, load; path helpers.
+
+``write_version`` is the one writer of a version folder, used by the first-run build and by the
+trainer worker: it fills ``<root>/.tmp-<version>-<pid>/`` (model/, embeddings/, index/,
+eval.json, READY last) and renames it to ``<root>/<version>/``, so a folder with READY is always
+complete. The database records a version's folder relative to the versions root
+(``stored_path`` / ``resolve_path``), so a copied home keeps working; absolute rows still resolve.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from uninote.errors import UniNoteError
+from uninote.fileio import atomic_write
 from uninote.service.config import DEMO_SFT, ServiceConfig
 from uninote.service.types import ServedVersion
 
@@ -17,6 +27,21 @@ def read_json(path: Path) -> dict:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return {}
+
+
+def stored_path(root: Path, folder: Path) -> str:
+    """How the database records ``folder``: relative to the versions root when under it."""
+    folder, root = Path(folder).resolve(), Path(root).resolve()
+    try:
+        return str(folder.relative_to(root))
+    except ValueError:
+        return str(folder)
+
+
+def resolve_path(root: Path, path: str) -> Path:
+    """The folder a database row names: relative rows under the versions root, absolute as they are."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(root) / p
 
 
 def sft_staging(config: ServiceConfig) -> Path:
@@ -35,30 +60,58 @@ def make_model(config: ServiceConfig, corpus, spec: str, status: Callable[[str],
     from uninote.train.sft_config import SFTConfig
 
     cfg = SFTConfig(**{**DEMO_SFT, **config.sft_overrides})
-    status(f"first run: training the default SFT model ({cfg.epochs} epochs; progress in the console)")
+    status(f"training the default SFT model ({cfg.epochs} epochs)")
     model, _ = train_sft(corpus, sft_staging(config), cfg, progress=True)
     return model
 
 
-def write_version(config: ServiceConfig, folder: Path, spec: str, model, embeddings) -> None:
-    """model/, embeddings/, index/ then READY last."""
+def eval_file(report, corpus: str, modalities: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+    """(eval.json content, ndcg@10 summary for the store, of ``modalities`` or all) from an
+    ``uninote.eval`` report."""
+    data = {"n_queries": report.n_queries, "results": report.results, "corpus": corpus}
+    summary = {f"{r['query_modality']}/{r['granularity']}/ndcg@10@{r['dim']}": r["ndcg@10"]
+               for r in report.results if modalities is None or r["query_modality"] in modalities}
+    return data, summary
+
+
+def write_version(root: Path, version: str, model, embeddings, *, spec: str | None = None,
+                  model_files: Iterable[Path] = (), evaluation: dict | None = None) -> Path:
+    """Publish ``<root>/<version>/`` and return it.
+
+    model/ holds ``model.save_pretrained`` (or, for a baseline without weights, ``spec.json``
+    naming ``spec``) plus copies of ``model_files`` (training config, metrics, reward model);
+    then embeddings/, index/, ``evaluation`` as eval.json when given, READY last. An existing
+    complete folder of the same version (same weights published before) is kept as it is.
+    """
     from uninote.index import Retriever
 
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = sft_staging(config)
-    if spec == "default" and staging.exists():  # keep train_sft's training_config/metrics files
-        import shutil
-
-        shutil.rmtree(folder / "model", ignore_errors=True)
-        shutil.move(str(staging), str(folder / "model"))
-    elif hasattr(model, "save_pretrained"):
-        model.save_pretrained(folder / "model")
-    else:  # baselines have no weights of their own: record how to rebuild them
-        (folder / "model").mkdir(exist_ok=True)
-        (folder / "model" / "spec.json").write_text(json.dumps({"load_model": spec}))
-    embeddings.save(folder / "embeddings")
-    Retriever(embeddings).save(folder / "index")
-    (folder / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    root = Path(root)
+    final = root / version
+    tmp = root / f".tmp-{version}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(tmp / "model")
+        else:  # baselines have no weights of their own: record how to rebuild them
+            (tmp / "model").mkdir(parents=True)
+            (tmp / "model" / "spec.json").write_text(json.dumps({"load_model": spec}))
+        for src in map(Path, model_files):
+            if src.is_dir():
+                shutil.copytree(src, tmp / "model" / src.name)
+            elif src.exists():
+                shutil.copy2(src, tmp / "model" / src.name)
+        embeddings.save(tmp / "embeddings")
+        Retriever(embeddings).save(tmp / "index")
+        if evaluation is not None:
+            atomic_write(tmp / "eval.json", json.dumps(evaluation, indent=2).encode())
+        (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if final.exists() and not (final / "READY").exists():
+            shutil.rmtree(final)  # an incomplete folder left by a crash
+        if not final.exists():
+            tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written folder behind
+    return final
 
 
 def load_version(version: str, folder: Path) -> ServedVersion:
