@@ -2,9 +2,11 @@
 
 Honours GRADIO_SERVER_NAME / GRADIO_SERVER_PORT (Gradio reads them) and the UNINOTE_* settings
 described in README.md. The page is served at once; on a first run the default model version is
-built in the background with progress in the console and in the page's status line.
+built in the background with progress in the console and in every tab. Once the service is ready it
+runs the trainer worker as a child process (``UNINOTE_WORKER=0`` turns it off), stopped with the app.
 """
 
+import atexit
 import logging
 import os
 import warnings
@@ -25,7 +27,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     warnings.filterwarnings("ignore", message=".*HTTP_422_UNPROCESSABLE_ENTITY.*")
-    service = UniNoteService(ServiceConfig.from_env()).start(background=True, warm=True)
+    service = UniNoteService(ServiceConfig.from_env())
+    atexit.register(service.close)
+    service.start(background=True, warm=True)
     demo = build_demo(service)
     demo.launch(**launch_settings(service))
 

@@ -2,7 +2,8 @@
 
 The grade is written to the store before the next pair is fetched, inside the same callback, so
 what the annotator sees next is always after a saved grade. Shortcuts (static/uninote.js):
-0-3 grade, u undo, s skip.
+0-3 grade, u undo, s skip. While the service starts (a first run builds the model version), the
+tab says what it waits for, with the build's progress, and shows the first pair once it is ready.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import gradio as gr
 
 from app.auth import on_spaces, with_annotator
-from app.views import GRADE_NAMES, error_box, note_card, ok_box
+from app.views import GRADE_NAMES, error_box, note_card, ok_box, waiting_box
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
 
@@ -37,8 +38,15 @@ def _progress(service: UniNoteService, who: str) -> str:
     return f"**{who}** · **{s.n_grades}** graded ({dist}){speed}{left_txt}"
 
 
+def next_task(service: UniNoteService, who: str | None) -> dict | None:
+    """The annotator's next pair, None without a login or before the service is ready."""
+    return _task_dict(service.next_pair(who)) if who and service.ready else None
+
+
 def show(service: UniNoteService, who: str | None, task: dict | None, note: str = ""):
     """Outputs for one pair: state, two photos, two cards, progress, message."""
+    if not service.ready:
+        return (None, None, None, "", "", "", waiting_box(service, "Grading opens when it is ready."))
     if not who:
         login = "Sign in with Hugging Face above" if on_spaces() else \
             "Start the app with UNINOTE_USERS='name:password' and log in"
@@ -81,27 +89,36 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
     gr.Markdown("Keys: **0–3** grade · **s** skip · **u** undo", elem_classes=["un-muted", "un-center"])
     message = gr.HTML(elem_id="annotate-message")
     outputs = [task, q_photo, c_photo, q_card, c_card, progress, message]
+    waiting = gr.Timer(2.0, active=not service.ready)  # until the service is ready
 
     def load(who):
-        return show(service, who, _task_dict(service.next_pair(who)) if who else None)
+        return show(service, who, next_task(service, who))
+
+    def poll(who, current):
+        """While the service starts: the waiting line; once ready: the first pair, then stop."""
+        if not service.ready:
+            return show(service, who, None) + (gr.Timer(active=True),)
+        if current is not None:  # the pair is already on screen
+            return tuple(gr.update() for _ in outputs) + (gr.Timer(active=False),)
+        return load(who) + (gr.Timer(active=False),)
 
     def grade(g: int, who, current: dict | None):
         if current is None:
-            return show(service, who, _task_dict(service.next_pair(who)) if who else None)
+            return show(service, who, next_task(service, who))
         try:
             ctx = {k: current[k] for k in ("task_id", "rank", "dim", "granularity", "strategy")}
             service.grade(who, current["query_id"], current["candidate_id"], g, ctx)
         except UniNoteError as exc:
             return show(service, who, current, error_box(str(exc)))
-        return show(service, who, _task_dict(service.next_pair(who)), ok_box(f"Saved {GRADE_NAMES[g]}"))
+        return show(service, who, next_task(service, who), ok_box(f"Saved {GRADE_NAMES[g]}"))
 
     def skip(who, current):
         if who and current and current.get("task_id") is not None:
             service.skip(who, current["task_id"])
-        return show(service, who, _task_dict(service.next_pair(who)) if who else None, ok_box("Skipped"))
+        return show(service, who, next_task(service, who), ok_box("Skipped"))
 
     def undo(who, current):
-        if not who:
+        if not who or not service.ready:
             return show(service, who, None)
         restored = service.undo(who)
         if restored is None:
@@ -115,5 +132,6 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
                   queue=False)
     skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private", queue=False)
     undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private", queue=False)
+    waiting.tick(with_annotator(poll, 1), task, outputs + [waiting], api_visibility="private", queue=False)
 
     return outputs, with_annotator(load, 0)

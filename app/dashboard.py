@@ -6,6 +6,7 @@ import gradio as gr
 import pandas as pd
 
 from app import plots
+from app.views import waiting_box
 from uninote.service import UniNoteService
 
 
@@ -31,8 +32,9 @@ def annotator_table(summary: dict) -> pd.DataFrame:
 
 def refresh(service: UniNoteService, metric: str, modality: str):
     if not service.ready:
-        wait = plots.empty(service.status)
-        return "", wait, wait, wait, pd.DataFrame(), pd.DataFrame()
+        wait = plots.empty("Waiting for the model version")
+        return (waiting_box(service, "The dashboard fills in when it is ready."), wait, wait, wait,
+                pd.DataFrame(), pd.DataFrame())
     s = service.annotation_summary()
     agree = ("—" if s["exact_agreement"] is None else
              f"{s['exact_agreement']:.0%} exact agreement on {s['n_multi']} pairs graded by 2+ annotators "

@@ -159,6 +159,8 @@ def build(service: UniNoteService) -> ExploreHandles:
         return (note_id,) + render(service, note_id, *s)
 
     def search_catalogue(text):
+        if not service.ready:  # the catalogue fills in when the service is ready (app/factory.py)
+            return [], []
         notes = service.find_notes(text or "", limit=48)
         items = [(service.thumbnail(n.note_id), n.title) for n in notes]
         keep = [n.note_id for n, (t, _) in zip(notes, items) if t]

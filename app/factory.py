@@ -15,6 +15,7 @@ from starlette.middleware import Middleware
 
 from app import annotate, api, dashboard, explore, map_tab, trainer
 from app.auth import LoginRequired, load_users, make_auth, on_spaces
+from app.views import waiting_box
 from uninote.service import UniNoteService
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
@@ -40,25 +41,38 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
             with gr.Tab("Trainer", id="trainer", elem_id="tab-trainer"):
                 poll, poll_outputs = trainer.build(service)
 
-        # Cold start: the page is up at once; the status line follows the build, then the controls
-        # pick up the served model's dims and the catalogue fills in.
+        # Cold start: the page is up at once; every tab says what it waits for (the build's step,
+        # percent and time left) until the service is ready, then the controls pick up the served
+        # model's dims, the catalogue and the dashboard fill in, without a reload.
         status_timer = gr.Timer(1.0)
-        ready_seen = gr.State(False)
+        seen = gr.State("")  # "" first tick, "waiting" while the page saw the build, then "ready"
+        explore_message, dash_head = ex.outputs[-1], dash_outputs[0]
+        waiting = {explore_message: "Search opens when it is ready.", mp["status"]: "The map opens when it is ready.",
+                   dash_head: "The dashboard fills in when it is ready."}
+        ready_outputs = [ex.dim_a, ex.dim_b, mp["dim"], mp["field"], ex.catalogue, ex.corpus_ids,
+                         explore_message, mp["status"]] + dash_outputs
 
-        def on_status(seen):
-            if not service.ready or seen:
-                return service.status, seen, gr.update(), gr.update(), gr.update(), gr.update(), \
-                    gr.update(), gr.update(), gr.Timer(active=not service.ready or not seen)
+        def on_status(seen_before, *dash_settings):
+            if seen_before == "ready":
+                return {status: service.status, status_timer: gr.Timer(active=False)}
+            if not service.ready:
+                return {status: service.status, seen: "waiting",
+                        **{box: waiting_box(service, what) for box, what in waiting.items()}}
             dims = service.dims()
             items, ids = _catalogue(service, "")
             fields = map_tab.meta_fields(service)
-            return (service.status, True, gr.update(choices=dims, value=dims[-1]),
-                    gr.update(choices=dims, value=dims[0]), gr.update(choices=dims, value=dims[-1]),
-                    gr.update(choices=fields, value=fields[0]), items, ids, gr.Timer(active=False))
+            out = {status: service.status, seen: "ready", status_timer: gr.Timer(active=False),
+                   ex.dim_a: gr.update(choices=dims, value=dims[-1]), ex.dim_b: gr.update(choices=dims, value=dims[0]),
+                   mp["dim"]: gr.update(choices=dims, value=dims[-1]),
+                   mp["field"]: gr.update(choices=fields, value=fields[0]), ex.catalogue: items,
+                   ex.corpus_ids: ids}
+            if seen_before == "waiting":  # the tabs were showing the waiting line: clear it, fill in
+                out.update({explore_message: "", mp["status"]: ""})
+                out.update(zip(dash_outputs, dash_run(*dash_settings)))
+            return out
 
-        status_timer.tick(on_status, ready_seen,
-                          [status, ready_seen, ex.dim_a, ex.dim_b, mp["dim"], mp["field"], ex.catalogue,
-                           ex.corpus_ids, status_timer], api_visibility="private")
+        status_timer.tick(on_status, [seen] + dash_inputs, [status, seen, status_timer] + ready_outputs,
+                          api_visibility="private")
         demo.load(ann_load, None, ann_outputs, api_visibility="private")
         # Opening the tab shows the pair again (the same leased one): the photos of a tab first
         # opened after other events otherwise stay under Gradio's loading overlay.

@@ -1,9 +1,11 @@
 """Trainer: queue an RL run from the collected grades, watch it, and switch the served version.
 
 The RL worker (``uninote worker``) claims jobs from the annotation store and registers the new
-version folder when done; this tab only reads and writes the store through the service. Switching
-versions loads the new folder first and then swaps one reference, so searches in flight finish on
-the version they started with and no restart is needed.
+version folder when done. The app runs one itself (``UNINOTE_WORKER=0`` turns it off, for
+deployments that run workers elsewhere: the tab then gives the command). This tab only reads and
+writes the store through the service. Switching versions loads the new folder first and then swaps
+one reference, so searches in flight finish on the version they started with and no restart is
+needed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from app.auth import with_annotator
 from app.dashboard import versions_table
-from app.views import error_box, ok_box
+from app.views import error_box, ok_box, waiting_box
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
 from uninote.train.rl_config import RLConfig
@@ -26,6 +28,17 @@ def jobs_table(service: UniNoteService) -> pd.DataFrame:
              "message": j.error or j.message or "", "from": j.params.get("base_version", ""),
              "result": (j.result or {}).get("version", "")} for j in service.jobs()]
     return pd.DataFrame(rows, columns=["job", "kind", "status", "progress", "message", "from", "result"])
+
+
+def worker_line(service: UniNoteService) -> str:
+    """Who trains the queued runs: the app's own worker, or the command to start one elsewhere."""
+    if not service.ready:
+        return waiting_box(service, "Training opens when it is ready.")
+    hint = f"`{service.worker_hint()}`"
+    if service.worker is not None:
+        return (f"Queued runs are trained by the app's own trainer worker ({service.worker.describe()}). "
+                f"To train elsewhere, start the app with `UNINOTE_WORKER=0` and run {hint}")
+    return f"No trainer worker runs in this app (`UNINOTE_WORKER=0`): start one with {hint}"
 
 
 def _refuse(who: str | None) -> str | None:
@@ -39,9 +52,10 @@ def _refuse(who: str | None) -> str | None:
 
 
 def build(service: UniNoteService):
-    gr.Markdown("Queue an RL run that learns from the grades collected so far. A worker "
-                "(`uninote worker`) picks it up; when it finishes, its version appears below and "
-                "can be served without a restart.")
+    gr.Markdown("Queue an RL run that learns from the grades collected so far. A trainer worker "
+                "picks it up; when it finishes, its version appears below and can be served without "
+                "a restart.")
+    worker = gr.Markdown(worker_line(service), elem_id="trainer-worker")
     defaults = RLConfig()  # the recommended settings, not numbers copied into the UI
     with gr.Row():
         steps = gr.Number(value=defaults.steps, precision=0, label="RL steps", minimum=1, maximum=100000)
@@ -59,11 +73,12 @@ def build(service: UniNoteService):
 
     def poll(current=None):
         if not service.ready:
-            return pd.DataFrame(), pd.DataFrame(), gr.update()
+            return pd.DataFrame(), pd.DataFrame(), gr.update(), worker_line(service)
         names = [v.version for v in service.versions()]
         # an empty picker shows the version being served rather than nothing
         value = current or service.served.version
-        return jobs_table(service), versions_table(service), gr.update(choices=names, value=value)
+        return (jobs_table(service), versions_table(service), gr.update(choices=names, value=value),
+                worker_line(service))
 
     def start(who, values):
         n, rate = values
@@ -74,7 +89,9 @@ def build(service: UniNoteService):
             job = service.enqueue_rl({"steps": int(n), "learning_rate": float(rate)})
         except UniNoteError as exc:
             return error_box(str(exc))
-        return ok_box(f"Queued RL job {job}: waiting for a worker")
+        who_trains = "the app's trainer worker picks it up" if service.worker else \
+            f"waiting for a worker: {service.worker_hint()}"
+        return ok_box(f"Queued RL job {job}: {who_trains}")
 
     def switch(who, version):
         refusal = _refuse(who)
@@ -88,10 +105,10 @@ def build(service: UniNoteService):
             return error_box(str(exc))
         return ok_box(f"Now serving {version}: new searches use it")
 
-    timer.tick(poll, pick, [jobs, versions, pick], api_visibility="private")
+    timer.tick(poll, pick, [jobs, versions, pick, worker], api_visibility="private")
     params = gr.State([defaults.steps, defaults.learning_rate])
     for box in (steps, lr):
         box.change(lambda n, r: [n, r], [steps, lr], params, api_visibility="private", queue=False)
     enqueue.click(with_annotator(start, 1), params, message, api_name="enqueue_rl")
     activate.click(with_annotator(switch, 1), pick, message, api_name="activate_version")
-    return poll, [jobs, versions, pick]
+    return poll, [jobs, versions, pick, worker]

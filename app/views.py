@@ -38,3 +38,13 @@ def error_box(message: str) -> str:
 
 def ok_box(message: str) -> str:
     return f"<div class='un-ok'>{html.escape(message)}</div>"
+
+
+def waiting_box(service, what: str) -> str:
+    """What a tab waits for while the service starts: the build step, percent and time left."""
+    if service.ready:
+        return ""
+    waiting = service.waiting_for()
+    if waiting.startswith("The service could not start"):
+        return error_box(waiting)
+    return f"<div class='un-wait' role='status'>⏳ {html.escape(waiting)} {html.escape(what)}</div>"

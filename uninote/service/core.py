@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import threading
 import time
 from pathlib import Path
@@ -166,7 +167,7 @@ class UniNoteService:
     def worker_hint(self) -> str:
         """The command that runs a trainer worker elsewhere on this store and versions root."""
         url = self.store.redacted_url if self.store is not None else self.config.db_url
-        return " ".join(["uninote"] + worker_command(url, self.config.versions_root)[3:])
+        return shlex.join(["uninote"] + worker_command(url, self.config.versions_root)[3:])
 
     def _fill_queue(self, k: int = 10) -> int:
         """Plan label tasks for up to ``config.label_queries`` notes that have not been queries yet:

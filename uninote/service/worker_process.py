@@ -57,15 +57,15 @@ class WorkerProcess:
         return self.pid is not None
 
     def describe(self) -> str:
-        """One line for the Trainer tab."""
+        """Its state in a few words: 'running, pid 123', 'restarting after exit code 1', ..."""
         if self._stopping.is_set():
-            return "the app's trainer worker is stopped"
+            return "stopped"
         if self.running:
             again = f", restarted {self.restarts}x" if self.restarts else ""
-            return f"the app's trainer worker is running (pid {self.pid}{again})"
+            return f"running, pid {self.pid}{again}"
         if self.last_exit is not None:
-            return f"the app's trainer worker exited with code {self.last_exit}; restarting"
-        return "the app's trainer worker is starting"
+            return f"restarting after exit code {self.last_exit}"
+        return "starting"
 
     def start(self) -> "WorkerProcess":
         with self._lock:
