@@ -57,7 +57,7 @@ class BuildProgress:
     bar: BarState | None = None
 
     def describe(self) -> str:
-        """'step 2 of 5, training the default SFT model: sft 45 %, about 3 min left'."""
+        """'step 2 of 5, training the default SFT model: sft 45%, about 3 min left'."""
         text = f"step {self.step} of {self.steps}, {self.label}"
         if self.bar is not None:
             text += f": {self.bar.desc} {self.bar.fraction:.0%}"
