@@ -58,10 +58,11 @@ def build(service: UniNoteService):
     worker = gr.Markdown(worker_line(service), elem_id="trainer-worker")
     defaults = RLConfig()  # the recommended settings, not numbers copied into the UI
     with gr.Row():
-        steps = gr.Number(value=defaults.steps, precision=0, label="RL steps", minimum=1, maximum=100000)
+        steps = gr.Number(value=defaults.steps, precision=0, label="RL steps", minimum=1, maximum=100000,
+                          elem_id="trainer-steps")
         lr = gr.Number(value=defaults.learning_rate, label="Learning rate", minimum=0)
         enqueue = gr.Button("Start RL run", variant="primary", elem_id="trainer-enqueue")
-    message = gr.HTML()
+    message = gr.HTML(elem_id="trainer-message")
     jobs = gr.Dataframe(interactive=False, elem_id="trainer-jobs", label="Jobs (refreshes every 2 s)")
     gr.Markdown("#### Versions")
     versions = gr.Dataframe(interactive=False, elem_id="trainer-versions")

@@ -93,6 +93,7 @@ class TrainerWorker:
                 log.info("requeued or failed stale jobs %s", touched)
             job = self.store.claim_job(self.cfg.worker_id, kinds=("rl",))
             if job is not None:
+                log.info("job %d claimed by %s: %s", job.id, self.cfg.worker_id, job.params)
                 self.process(job)
                 done += 1
             if once:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -79,3 +80,14 @@ def live_app(service):
     url = f"http://127.0.0.1:{port}"
     yield url, service
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright (skipped where it is not installed)."""
+    from app.browser import CHROMIUM, chromium
+
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
+    with chromium() as b:
+        yield b

@@ -12,21 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from app.browser import CHROMIUM, captions, chromium, open_tab, pick_dropdown
+from app.browser import captions, open_tab, pick_dropdown
 from app.browser import login as _login
 from conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
-    with chromium() as b:
-        yield b
 
 
 @pytest.fixture(scope="module")
