@@ -175,14 +175,23 @@ class JobsMixin:
         """Running jobs whose worker has not heart-beaten for ``timeout_s`` go back to queued, or
         to failed once they used ``max_attempts`` claims. Returns the ids touched."""
         cutoff = time.time() - float(timeout_s)
+        return self._requeue(JobRow.heartbeat_at < cutoff, lambda row: f"worker {row.worker_id!r} silent for "
+                                                                    f"over {timeout_s:g}s")
+
+    def release_jobs(self, worker_id: str) -> list[int]:
+        """Running jobs of ``worker_id`` go back to queued (or to failed once they used
+        ``max_attempts`` claims): a worker restarted under the same id calls it, since the jobs
+        its previous process held can no longer be running. Returns the ids touched."""
+        return self._requeue(JobRow.worker_id == worker_id, lambda row: f"worker {row.worker_id!r} restarted")
+
+    def _requeue(self, condition, why) -> list[int]:
         touched = []
         with self._db.write() as session:
             rows = session.execute(
-                select(JobRow).where(JobRow.status == "running", JobRow.heartbeat_at < cutoff)
-                .with_for_update(skip_locked=True)
+                select(JobRow).where(JobRow.status == "running", condition).with_for_update(skip_locked=True)
             ).scalars().all()  # fmt: skip
             for row in rows:
-                note = f"worker {row.worker_id!r} silent for over {timeout_s:g}s"
+                note = why(row)
                 if row.attempts < row.max_attempts:
                     row.status, row.worker_id = "queued", None
                     row.message = f"requeued: {note} (attempt {row.attempts}/{row.max_attempts})"

@@ -23,6 +23,7 @@ or session ever leaves the store)::
     job_id = store.enqueue_job("rl", {...}); job = store.claim_job("worker-1", kinds=("rl",))
     store.heartbeat(id, "worker-1"); store.update_job(id, progress=.5, metrics={...})
     store.finish_job(id, {...}); store.fail_job(id, "why"); store.requeue_stale_jobs(300)
+    store.release_jobs(worker_id)   # a restarted worker: its earlier process's jobs back to the queue
     store.get_job(id); store.list_jobs(status="running")
     # operations
     store.backup("/path/copy.db"); store.check() -> dict; store.counts() -> dict

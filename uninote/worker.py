@@ -87,6 +87,9 @@ class TrainerWorker:
     def run(self, once: bool = False) -> int:
         """Process jobs until stopped (``once``: at most one job, then return). Returns jobs done."""
         done = 0
+        released = self.store.release_jobs(self.cfg.worker_id)  # held by this id's previous process
+        if released:
+            log.info("requeued jobs %s left running by an earlier %s", released, self.cfg.worker_id)
         while not self.stop_requested.is_set():
             touched = self.store.requeue_stale_jobs(self.cfg.stale_after_s)
             if touched:

@@ -64,6 +64,21 @@ def test_stale_job_is_requeued_then_failed_after_max_attempts(store):
     assert job.status == "failed" and "gave up after 2 attempts" in job.error
 
 
+def test_a_restarted_worker_releases_only_its_own_running_jobs(store):
+    mine = store.enqueue_job("rl", {}, max_attempts=2)
+    theirs = store.enqueue_job("rl", {})
+    store.claim_job("app-1")
+    store.claim_job("app-2")
+    assert store.release_jobs("app-1") == [mine]  # fresh heartbeat or not: that process is gone
+    assert store.get_job(mine).status == "queued" and "worker 'app-1' restarted" in store.get_job(mine).message
+    assert store.get_job(theirs).status == "running"
+    store.claim_job("app-1")
+    assert store.release_jobs("app-1") == [mine]
+    job = store.get_job(mine)
+    assert job.status == "failed" and "gave up after 2 attempts" in job.error
+    assert store.release_jobs("app-1") == []
+
+
 def test_concurrent_claims_never_share_a_job(db_path):
     first = AnnotationStore(str(db_path))
     ids = {first.enqueue_job("rl", {"i": i}) for i in range(12)}

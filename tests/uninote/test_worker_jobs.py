@@ -121,6 +121,16 @@ def test_worker_requeues_a_dead_workers_job_and_resumes_an_interrupted_one(world
     assert metrics["steps_per_second"] > 0
 
 
+def test_a_worker_restarted_under_its_id_takes_back_the_job_its_last_process_held(world):
+    store, versions, root = world
+    job_id = store.enqueue_job("rl", {"base_version": "sft", "corpus": str(root), **FAST_RL})
+    assert store.claim_job("app-worker").id == job_id  # then that process was killed mid-job
+    assert make_worker(store, versions, wid="other").run(once=True) == 0  # not another worker's to take
+    assert make_worker(store, versions, wid="app-worker").run(once=True) == 1
+    job = store.get_job(job_id)
+    assert job.status == "succeeded" and job.attempts == 2, job.error
+
+
 def _requeue_and_claim(store, worker_id):
     assert store.requeue_stale_jobs(0.0)
     job = store.claim_job(worker_id)

@@ -24,7 +24,9 @@ def register(subparsers) -> None:
                               description=WORKER_HELP, formatter_class=DefaultsHelp)
     p.add_argument("--db", required=True, help="annotation store URL (sqlite:///path.db or PostgreSQL)")
     p.add_argument("--versions-root", help="version folders root (default: $UNINOTE_HOME/versions)")
-    p.add_argument("--worker-id", help="name recorded on claimed jobs (default: host-pid)")
+    p.add_argument("--worker-id", help="name recorded on claimed jobs, one per running worker (default: "
+                                        "host-pid); a worker starting under a name requeues the jobs "
+                                        "still running under it")
     p.add_argument("--once", action="store_true", help="process at most one job, then exit")
     p.add_argument("--poll-seconds", type=float, default=5.0, help="wait between polls when idle")
     p.add_argument("--stale-after", type=float, default=600.0,
