@@ -28,15 +28,17 @@ def chromium():
             browser.close()
 
 
-def login(browser, url: str, user: str, password: str, timeout_ms: int = 30_000):
-    """A new page signed in as ``user``, once the Explore catalogue shows photos."""
+def login(browser, url: str, user: str, password: str, timeout_ms: int = 30_000,
+          ready: str = "#explore-catalogue img"):
+    """A new page signed in as ``user``, once ``ready`` (by default the Explore catalogue's photos)
+    is on the page."""
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(timeout_ms)
     page.goto(url)
     page.fill("input[type=text]", user)
     page.fill("input[type=password]", password)
     page.keyboard.press("Enter")
-    page.wait_for_selector("#explore-catalogue img")
+    page.wait_for_selector(ready)
     return page
 
 

@@ -57,6 +57,22 @@ def service(tmp_path_factory):
     return UniNoteService(tiny_service_config(tmp)).start()
 
 
+def wait_served(url: str, timeout_s: float) -> bool:
+    """Poll ``url`` until it answers 200 (True) or ``timeout_s`` passes (False)."""
+    import time
+
+    import requests
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return True
+        except requests.ConnectionError:
+            time.sleep(0.3)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

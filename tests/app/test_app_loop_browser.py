@@ -18,11 +18,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import PASSWORD, free_port, make_corpus
-
-from app.browser import VIEWPORT, captions, open_tab, pick_dropdown
+from app.browser import captions, login, open_tab, pick_dropdown
+from conftest import PASSWORD, free_port, make_corpus, wait_served
 
 pytestmark = pytest.mark.browser
 
@@ -51,14 +49,7 @@ def demo_app(tmp_path):
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{url}/", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        else:
+        if not wait_served(f"{url}/", 120):
             pytest.fail("app.py did not serve within 120 s:\n" + (tmp_path / "app.log").read_text()[-3000:])
         yield url, home, proc, tmp_path / "app.log"
     finally:
@@ -68,14 +59,8 @@ def demo_app(tmp_path):
 
 
 def sign_in(browser, url: str, user: str):
-    page = browser.new_page(viewport=VIEWPORT)
-    page.set_default_timeout(TIMEOUT)
-    page.goto(url)
-    page.fill("input[type=text]", user)
-    page.fill("input[type=password]", PASSWORD)
-    page.keyboard.press("Enter")
-    page.wait_for_selector("#service-status")
-    return page
+    """Signed in as soon as the page is up, build or not."""
+    return login(browser, url, user, PASSWORD, TIMEOUT, ready="#service-status")
 
 
 def grade_in_annotate(page, n: int) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import N_USERS, PASSWORD, free_port, make_corpus
+from conftest import N_USERS, PASSWORD, free_port, make_corpus, wait_served
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -107,13 +107,7 @@ def test_app_py_honours_gradio_server_env(tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.5)
-        else:
+        if not wait_served(f"http://127.0.0.1:{port}/", 90):
             pytest.fail("app.py did not serve on GRADIO_SERVER_PORT within 90 s")
         while time.time() < deadline and not list((tmp_path / "home").glob("versions/*/READY")):
             time.sleep(0.5)  # the first-run build finishes in the background, page already up
