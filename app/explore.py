@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 
 from app.auth import with_annotator
-from app.views import error_box, gallery_items, note_card, ok_box, result_line
+from app.views import error_box, gallery_items, note_card, ok_box, result_line, waiting_box
 from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES
 from uninote.errors import UniNoteError
 from uninote.service import STRATEGIES, UniNoteService, UploadedQuery, overlap_at_k
@@ -153,7 +153,8 @@ def build(service: UniNoteService) -> ExploreHandles:
     def open_note(note_id, *s):
         note_id = (note_id or "").strip()
         if not service.ready:
-            return (gr.update(),) + render(service, None, *s)[:-1] + (error_box(service.status),)
+            waiting = waiting_box(service, "Search opens when it is ready.")
+            return (gr.update(),) + render(service, None, *s)[:-1] + (waiting,)
         if note_id not in service.corpus:
             return (gr.update(),) + render(service, None, *s)[:-1] + (error_box(f"No note with id {note_id!r}"),)
         return (note_id,) + render(service, note_id, *s)

@@ -47,7 +47,8 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
         status_timer = gr.Timer(1.0)
         seen = gr.State("")  # "" first tick, "waiting" while the page saw the build, then "ready"
         explore_message, dash_head = ex.outputs[-1], dash_outputs[0]
-        waiting = {explore_message: "Search opens when it is ready.", mp["status"]: "The map opens when it is ready.",
+        waiting = {explore_message: "Search opens when it is ready.",
+                   mp["status"]: "The map opens when it is ready.",
                    dash_head: "The dashboard fills in when it is ready."}
         ready_outputs = [ex.dim_a, ex.dim_b, mp["dim"], mp["field"], ex.catalogue, ex.corpus_ids,
                          explore_message, mp["status"]] + dash_outputs
@@ -62,7 +63,8 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
             items, ids = _catalogue(service, "")
             fields = map_tab.meta_fields(service)
             out = {status: service.status, seen: "ready", status_timer: gr.Timer(active=False),
-                   ex.dim_a: gr.update(choices=dims, value=dims[-1]), ex.dim_b: gr.update(choices=dims, value=dims[0]),
+                   ex.dim_a: gr.update(choices=dims, value=dims[-1]),
+                   ex.dim_b: gr.update(choices=dims, value=dims[0]),
                    mp["dim"]: gr.update(choices=dims, value=dims[-1]),
                    mp["field"]: gr.update(choices=fields, value=fields[0]), ex.catalogue: items,
                    ex.corpus_ids: ids}

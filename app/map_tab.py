@@ -33,7 +33,8 @@ def file_url(path: str | None) -> str:
 def figure(service: UniNoteService, dim, granularity, field):
     """(figure, status, keep polling?) for the requested layout."""
     if not service.ready:
-        return plots.empty("Waiting for the model version"), f"{service.waiting_for()} The map opens when it is ready.", True
+        waiting = f"{service.waiting_for()} The map opens when it is ready."
+        return plots.empty("Waiting for the model version"), waiting, True
     dim = int(dim) if dim else None
     if service.umap_pending(dim, granularity) or not service.umap_cached(dim, granularity):
         service.precompute_umap(dim, granularity)

@@ -66,7 +66,8 @@ class UniNoteService:
         self._umap_jobs: dict[tuple, threading.Thread] = {}
         self._umap_lock = threading.Lock()
         self._enqueue_lock = threading.Lock()
-        self._steps = BuildSteps(["opening the annotation store", "loading the corpus", "loading the model version"])
+        self._steps = BuildSteps(["opening the annotation store", "loading the corpus",
+                                  "loading the model version"])
         self.corpus_source: str | None = None  # where the corpus is: absolute path or Hub id
         self.worker: WorkerProcess | None = None
 
