@@ -68,7 +68,7 @@ def wait_served(url: str, timeout_s: float) -> bool:
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return True
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or busy starting
             time.sleep(0.3)
     return False
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -229,8 +230,6 @@ class UniNoteService:
         files = [staging / "training_config.json", staging / "metrics.json"] if spec == "default" else []
         write_version(folder.parent, folder.name, model, embeddings, spec=spec, model_files=files)
         if spec == "default":
-            import shutil
-
             shutil.rmtree(staging.parent, ignore_errors=True)
 
     def _load_version(self, version: str) -> ServedVersion:
