@@ -76,10 +76,11 @@ def build(service: UniNoteService):
         if not service.ready:
             return pd.DataFrame(), pd.DataFrame(), gr.update(), worker_line(service)
         names = [v.version for v in service.versions()]
-        # an empty picker shows the version being served rather than nothing
-        value = current or service.served.version
-        return (jobs_table(service), versions_table(service), gr.update(choices=names, value=value),
-                worker_line(service))
+        # an empty picker shows the version being served rather than nothing; a picked value is
+        # left alone (a tick in flight while the user picks must not put the old value back)
+        pick_update = gr.update(choices=names) if current else \
+            gr.update(choices=names, value=service.served.version)
+        return jobs_table(service), versions_table(service), pick_update, worker_line(service)
 
     def start(who, values):
         n, rate = values
