@@ -192,14 +192,25 @@ class Retriever:
                                f"{self.full_dim} vectors from model {self.model_version!r}")
         return l2_normalize(q)
 
+    def indexes_for(self, granularity: str, strategy: str) -> tuple[str, ...]:
+        """The granularities a search reads: ``(granularity,)``; ``local`` reads one multi-vector
+        index (``local_granularity`` when asked for note/text); ``global+local`` reads
+        ``(global, local)``, the global one note/text (``note`` when asked for image/region)."""
+        if strategy not in ("local", "global+local"):
+            return (granularity,)
+        local_g = granularity if granularity in strategies.MULTI else self.local_granularity
+        if strategy == "local":
+            return (local_g,)
+        return (granularity if granularity in strategies.SINGLE else "note", local_g)
+
     def _plan(self, query, granularity, strategy, modality, dim):
         """(run(want), dedup granularity, dedup query vectors) for one search."""
         if strategy in ("local", "global+local"):
-            local_g = granularity if granularity in strategies.MULTI else self.local_granularity
             if strategy == "local":
+                (local_g,) = self.indexes_for(granularity, strategy)
                 q = self._query_vectors(query, modality, local_g)
                 return (lambda want: strategies.local(self, q, local_g, dim, want)), local_g, q
-            global_g = granularity if granularity in strategies.SINGLE else "note"
+            global_g, local_g = self.indexes_for(granularity, strategy)
             qg = self._query_vectors(query, modality, global_g)
             ql = query.vectors(modality, local_g)
             ql = None if ql is None else l2_normalize(ql)

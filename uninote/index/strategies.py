@@ -16,10 +16,13 @@ Every strategy returns ``(slots, scores)`` (numpy, best first, dead notes alread
                    Chamfer mean over query vectors of the max cosine to the note's vectors, exactly
                    as ``scoring.maxsim_scores``; uses ANN candidates when the table is large.
 - ``global+local`` exact global shortlist (K' notes at ``granularity`` note/text, at ``dim``)
-                   re-ranked by ``global + local_weight * local`` (default weight 1), local being the
+                   re-ranked by the weighted mean ``(global + w * local) / (1 + w)`` (``w`` is
+                   ``local_weight``, default 1: the plain mean of the two cosines), local being the
                    max-sim at ``local_granularity`` and ``dim``. A shortlisted note without local
-                   vectors adds 0 (no local evidence); a query without local vectors (text) ranks
-                   by global alone. Scores are therefore in [-1 - w, 1 + w].
+                   vectors counts local = 0 (no local evidence); a query without local vectors
+                   (text) ranks by global alone. Scores are therefore cosines in [-1, 1], on the
+                   same scale as every other strategy; dividing by ``1 + w`` leaves the order of
+                   ``global + w * local`` unchanged.
 """
 
 from __future__ import annotations
@@ -98,5 +101,6 @@ def global_local(r: "Retriever", global_query: np.ndarray, local_query: np.ndarr
         return _ranked(slots, g, want)
     loc = r.table(local_granularity, dim).score_slots(truncate(local_query, dim), slots)
     bonus = np.where(np.isfinite(loc), loc, 0.0)
-    combined = (g + r.local_weight * bonus).astype(np.float32)
+    w = r.local_weight
+    combined = ((g + w * bonus) / (1.0 + w)).astype(np.float32)
     return _ranked(slots, combined, want)

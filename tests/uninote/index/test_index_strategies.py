@@ -101,6 +101,10 @@ def test_global_plus_local_definition(emb):
     order = short[np.lexsort((short, -combined))][:10]
     hits = r.search(nid, k=10, strategy="global+local")
     assert [h.note_id for h in hits] == [emb.note_ids[i] for i in order]
+    # the score is the mean of the two cosines (weight 1): on the 0-1 cosine scale, same order
+    by_slot = dict(zip(short.tolist(), combined.tolist()))
+    np.testing.assert_allclose([h.score for h in hits], [by_slot[i] / 2 for i in order], rtol=1e-5)
+    assert all(-1 <= h.score <= 1 for h in hits)
 
 
 def test_query_without_the_needed_part_fails_clearly(emb):
