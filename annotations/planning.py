@@ -4,7 +4,8 @@ Input: ``{setting: {query_id: [candidate ids in rank order]}}`` (items may also 
 ``(id, score)`` pairs: with ``QueueConfig.score_threshold`` set, a score within ``score_margin`` of
 it also counts as near the decision boundary), where a setting is a
 ``Setting(dim, granularity, strategy)`` (or its text key ``"dim=64/granularity=note/strategy=exact"``,
-``dim=full`` for the full dimension). Each (query, candidate) pair becomes at most one task with a
+``dim=full`` for the full dimension; ``/version=v3`` names the model version a list came from
+when lists of several versions are planned together). Each (query, candidate) pair becomes at most one task with a
 ``source`` saying why it is worth a grade:
 
 - ``disagreement``: in the top-k under one setting but not another (e.g. top-k at 64 dims but
@@ -35,16 +36,19 @@ SOURCES = ("disagreement", "boundary", "agreed", "random")
 
 @dataclass(frozen=True)
 class Setting:
-    """How a neighbour list was produced: embedding dim (None = full), granularity, strategy."""
+    """How a neighbour list was produced: embedding dim (None = full), granularity, strategy, and
+    the model version (None = the one the tasks are added for)."""
 
     dim: int | None = None
     granularity: str = "note"
     strategy: str = "exact"
+    version: str | None = None
 
     @property
     def key(self) -> str:
         dim = "full" if self.dim is None else str(self.dim)
-        return f"dim={dim}/granularity={self.granularity}/strategy={self.strategy}"
+        key = f"dim={dim}/granularity={self.granularity}/strategy={self.strategy}"
+        return key if self.version is None else f"{key}/version={self.version}"
 
     @classmethod
     def parse(cls, value: "Setting | str | Mapping[str, Any]") -> "Setting":
@@ -58,12 +62,14 @@ class Setting:
                 parts = dict(p.split("=", 1) for p in str(value).split("/"))
             except ValueError:
                 raise ConfigError(f"setting {value!r}: expected 'dim=64/granularity=note/strategy=exact'")
-        unknown = set(parts) - {"dim", "granularity", "strategy"}
+        unknown = set(parts) - {"dim", "granularity", "strategy", "version"}
         if unknown:
             raise ConfigError(f"setting {value!r}: unknown field(s) {sorted(unknown)}")
         dim = parts.get("dim")
         dim = None if dim in (None, "full", "None") else int(dim)
-        return cls(dim, str(parts.get("granularity", "note")), str(parts.get("strategy", "exact")))
+        version = parts.get("version")
+        return cls(dim, str(parts.get("granularity", "note")), str(parts.get("strategy", "exact")),
+                   None if version in (None, "") else str(version))
 
 
 @dataclass

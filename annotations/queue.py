@@ -66,7 +66,8 @@ class LabelQueue:
         return self.add_tasks(plan_tasks(neighbours, self.config), model_version)
 
     def add_tasks(self, planned: Sequence[PlannedTask], model_version: str | None = None):
-        """Store already planned tasks; see ``add_from_neighbours``."""
+        """Store already planned tasks; see ``add_from_neighbours``. A task whose setting names a
+        model version is stored with that version, the others with ``model_version``."""
         report = {s: {"added": 0, "existing": 0} for s in SOURCES}
         ids = sorted({t.query_id for t in planned} | {t.candidate_id for t in planned})
         now = time.time()
@@ -89,7 +90,7 @@ class LabelQueue:
                 session.add(LabelTaskRow(
                     query_id=t.query_id, candidate_id=t.candidate_id, source=t.source,
                     priority=t.priority, required_annotations=t.required_annotations,
-                    model_version=model_version, dim=t.setting.dim, granularity=t.setting.granularity,
+                    model_version=t.setting.version or model_version, dim=t.setting.dim, granularity=t.setting.granularity,
                     strategy=t.setting.strategy, rank=t.rank, detail_json=json.dumps(t.detail),
                     created_at=now,
                 ))  # fmt: skip

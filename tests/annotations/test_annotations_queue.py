@@ -22,6 +22,8 @@ def test_setting_parse():
     assert Setting.parse(FULL).key == FULL
     with pytest.raises(ConfigError, match="unknown field"):
         Setting.parse("dims=64")
+    versioned = Setting(64, "note", "exact", "rl-1")  # lists of two model versions planned together
+    assert versioned.key == D64 + "/version=rl-1" and Setting.parse(versioned.key) == versioned
 
 
 def test_plan_sources_by_hand():

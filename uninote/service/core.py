@@ -6,7 +6,9 @@ method takes and returns plain Python values, so it can be driven from tests, sc
 
 Serving and switching versions: the served version is one immutable ``ServedVersion`` held in
 ``self._served``. ``activate(version)`` loads the new folder first, then swaps that reference under
-a lock; a search that already took the old reference finishes on it.
+a lock; a search that already took the old reference finishes on it. Side by side may search one
+other version too (``neighbours(..., version=...)``, ``compare``): it is loaded beside the served
+one and held by ``SecondVersion``, one at a time, so at most two versions are in memory.
 
 Cold start (``start()``): open the store, load the corpus, then serve the active version, or build
 the default one into ``<versions root>/<version>/`` (see docs/DESIGN.md "Model version folder")
@@ -37,7 +39,9 @@ from uninote.data.loaders import corpus_location, load_corpus
 from uninote.data.note import Note
 from uninote.errors import UniNoteError
 from uninote.eval import evaluate
+from uninote.service.catalogue import Catalogue, CatalogueMatches
 from uninote.service.checks import search_settings
+from uninote.service.compare import SecondVersion, queue_union, served_dims, upload_vectors
 from uninote.service.config import MAX_UPLOAD_PHOTOS, ServiceConfig
 from uninote.fileio import atomic_write
 from uninote.service.folders import (eval_file, load_version, make_model, read_json, resolve_path,
@@ -46,7 +50,7 @@ from uninote.service.progress import BuildProgress, BuildSteps
 from uninote.service.worker_process import WorkerProcess, worker_command
 from uninote.service.maps import layout_path, load_layout, per_note_vectors, save_layout, umap_2d
 from uninote.service.media import make_thumbnail, save_upload, thumbnail_path
-from uninote.service.types import Neighbour, SearchResult, ServedVersion, UploadedQuery
+from uninote.service.types import Comparison, Neighbour, SearchResult, ServedVersion, UploadedQuery
 
 log = logging.getLogger("uninote.service")
 
@@ -71,6 +75,8 @@ class UniNoteService:
                                   "loading the model version"])
         self.corpus_source: str | None = None  # where the corpus is: absolute path or Hub id
         self.worker: WorkerProcess | None = None
+        self._compared = SecondVersion(lambda v: load_version(v, self._version_path(self._known(v))))
+        self._catalogue: tuple[Any, Catalogue] | None = None  # (corpus, its word index)
 
     # --- lifecycle --------------------------------------------------------------------------------
     @property
@@ -252,7 +258,7 @@ class UniNoteService:
 
     def activate(self, version: str) -> str:
         """Serve ``version`` from now on. Loads first, then swaps one reference under a lock."""
-        new = self._load_version(version)
+        new = self._compared.take(version) or self._load_version(version)
         with self._swap_lock:
             self._served = new
             self.store.set_active_version(version)
@@ -270,19 +276,17 @@ class UniNoteService:
         return self.corpus.get(note_id)
 
     def find_notes(self, text: str = "", limit: int = 48) -> list[Note]:
-        """Notes whose id, title, tags or metadata contain every word of ``text``."""
-        words = [w for w in text.lower().split() if w]
-        out = []
-        for n in self.corpus.notes:
-            if words:
-                hay = " ".join([n.note_id, n.title, " ".join(n.tags),
-                                " ".join(str(v) for v in n.meta.values())]).lower()
-                if not all(w in hay for w in words):
-                    continue
-            out.append(n)
-            if len(out) >= limit:
-                break
-        return out
+        """The first ``limit`` notes whose words match every word of ``text`` (see ``search_catalogue``)."""
+        return self.search_catalogue(text, limit).notes
+
+    def search_catalogue(self, text: str = "", limit: int = 48) -> CatalogueMatches:
+        """Catalogue search by words (id, title, tags, metadata): whole words first, then words
+        that start with a typed word; never a word inside another ("shirt" is not "sweatshirt").
+        Also says how many notes match in all."""
+        corpus = self.corpus
+        if self._catalogue is None or self._catalogue[0] is not corpus:  # built once per corpus
+            self._catalogue = (corpus, Catalogue(corpus.notes))
+        return self._catalogue[1].find(text, limit)
 
     def _thumb_path(self, note_id: str) -> Path:
         return thumbnail_path(self.config.thumbs_dir, self.corpus.name, note_id)
@@ -333,13 +337,14 @@ class UniNoteService:
     # --- search -----------------------------------------------------------------------------------
     def neighbours(self, query: str | UploadedQuery, k: int = 12, dim: int | None = None,
                    granularity: str = "note", modality: str = "note",
-                   strategy: str = "exact") -> SearchResult:
-        """Top-k neighbours of a corpus note (by id) or an upload, with thumbnails and latency."""
-        served = self.served  # one reference for the whole search, even if a switch happens now
-        k, dim = search_settings(k, dim, self.dims(), granularity, modality, strategy)
+                   strategy: str = "exact", version: str | None = None) -> SearchResult:
+        """Top-k neighbours of a corpus note (by id) or an upload, with thumbnails and latency,
+        under the served version or (side by side) another ``version`` loaded beside it."""
+        served = self._searched(version)  # one reference for the whole search, even across a switch
+        k, dim = search_settings(k, dim, served_dims(served), granularity, modality, strategy)
         t0 = time.perf_counter()
         if isinstance(query, UploadedQuery):
-            q, exclude = query.embedding, False
+            q, exclude = upload_vectors(served, query), False
         else:
             self.note(query)
             q, exclude = query, True
@@ -349,14 +354,39 @@ class UniNoteService:
         rows = [Neighbour(h.note_id, int(h.rank), float(h.score), self.corpus.get(h.note_id).title,
                           self.thumbnail(h.note_id)) for h in hits]
         settings = dict(k=k, dim=dim, granularity=granularity, modality=modality, strategy=strategy)
-        return SearchResult(rows, latency, served.version, settings)
+        return SearchResult(rows, latency, served.version, settings,
+                            served.retriever.indexes_for(granularity, strategy))
 
-    def dims(self) -> list[int]:
-        """Dims the served model is trained to work at (Matryoshka prefixes)."""
-        model = self.served.model
-        dims = list(getattr(getattr(model, "config", None), "matryoshka_dims", []) or [])
-        full = self.served.embeddings.dim
-        return sorted({d for d in dims if d <= full} | {full})
+    def compare(self, query: str | UploadedQuery, left: dict, right: dict) -> Comparison:
+        """Side by side: ``query`` searched with each side's ``neighbours`` settings (k, dim,
+        granularity, modality, strategy, version); ``.overlap`` is overlap@k."""
+        return Comparison(self.neighbours(query, **left), self.neighbours(query, **right))
+
+    def queue_comparison(self, query_id: str, left: dict, right: dict) -> dict[str, int]:
+        """Send the union of both sides' top-k lists for a corpus note to the label queue:
+        pairs only one side finds are planned as disagreements (graded first), pairs both find
+        as agreed. Returns ``{"pairs", "added", "existing"}`` (existing: already queued)."""
+        if not isinstance(query_id, str):
+            raise UniNoteError("uploads are not in the annotation store: open a catalogue note to "
+                               "send its lists to annotators")
+        return queue_union(self.queue, query_id, self.compare(query_id, left, right), self.served.version)
+
+    def _known(self, version: str) -> str:
+        known = [v.version for v in self.versions()]
+        if version not in known:
+            raise UniNoteError(f"unknown model version {version!r}: the store knows {', '.join(known)}")
+        return version
+
+    def _searched(self, version: str | None) -> ServedVersion:
+        """The served version, or ``version`` loaded beside it (one compared version at a time)."""
+        served = self.served
+        if version in (None, "", served.version):
+            return served
+        return self._compared.get(version)
+
+    def dims(self, version: str | None = None) -> list[int]:
+        """Dims the served model (or ``version``) is trained to work at (Matryoshka prefixes)."""
+        return served_dims(self._searched(version))
 
     # --- uploads ----------------------------------------------------------------------------------
     def encode_upload(self, photos: list[bytes], title: str = "", body: str = "") -> UploadedQuery:
@@ -368,8 +398,9 @@ class UniNoteService:
         digest, paths = save_upload(photos, title, body, cfg.uploads_dir, MAX_UPLOAD_PHOTOS,
                                     cfg.max_upload_bytes, cfg.max_upload_pixels)
         note = Note(note_id=f"upload:{digest}", title=title.strip(), body=body.strip(), images=paths)
-        embedding = self.served.model.encode_query(note, None)
-        return UploadedQuery(note.note_id, paths, note.title, note.body, embedding)
+        served = self.served
+        embedding = served.model.encode_query(note, None)
+        return UploadedQuery(note.note_id, paths, note.title, note.body, embedding, served.version)
 
     # --- annotation -------------------------------------------------------------------------------
     def next_pair(self, annotator: str) -> Any | None:

@@ -33,6 +33,19 @@ class SearchResult:
     latency_ms: float
     version: str
     settings: dict
+    indexes: tuple[str, ...] = ()  # the granularities actually read (``Retriever.indexes_for``)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One query searched twice, each side with its own settings and model version."""
+
+    left: SearchResult
+    right: SearchResult
+
+    @property
+    def overlap(self) -> float:
+        return overlap_at_k(self.left.neighbours, self.right.neighbours)
 
 
 @dataclass(eq=False)  # identity hash: UI state stores it and hashes it to detect changes
@@ -44,6 +57,7 @@ class UploadedQuery:
     title: str
     body: str
     embedding: Any
+    version: str = ""  # the model version that made ``embedding``
 
 
 def overlap_at_k(a: list[Neighbour], b: list[Neighbour]) -> float:
