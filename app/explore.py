@@ -1,4 +1,5 @@
-"""Explore: pick or upload a note, see its neighbours, compare two settings, grade in place."""
+"""Explore: pick or upload a note, see its neighbours, compare two settings or two model versions,
+grade in place, and send both compared lists to the label queue."""
 
 from __future__ import annotations
 
@@ -9,12 +10,29 @@ from pathlib import Path
 import gradio as gr
 
 from app.auth import with_annotator
-from app.views import error_box, gallery_items, note_card, ok_box, result_line, waiting_box
+from app.views import (SCORE_SCALE, catalogue_line, error_box, gallery_items, note_card, ok_box,
+                       result_line, short_id, waiting_box)
 from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES
 from uninote.errors import UniNoteError
-from uninote.service import STRATEGIES, UniNoteService, UploadedQuery, overlap_at_k
+from uninote.service import STRATEGIES, UniNoteService, UploadedQuery
 
 IMAGE_SUFFIXES = [".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"]
+# One line per control, shown under its label (Gradio ``info=``).
+HELP = {
+    "k": "How many neighbours to show.",
+    "modality": "Which part of the query searches: note = photos and text fused, image = photos only, "
+                "text = title and body only.",
+    "dim": "Embedding size searched (a Matryoshka prefix): smaller is faster and cheaper, full is the most precise.",
+    "granularity": "Which vectors are compared: note (one fused vector per note), text, image (one per "
+                   "photo) or region (one per photo crop).",
+    "strategy": "exact: scan every note · adaptive: 64-d shortlist re-ranked at this dim · local: best "
+                "photo or region match (note/text read the region index) · global+local: mean of note "
+                "and region scores.",
+    "compare": "Two searches of the same note: other settings, or another model version.",
+    "version": "Model version of the right side, e.g. the SFT version against the RL version served now.",
+}
+UPLOAD_NOT_GRADED = ("Uploads are not in the annotation store, so their pairs cannot be graded: open a "
+                     "catalogue note to grade.")
 
 
 @dataclass
@@ -48,36 +66,53 @@ def _query_view(service: UniNoteService, query):
     return service.thumbnail(query), note_card(note.title, note.body, note.meta, note.note_id)
 
 
+def _gradable(yes: bool) -> tuple:
+    """The four grade buttons: usable for a catalogue note, greyed out for an upload."""
+    return tuple(gr.update(interactive=yes) for _ in range(4))
+
+
+def _sides(k, modality, dim_a, gran_a, strat_a, dim_b, gran_b, strat_b, version_b) -> tuple[dict, dict]:
+    """``neighbours`` settings of the left side (served version) and the right side."""
+    left = dict(k=int(k), dim=int(dim_a), granularity=gran_a, modality=modality, strategy=strat_a)
+    return left, dict(left, dim=int(dim_b), granularity=gran_b, strategy=strat_b, version=version_b or None)
+
+
+def _empty(message: str = ""):
+    return (None, "<div class='un-muted'>Pick a note from the catalogue, type an id, or upload photos.</div>",
+            [], "", gr.update(visible=False), gr.update(visible=False), "", "", [],
+            gr.update(choices=[], value=None, interactive=True), *_gradable(True), "", message)
+
+
 def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, compare, dim_b,
-           gran_b, strat_b):
-    """Everything the Explore result area shows for one query and the chosen settings."""
+           gran_b, strat_b, version_b=None):
+    """Everything the Explore result area shows for one query and the chosen settings; a new
+    query or setting clears the grade and page messages of the previous one."""
     if query is None:
-        return (None, "<div class='un-muted'>Pick a note from the catalogue, type an id, or upload photos.</div>",
-                [], "", gr.update(visible=False), gr.update(visible=False), "", [],
-                gr.update(choices=[], value=None), "")
+        return _empty()
+    left, right = _sides(k, modality, dim_a, gran_a, strat_a, dim_b, gran_b, strat_b, version_b)
     try:
         photo, card = _query_view(service, query)
-        a = service.neighbours(query, k=int(k), dim=int(dim_a), granularity=gran_a, modality=modality,
-                               strategy=strat_a)
-        shown = [n.note_id for n in a.neighbours if n.thumbnail]
-        qid = query if isinstance(query, str) else ""
-        pairs = [(f"#{n.rank} {n.title[:60]}", f"{qid}\t{n.note_id}") for n in a.neighbours]
         if compare:
-            b = service.neighbours(query, k=int(k), dim=int(dim_b), granularity=gran_b,
-                                   modality=modality, strategy=strat_b)
-            overlap = (f"**overlap@{int(k)} = {overlap_at_k(a.neighbours, b.neighbours):.2f}** · "
+            both = service.compare(query, left, right)
+            a, b = both.left, both.right
+            overlap = (f"**overlap@{int(k)} = {both.overlap:.2f}** · "
                        f"left {a.latency_ms:.1f} ms vs right {b.latency_ms:.1f} ms")
             gal_b, line_b = gr.update(value=gallery_items(b.neighbours), visible=True, columns=3), \
                 gr.update(value=result_line(b), visible=True)
         else:
+            a = service.neighbours(query, **left)
             overlap, gal_b, line_b = "", gr.update(visible=False), gr.update(visible=False)
     except UniNoteError as exc:
-        return (None, error_box(str(exc)), [], "", gr.update(visible=False), gr.update(visible=False),
-                "", [], gr.update(choices=[], value=None), "")
+        return _empty(error_box(str(exc)))
+    shown = [n.note_id for n in a.neighbours if n.thumbnail]
+    upload = isinstance(query, UploadedQuery)
+    pairs = [] if upload else [(f"#{n.rank} {n.title[:60]}", f"{query}\t{n.note_id}") for n in a.neighbours]
     # side by side, each gallery gets half the width: 3 columns keep photos and captions readable
     gal_a = gr.update(value=gallery_items(a.neighbours), columns=3 if compare else 4)
-    return (photo, card, gal_a, result_line(a), gal_b, line_b, overlap, shown,
-            gr.update(choices=pairs, value=pairs[0][1] if pairs else None), "")
+    grade_note = f"<div class='un-muted'>{UPLOAD_NOT_GRADED}</div>" if upload else ""
+    return (photo, card, gal_a, result_line(a), gal_b, line_b, overlap, "", shown,
+            gr.update(choices=pairs, value=pairs[0][1] if pairs else None, interactive=not upload),
+            *_gradable(not upload), grade_note, "")
 
 
 def build(service: UniNoteService) -> ExploreHandles:
@@ -90,6 +125,7 @@ def build(service: UniNoteService) -> ExploreHandles:
             with gr.Tab("Catalogue"):
                 find = gr.Textbox(placeholder="Search titles, ids, colours … (e.g. blue shirt)",
                                   show_label=False, elem_id="explore-find")
+                find_info = gr.HTML(elem_id="explore-find-info")
                 catalogue = gr.Gallery(columns=3, height=460, allow_preview=False, show_label=False,
                                        elem_id="explore-catalogue", object_fit="contain")
                 with gr.Row():
@@ -110,42 +146,53 @@ def build(service: UniNoteService) -> ExploreHandles:
                                    buttons=[], elem_id="query-photo", scale=0, min_width=180)
                 q_card = gr.HTML(elem_id="query-card")
             with gr.Row():
-                k = gr.Slider(4, 40, value=12, step=1, label="k", scale=1)
-                modality = gr.Radio(list(QUERY_MODALITIES), value="note", label="Query modality", scale=2)
-                compare = gr.Checkbox(label="Side by side", value=False, elem_id="compare", scale=1)
+                k = gr.Slider(4, 40, value=12, step=1, label="k", info=HELP["k"], scale=1)
+                modality = gr.Radio(list(QUERY_MODALITIES), value="note", label="Query modality",
+                                    info=HELP["modality"], scale=2)
+                compare = gr.Checkbox(label="Side by side", value=False, elem_id="compare", scale=1,
+                                      info=HELP["compare"])
             with gr.Row(equal_height=False):
                 with gr.Column():
                     with gr.Row():
                         dim_a = gr.Dropdown(dims, value=dims[-1] if dims else None, label="Dim",
-                                            elem_id="dim-a", min_width=90)
+                                            info=HELP["dim"], elem_id="dim-a", min_width=90)
                         gran_a = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
-                                             elem_id="gran-a", min_width=110)
+                                             info=HELP["granularity"], elem_id="gran-a", min_width=110)
                         strat_a = gr.Dropdown(list(STRATEGIES), value="exact", label="Strategy",
-                                              elem_id="strat-a", min_width=120)
+                                              info=HELP["strategy"], elem_id="strat-a", min_width=120)
                     line_a = gr.Markdown(elem_id="result-line-a")
                     gal_a = gr.Gallery(columns=4, height="auto", allow_preview=False, show_label=False,
                                        elem_id="results-a", object_fit="contain")
                 with gr.Column(visible=False) as right:
                     with gr.Row():
                         dim_b = gr.Dropdown(dims, value=dims[0] if dims else None, label="Dim (right)",
-                                            elem_id="dim-b", min_width=90)
+                                            info=HELP["dim"], elem_id="dim-b", min_width=90)
                         gran_b = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
-                                             min_width=110)
+                                             info=HELP["granularity"], min_width=110)
                         strat_b = gr.Dropdown(list(STRATEGIES), value="exact", label="Strategy",
-                                              min_width=120)
-                    line_b = gr.Markdown(visible=False)
+                                              info=HELP["strategy"], min_width=120)
+                    version_b = gr.Dropdown([], value=None, label="Model version (right)",
+                                            info=HELP["version"], elem_id="version-b")
+                    line_b = gr.Markdown(visible=False, elem_id="result-line-b")
                     gal_b = gr.Gallery(columns=4, height="auto", allow_preview=False, show_label=False,
                                        visible=False, elem_id="results-b", object_fit="contain")
-            overlap = gr.Markdown(elem_id="overlap")
+            gr.Markdown(SCORE_SCALE, elem_classes=["un-muted"], elem_id="score-scale")
+            with gr.Row(equal_height=True):
+                overlap = gr.Markdown(elem_id="overlap")
+                queue_btn = gr.Button("Send both lists to annotators", visible=False, scale=0,
+                                      elem_id="queue-both")
+            queue_msg = gr.HTML(elem_id="queue-message")
             with gr.Row(equal_height=True, elem_classes=["un-grade-row"]):
                 pair = gr.Dropdown([], label="Grade a shown pair (query → neighbour)", scale=3,
                                    elem_id="explore-pair")
                 grade_btns = [gr.Button(f"{g}", min_width=48, scale=0, elem_id=f"explore-grade-{g}")
                               for g in range(4)]
-            grade_msg = gr.HTML()
+            grade_msg = gr.HTML(elem_id="explore-grade-message")
 
-    settings = [k, modality, dim_a, gran_a, strat_a, compare, dim_b, gran_b, strat_b]
-    outputs = [q_photo, q_card, gal_a, line_a, gal_b, line_b, overlap, shown, pair, message]
+    settings = [k, modality, dim_a, gran_a, strat_a, compare, dim_b, gran_b, strat_b, version_b]
+    outputs = [q_photo, q_card, gal_a, line_a, gal_b, line_b, overlap, queue_msg, shown, pair, *grade_btns,
+               grade_msg, message]
+    keep = tuple(gr.update() for _ in outputs[:-1])  # leaves the current query on screen
 
     def rerender(q, *s):
         return render(service, q, *s)
@@ -155,30 +202,55 @@ def build(service: UniNoteService) -> ExploreHandles:
         if not service.ready:
             waiting = waiting_box(service, "Search opens when it is ready.")
             return (gr.update(),) + render(service, None, *s)[:-1] + (waiting,)
-        if note_id not in service.corpus:
-            return (gr.update(),) + render(service, None, *s)[:-1] + (error_box(f"No note with id {note_id!r}"),)
+        if not note_id:
+            return (gr.update(),) + keep + (error_box("Type a note id to open it"),)
+        if note_id not in service.corpus:  # a typo keeps the current query on screen
+            return (gr.update(),) + keep + (error_box(f"No note with id {short_id(note_id)}; "
+                                                      "the notes shown are unchanged"),)
         return (note_id,) + render(service, note_id, *s)
 
     def search_catalogue(text):
         if not service.ready:  # the catalogue fills in when the service is ready (app/factory.py)
-            return [], []
-        notes = service.find_notes(text or "", limit=48)
-        items = [(service.thumbnail(n.note_id), n.title) for n in notes]
-        keep = [n.note_id for n, (t, _) in zip(notes, items) if t]
-        return [it for it in items if it[0]], keep
+            return [], [], ""
+        found = service.search_catalogue(text or "", limit=48)
+        items = [(service.thumbnail(n.note_id), n.title) for n in found.notes]
+        ids = [n.note_id for n, (t, _) in zip(found.notes, items) if t]
+        items = [it for it in items if it[0]]
+        return items, ids, catalogue_line(text or "", len(items), found.total)
 
-    def pick(ids, k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_, gran_b_, strat_b_,
+    def pick(ids, k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_, gran_b_, strat_b_, version_b_,
              evt: gr.SelectData):
         return open_note(ids[evt.index], k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_,
-                         gran_b_, strat_b_)
+                         gran_b_, strat_b_, version_b_)
 
     def upload(paths, title, body, *s):
+        paths = paths or []
         try:
-            photos = [Path(p).read_bytes() for p in (paths or [])]
-            up = service.encode_upload(photos, title or "", body or "")
+            photos = [Path(p).read_bytes() for p in paths]
+            up = service.encode_upload(photos, title or "", body or "", names=[Path(p).name for p in paths])
         except (UniNoteError, OSError) as exc:
-            return (gr.update(),) + tuple(gr.update() for _ in outputs[:-1]) + (error_box(str(exc)),)
+            return (gr.update(),) + keep + (error_box(str(exc)),)
         return (up,) + render(service, up, *s)[:-1] + (ok_box(f"Upload accepted: {len(up.photos)} photo(s)"),)
+
+    def toggle_compare(on, current):
+        """Show the right side, offering every model version the store knows (served one first)."""
+        if not on or not service.ready:
+            return gr.update(visible=on), gr.update(), gr.update(visible=on)
+        served = service.served.version
+        names = [served] + [v.version for v in service.versions() if v.version != served]
+        value = current if current in names else served
+        return gr.update(visible=True), gr.update(choices=names, value=value), gr.update(visible=True)
+
+    def queue_both(q, k_, modality_, dim_a_, gran_a_, strat_a_, _compare, dim_b_, gran_b_, strat_b_, version_b_):
+        if q is None:
+            return error_box("Open a catalogue note first")
+        left, right = _sides(k_, modality_, dim_a_, gran_a_, strat_a_, dim_b_, gran_b_, strat_b_, version_b_)
+        try:
+            sent = service.queue_comparison(q if isinstance(q, str) else None, left, right)
+        except UniNoteError as exc:
+            return error_box(str(exc))
+        return ok_box(f"Sent {sent['pairs']} pairs (both lists) to the label queue: {sent['added']} new, "
+                      f"{sent['existing']} already queued")
 
     def grade(g, who, pair_value):
         q, _, candidate = (pair_value or "").partition("\t")
@@ -190,9 +262,9 @@ def build(service: UniNoteService) -> ExploreHandles:
             return error_box(str(exc))
         return ok_box(f"Saved grade {g} for {q} → {candidate}")
 
-    find.submit(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private", queue=False)
-    find.change(search_catalogue, find, [catalogue, corpus_ids], api_visibility="private",
-                trigger_mode="always_last", queue=False)
+    found = [catalogue, corpus_ids, find_info]
+    find.submit(search_catalogue, find, found, api_visibility="private", queue=False)
+    find.change(search_catalogue, find, found, api_visibility="private", trigger_mode="always_last", queue=False)
     catalogue.select(pick, [corpus_ids] + settings, [query] + outputs, api_visibility="private", queue=False)
     gal_a.select(pick, [shown] + settings, [query] + outputs, api_visibility="private", queue=False)
     open_btn.click(open_note, [by_id] + settings, [query] + outputs, api_name="explore_note", queue=False)
@@ -203,7 +275,9 @@ def build(service: UniNoteService) -> ExploreHandles:
     for control in settings:
         control.change(rerender, [query] + settings, outputs, api_visibility="private",
                        trigger_mode="always_last", queue=False)
-    compare.change(lambda c: gr.update(visible=c), compare, right, api_visibility="private", queue=False)
+    compare.change(toggle_compare, [compare, version_b], [right, version_b, queue_btn],
+                   api_visibility="private", queue=False)
+    queue_btn.click(queue_both, [query] + settings, queue_msg, api_visibility="private", queue=False)
     for g, btn in enumerate(grade_btns):
         btn.click(with_annotator(functools.partial(grade, g), 1), pair, grade_msg, api_visibility="private",
                   queue=False)

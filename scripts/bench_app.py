@@ -82,7 +82,7 @@ def wait_usable(url: str, t0: float, timeout: float, note_id: str) -> float:
     client = Client(url, auth=(USERS[0], PASSWORD), verbose=False)
     while time.perf_counter() - t0 < timeout:
         try:
-            out = client.predict(note_id, 12, "note", 768, "note", "exact", False, 64, "note", "exact",
+            out = client.predict(note_id, 12, "note", 768, "note", "exact", False, 64, "note", "exact", None,
                                  api_name="/explore_note")
             if out and any(isinstance(x, list) and x for x in out):  # neighbours gallery filled
                 return time.perf_counter() - t0
@@ -151,7 +151,7 @@ def explore_http(url: str, home: Path, n: int) -> dict:
     s.post(f"{url}/login", data={"username": USERS[1], "password": PASSWORD}, timeout=30).raise_for_status()
     total, inside = [], []
     for i in range(n):
-        data = [note_ids[(i * 211) % len(note_ids)], 12, "note", 768, "note", "exact", False, 64, "note", "exact"]
+        data = [note_ids[(i * 211) % len(note_ids)], 12, "note", 768, "note", "exact", False, 64, "note", "exact", None]
         t = time.perf_counter()
         r = s.post(f"{url}/gradio_api/run/explore_note", json={"data": data}, timeout=60)
         r.raise_for_status()

@@ -49,6 +49,22 @@ def tiny_service_config(tmp: Path):
                          model_config=cfg.to_dict()).validate()
 
 
+def add_version(svc, name: str, seed: int) -> str:
+    """Register another version of the service's tiny architecture (another seed), not served."""
+    config = svc.config.model_config
+    svc.config.model_config = dict(config, seed=seed)
+    try:
+        model = svc._make_model("config")
+    finally:
+        svc.config.model_config = config
+    emb = model.embed_corpus(svc.corpus, progress=False)
+    emb.model_version = name
+    folder = svc.config.versions_root / name
+    svc._write_version(folder, "config", model, emb)
+    svc.store.register_model_version(name, str(folder), parent=svc.served.version)
+    return name
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory):
     from uninote.service import UniNoteService

@@ -12,22 +12,10 @@ from PIL import Image
 from sqlalchemy import select
 
 from annotations.models import LabelTaskRow
-from conftest import tiny_service_config
+from conftest import add_version, tiny_service_config
 from uninote.data.note import Note
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
-
-
-def add_version(svc: UniNoteService, name: str, seed: int) -> str:
-    """Register another version of the same tiny architecture (another seed), not served."""
-    svc.config.model_config = dict(svc.config.model_config, seed=seed)
-    model = svc._make_model("config")
-    emb = model.embed_corpus(svc.corpus, progress=False)
-    emb.model_version = name
-    folder = svc.config.versions_root / name
-    svc._write_version(folder, "config", model, emb)
-    svc.store.register_model_version(name, str(folder), parent=svc.served.version)
-    return name
 
 
 @pytest.fixture(scope="module")

@@ -389,14 +389,16 @@ class UniNoteService:
         return served_dims(self._searched(version))
 
     # --- uploads ----------------------------------------------------------------------------------
-    def encode_upload(self, photos: list[bytes], title: str = "", body: str = "") -> UploadedQuery:
+    def encode_upload(self, photos: list[bytes], title: str = "", body: str = "",
+                      names: list[str] | None = None) -> UploadedQuery:
         """Validate every photo, store them, and embed the upload as a query.
 
-        Raises ``ImageError`` naming the bad photo; nothing is stored unless all photos pass.
+        Raises ``ImageError`` naming the bad photo (and its file name, given ``names``); nothing
+        is stored unless all photos pass.
         """
         cfg = self.config
         digest, paths = save_upload(photos, title, body, cfg.uploads_dir, MAX_UPLOAD_PHOTOS,
-                                    cfg.max_upload_bytes, cfg.max_upload_pixels)
+                                    cfg.max_upload_bytes, cfg.max_upload_pixels, names)
         note = Note(note_id=f"upload:{digest}", title=title.strip(), body=body.strip(), images=paths)
         served = self.served
         embedding = served.model.encode_query(note, None)

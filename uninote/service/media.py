@@ -38,10 +38,11 @@ def make_thumbnail(src: Path, dst: Path, size: int) -> bool:
 
 
 def save_upload(photos: list[bytes], title: str, body: str, uploads_dir: Path, max_photos: int,
-                max_bytes: int, max_pixels: int) -> tuple[str, list[str]]:
+                max_bytes: int, max_pixels: int, names: list[str] | None = None) -> tuple[str, list[str]]:
     """Validate every photo of an upload, then store them; returns the upload's digest and paths.
 
-    Raises ``ImageError`` naming the bad photo; nothing is stored unless all photos pass. The same
+    Raises ``ImageError`` naming the bad photo (by its number, and by its file name when ``names``
+    gives the names the user uploaded); nothing is stored unless all photos pass. The same
     upload (photos, title and body) maps to the same digest, so a retry rewrites nothing.
     """
     if not photos and not (title.strip() or body.strip()):
@@ -53,7 +54,8 @@ def save_upload(photos: list[bytes], title: str, body: str, uploads_dir: Path, m
         try:
             decoded.append(load_image(data, max_bytes=max_bytes, max_pixels=max_pixels))
         except ImageError as exc:
-            raise ImageError(f"photo {i}: {str(exc).lstrip(': ')}") from None
+            name = f" ({names[i - 1]})" if names and i <= len(names) and names[i - 1] else ""
+            raise ImageError(f"photo {i}{name}: {str(exc).lstrip(': ')}") from None
     digest = hashlib.sha256(b"".join(photos) + f"\0{title}\0{body}".encode()).hexdigest()[:20]
     paths = []
     for i, image in enumerate(decoded):

@@ -44,6 +44,12 @@ def test_upload_with_one_bad_photo_stores_nothing(tmp_path):
     assert not any(tmp_path.rglob("*.jpg"))
 
 
+def test_upload_error_names_the_file_the_user_chose(tmp_path):
+    with pytest.raises(ImageError, match=r"^photo 2 \(holiday\.png\): "):
+        save_upload([_png(), b"garbage"], "title", "", tmp_path, max_photos=4, max_bytes=1 << 20,
+                    max_pixels=10_000_000, names=["beach.png", "holiday.png"])
+
+
 def test_same_upload_maps_to_the_same_files(tmp_path):
     args = ([_png(), _png(colour=(0, 0, 255))], "red and blue", "", tmp_path)
     limits = {"max_photos": 4, "max_bytes": 1 << 20, "max_pixels": 10_000_000}
