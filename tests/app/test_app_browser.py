@@ -119,6 +119,9 @@ def test_upload_photo_gets_neighbours(browser, live_app, tmp_path):
     page.wait_for_selector("#explore-message:has-text('Upload accepted')")
     page.wait_for_selector("#results-a .caption-label")
     assert len(captions(page, "#results-a")) >= 4
+    # an upload is not in the annotation store: its pairs are not offered for grading
+    page.wait_for_selector("#explore-grade-message:has-text('Uploads are not in the annotation store')")
+    assert page.is_disabled("#explore-grade-0")
     page.close()
 
 
@@ -134,7 +137,7 @@ def test_upload_broken_file_shows_error_and_stores_nothing(browser, live_app, tm
     page.wait_for_timeout(500)
     page.click("#upload-search")
     error = page.wait_for_selector("#explore-message .un-error")
-    assert "truncated PNG" in error.inner_text()
+    assert "truncated PNG" in error.inner_text() and "broken.png" in error.inner_text()  # names the file
     assert sorted(service.config.uploads_dir.rglob("*")) == before
     page.close()
 

@@ -124,7 +124,8 @@ def test_switch_version_without_restart_inflight_search_finishes_on_old(tmp_path
         release.wait(10)
         return real_search(*a, **k)
 
-    object.__setattr__(old, "retriever", type("R", (), {"search": staticmethod(slow_search)})())
+    object.__setattr__(old, "retriever", type("R", (), {"search": staticmethod(slow_search),
+                                                         "indexes_for": old.retriever.indexes_for})())
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("r", svc.neighbours("n0", k=3)))
     t.start()
