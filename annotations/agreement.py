@@ -155,3 +155,48 @@ def annotator_summary(judgments: Iterable[Any], max_gap_s: float = 600.0) -> lis
             median_seconds=median_interval(times[name], max_gap_s),
         ))  # fmt: skip
     return rows
+
+
+def agreement_report(judgments: Iterable[Any], level: str = "ordinal") -> dict[str, Any]:
+    """Krippendorff's alpha, each two annotators' quadratic kappa, and, for a figure that cannot be
+    computed yet, the reason in words (``alpha_reason``, ``kappa_reason``; None when shown).
+
+    Alpha needs pairs graded by two or more annotators; kappa needs two annotators with shared
+    pairs; both are undefined while every shared pair got one and the same grade."""
+    judgments = list(judgments)
+    units = [list(g.values()) for g in _pair_grades(judgments).values() if len(g) >= 2]
+    alpha = krippendorff_alpha(units, level) if units else None
+    rows = pairwise_agreement(judgments)
+    kappas = [r for r in rows if r["kappa_quadratic"] is not None]
+    n_annotators = len({j.annotator for j in judgments})
+    if not units:
+        alpha_reason = f"needs pairs graded by two annotators: 0 so far ({len(judgments)} grades by " \
+                       f"{n_annotators} annotator{'s' if n_annotators != 1 else ''})"
+    elif alpha is None:
+        alpha_reason = f"undefined while all {len(units)} pairs graded by two annotators got one grade"
+    else:
+        alpha_reason = None
+    if n_annotators < 2:
+        kappa_reason = f"needs two annotators: {n_annotators} so far"
+    elif not rows:
+        kappa_reason = "needs pairs graded by two annotators: 0 so far"
+    elif not kappas:
+        kappa_reason = f"undefined while the {sum(r['n'] for r in rows)} shared pairs leave no expected disagreement"
+    else:
+        kappa_reason = None
+    return {"alpha": alpha, "level": level, "units": len(units), "alpha_reason": alpha_reason,
+            "pairwise": rows, "kappa_reason": kappa_reason}
+
+
+def disagreements(judgments: Iterable[Any], adjudicated: dict[tuple[str, str], int] | None = None,
+                  min_spread: int = 2) -> list[dict[str, Any]]:
+    """Pairs whose annotators' grades differ by at least ``min_spread``, widest spread first: query,
+    candidate, {annotator: grade}, spread, and the reviewer's grade when adjudicated (else None)."""
+    adjudicated = adjudicated or {}
+    rows = []
+    for (q, c), grades in _pair_grades(judgments).items():
+        spread = max(grades.values()) - min(grades.values())
+        if len(grades) >= 2 and spread >= min_spread:
+            rows.append(dict(query_id=q, candidate_id=c, grades=dict(sorted(grades.items())),
+                             spread=spread, adjudicated=adjudicated.get((q, c))))  # fmt: skip
+    return sorted(rows, key=lambda r: (-r["spread"], r["query_id"], r["candidate_id"]))

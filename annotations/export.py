@@ -4,6 +4,8 @@
 (counts, a fingerprint of the grades, per-file sha256, the database URL with its password hidden):
 
 - ``pairs``: one row per (query, candidate): grades, annotator count, mean and majority grade.
+  A pair a reviewer adjudicated (``store.adjudicate``) has its ``adjudicated_grade`` as both mean
+  and majority grade, so groups and preferences follow the reviewer; ``grades`` stay the raw ones.
 - ``groups``: one row per query with 2+ graded candidates (the listwise RL input): candidate ids,
   mean grades, majority grades, annotator counts, in descending mean-grade order.
 - ``preferences``: ``{"prompt": query, "chosen": better candidate, "rejected": worse, "margin"}``
@@ -47,8 +49,11 @@ def majority_grade(grades: list[int]) -> int:
     return min(tied, key=lambda g: (abs(g - mean), g))
 
 
-def build_pairs(judgments: list[Any]) -> list[dict[str, Any]]:
-    """Aggregate judgments per (query, candidate), sorted by query then candidate."""
+def build_pairs(judgments: list[Any],
+                adjudicated: dict[tuple[str, str], int] | None = None) -> list[dict[str, Any]]:
+    """Aggregate judgments per (query, candidate), sorted by query then candidate. A pair in
+    ``adjudicated`` takes the reviewer's grade as its mean and majority grade."""
+    adjudicated = adjudicated or {}
     by_pair: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for j in judgments:
         by_pair[(j.query_id, j.candidate_id)].append(j)
@@ -56,10 +61,13 @@ def build_pairs(judgments: list[Any]) -> list[dict[str, Any]]:
     for (q, c), js in sorted(by_pair.items()):
         js.sort(key=lambda j: j.annotator)
         grades = [j.grade for j in js]
+        final = adjudicated.get((q, c))
         rows.append(dict(
             query_id=q, candidate_id=c, grades=grades, annotators=[j.annotator for j in js],
-            annotator_count=len(js), mean_grade=statistics.fmean(grades),
-            majority_grade=majority_grade(grades),
+            annotator_count=len(js),
+            mean_grade=statistics.fmean(grades) if final is None else float(final),
+            majority_grade=majority_grade(grades) if final is None else final,
+            adjudicated_grade=final,
         ))  # fmt: skip
     return rows
 
@@ -103,9 +111,12 @@ def build_preferences(pairs: list[dict[str, Any]], min_margin: float = 1.0) -> l
     return prefs
 
 
-def fingerprint(judgments: list[Any]) -> str:
-    """sha256 over the sorted (annotator, query, candidate, grade) tuples: same grades, same print."""
-    rows = sorted((j.annotator, j.query_id, j.candidate_id, j.grade) for j in judgments)
+def fingerprint(judgments: list[Any], adjudicated: dict[tuple[str, str], int] | None = None) -> str:
+    """sha256 over the sorted (annotator, query, candidate, grade) tuples, plus the adjudicated
+    grades when there are any: same grades and decisions, same print."""
+    rows: list = sorted((j.annotator, j.query_id, j.candidate_id, j.grade) for j in judgments)
+    if adjudicated:
+        rows.append(sorted([q, c, g] for (q, c), g in adjudicated.items()))
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
@@ -122,7 +133,8 @@ def export_rewards(store, out_dir: str | Path, min_margin: float = 1.0,
                    min_group_size: int = 2) -> dict[str, Any]:
     """Write the reward tables and manifest to ``out_dir``; returns the manifest."""
     judgments = store.judgments()
-    pairs = build_pairs(judgments)
+    adjudicated = store.adjudicated_grades()
+    pairs = build_pairs(judgments, adjudicated)
     tables = {
         "pairs": pairs,
         "groups": build_groups(pairs, min_group_size),
@@ -140,10 +152,10 @@ def export_rewards(store, out_dir: str | Path, min_margin: float = 1.0,
     manifest = {
         "format_version": FORMAT_VERSION, "schema_version": SCHEMA_VERSION,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "db_url": store.redacted_url, "fingerprint": fingerprint(judgments),
+        "db_url": store.redacted_url, "fingerprint": fingerprint(judgments, adjudicated),
         "corpora": corpora, "corpus": corpora[0] if len(corpora) == 1 else None,
         "counts": {name: len(rows) for name, rows in tables.items()}
-        | {"annotators": len({j.annotator for j in judgments})},
+        | {"annotators": len({j.annotator for j in judgments}), "adjudicated": len(adjudicated)},
         "params": {"min_margin": min_margin, "min_group_size": min_group_size},
         "agreement": overall_alpha(judgments),
         "files": {f: sha256_file(out / f) for f in files},

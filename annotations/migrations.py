@@ -8,6 +8,7 @@ History:
 - v1: annotators, notes, judgments (no comment), label tasks and assignments, model versions, jobs.
 - v2: ``judgments.comment``; ``judgment_history`` (append-only log, backfilled with one
   ``migrated`` row per existing judgment, so undo never reaches past the migration).
+- v3: ``adjudications`` (a reviewer's final grade for a pair whose annotators disagree).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from annotations.db import Database
 from annotations.errors import SchemaError
-from annotations.models import Base, JudgmentHistoryRow, SchemaInfo, SCHEMA_VERSION
+from annotations.models import AdjudicationRow, Base, JudgmentHistoryRow, SchemaInfo, SCHEMA_VERSION
 
 
 def read_version(conn: Connection) -> int | None:
@@ -49,7 +50,7 @@ def v1_metadata() -> MetaData:
     """The frozen v1 schema (used to build v1 databases in tests)."""
     md = MetaData()
     for name, table in Base.metadata.tables.items():
-        if name not in ("judgments", "judgment_history"):
+        if name not in ("judgments", "judgment_history", "adjudications"):  # added in v2, v3
             table.to_metadata(md)
     Table(
         "judgments", md,
@@ -86,10 +87,14 @@ def _v1_to_v2(conn: Connection) -> None:
         )  # fmt: skip
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    AdjudicationRow.__table__.create(conn)
+
+
 SCHEMA_LOCK_KEY = 0x756E696E6F7465  # 'uninote'
 
 # step from version N to N+1
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _lock_schema(conn: Connection) -> None:

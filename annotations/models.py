@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class Base(DeclarativeBase):
@@ -99,6 +99,26 @@ class JudgmentHistoryRow(Base):
     after_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     undone: Mapped[bool] = mapped_column(Boolean, default=False)
     at: Mapped[float] = mapped_column(Float)
+
+
+class AdjudicationRow(Base):
+    """A reviewer's final grade for a pair whose annotators disagree (schema v3): at most one per
+    pair; the RL export and ``rl_data`` use it instead of the annotators' grades."""
+
+    __tablename__ = "adjudications"
+    __table_args__ = (
+        UniqueConstraint("query_id", "candidate_id", name="uq_adjudication_pair"),
+        CheckConstraint("grade >= 0 AND grade <= 3", name="ck_adjudication_range"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    query_id: Mapped[str] = mapped_column(ForeignKey("notes.note_id"))
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("notes.note_id"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"))
+    grade: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    grades_json: Mapped[str] = mapped_column(Text, default="{}")  # annotators' grades when decided
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
 
 
 class LabelTaskRow(Base):

@@ -20,7 +20,10 @@ when lists of several versions are planned together). Each (query, candidate) pa
   docs/results/rl.md "Deeper grades"). So pass neighbour lists deeper than k (the app and
   ``simulate-annotators`` plan from 3k); the per-query cap keeps room for these draws.
 
-Queries with few grades are preferred at hand-out time (``LabelQueue.next_task``).
+Queries with few grades are preferred at hand-out time (``LabelQueue.next_task``), after tasks
+another annotator has already started; the first ``overlap_first`` tasks handed out from a campaign
+(the tasks planned from one model version) need ``overlap_annotators`` grades whatever their draw,
+so agreement can be measured after tens of grades instead of hundreds.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class QueueConfig:
     max_tasks_per_query: int | None = 20  # per query: the highest-priority pairs plus the random draws
     overlap: float = 0.2  # share of tasks graded by several annotators (agreement statistics)
     overlap_annotators: int = 2  # annotators per overlap task
+    overlap_first: int = 20  # the first tasks handed out per campaign go to overlap_annotators too (0: off)
     lease_s: float = 600.0  # how long a handed-out task stays reserved for its annotator
     score_threshold: float | None = None  # with (id, score) lists: scores this close count as boundary
     score_margin: float = 0.02  # |score - score_threshold| <= margin is "near the decision boundary"
@@ -98,6 +102,8 @@ class QueueConfig:
             raise ConfigError(f"QueueConfig.overlap must be in [0, 1], got {self.overlap}")
         if self.overlap_annotators < 2:
             raise ConfigError("QueueConfig.overlap_annotators must be >= 2")
+        if self.overlap_first < 0:
+            raise ConfigError(f"QueueConfig.overlap_first must be >= 0, got {self.overlap_first}")
         if self.lease_s <= 0:
             raise ConfigError("QueueConfig.lease_s must be > 0")
         missing = set(SOURCES) - set(self.source_priority)

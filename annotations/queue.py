@@ -13,6 +13,11 @@ dims/strategies, ranks near the cut-off, agreed top-k, a random baseline), store
     queue.skip("ana", task.id)
     queue.source_report()                  # tasks and grades contributed by each source
 
+Agreement early: ``next_task`` hands out tasks another annotator has started (an overlap task
+that still needs grades) before fresh ones, and the first ``QueueConfig.overlap_first`` tasks
+handed out from a campaign (tasks planned from one model version) become overlap tasks, so two
+annotators share pairs from their first grades on (when ``overlap`` is 0, no task is ever shared).
+
 Guarantees of ``next_task``: never a pair the annotator already graded or skipped; an overlap task
 (``required_annotations`` >= 2) goes to different annotators; a task is never held by more
 annotators than it needs (single-annotator tasks by one), because hand-out runs inside the
@@ -148,16 +153,22 @@ class LabelQueue:
         return session.get(AnnotatorRow, aid).name
 
     @staticmethod
-    def _open_for(aid: int, now: float) -> list:
-        """Conditions for a task ``aid`` may be handed: it needs more annotators than those who
-        finished or hold a live lease on it (others), and ``aid`` never graded or skipped it."""
+    def _others(aid: int, now: float):
+        """How many other annotators finished or hold a live lease on the task (a subquery)."""
         a = TaskAssignmentRow
-        active = (
+        return (
             select(func.count()).select_from(a)
             .where(a.task_id == LabelTaskRow.id, a.annotator_id != aid,
                    or_(a.status == "done", and_(a.status == "leased", a.lease_expires_at > now)))
             .scalar_subquery()
         )  # fmt: skip
+
+    @classmethod
+    def _open_for(cls, aid: int, now: float) -> list:
+        """Conditions for a task ``aid`` may be handed: it needs more annotators than those who
+        finished or hold a live lease on it (others), and ``aid`` never graded or skipped it."""
+        a = TaskAssignmentRow
+        active = cls._others(aid, now)
         mine = exists().where(a.task_id == LabelTaskRow.id, a.annotator_id == aid,
                               a.status.in_(("done", "skipped")))  # fmt: skip
         graded = exists().where(
@@ -166,11 +177,17 @@ class LabelQueue:
         return [active < LabelTaskRow.required_annotations, ~mine, ~graded]
 
     def _pick(self, session, aid: int, now: float) -> LabelTaskRow | None:
-        pool = session.execute(
-            select(LabelTaskRow).where(*self._open_for(aid, now))
-            .order_by(LabelTaskRow.priority.desc(), LabelTaskRow.id)
-            .limit(CANDIDATE_POOL).with_for_update(skip_locked=True, of=LabelTaskRow)
-        ).scalars().all()  # fmt: skip
+        """Tasks others started first (they finish overlap pairs), then by priority plus the
+        few-grades bonus; a fresh task among a campaign's first ``overlap_first`` becomes overlap."""
+        def candidates(*extra):
+            return session.execute(
+                select(LabelTaskRow).where(*self._open_for(aid, now), *extra)
+                .order_by(LabelTaskRow.priority.desc(), LabelTaskRow.id)
+                .limit(CANDIDATE_POOL).with_for_update(skip_locked=True, of=LabelTaskRow)
+            ).scalars().all()  # fmt: skip
+
+        started = candidates(self._others(aid, now) > 0)
+        pool = started or candidates()
         if not pool:
             return None
         queries = {t.query_id for t in pool}
@@ -178,7 +195,24 @@ class LabelQueue:
             select(JudgmentRow.query_id, func.count()).where(JudgmentRow.query_id.in_(queries))
             .group_by(JudgmentRow.query_id)).all())  # fmt: skip
         bonus = self.config.few_grades_bonus
-        return max(pool, key=lambda t: (t.priority + bonus / (1 + per_query.get(t.query_id, 0)), -t.id))
+        row = max(pool, key=lambda t: (t.priority + bonus / (1 + per_query.get(t.query_id, 0)), -t.id))
+        if not started and self._warming_up(session, row):
+            row.required_annotations = self.config.overlap_annotators
+        return row
+
+    def _warming_up(self, session, row: LabelTaskRow) -> bool:
+        """Whether fresh task ``row`` is among the first ``overlap_first`` of its campaign (the
+        tasks planned from its model version) to be handed out."""
+        cfg = self.config
+        if cfg.overlap == 0 or cfg.overlap_first == 0 or row.required_annotations >= cfg.overlap_annotators:
+            return False
+        same = (LabelTaskRow.model_version.is_(None) if row.model_version is None
+                else LabelTaskRow.model_version == row.model_version)
+        opened = session.execute(
+            select(func.count(func.distinct(TaskAssignmentRow.task_id)))
+            .join(LabelTaskRow, LabelTaskRow.id == TaskAssignmentRow.task_id).where(same)
+        ).scalar_one()  # fmt: skip
+        return opened < cfg.overlap_first
 
     def skip(self, annotator: str, task_id: int) -> None:
         """``annotator`` passes on a task: it never comes back to them and is freed for others."""

@@ -17,6 +17,10 @@ or session ever leaves the store)::
                        strategy="exact", rank=3, comment=None, task_id=None) -> Judgment
     store.undo("ana") -> Judgment | None; store.judgments(annotator=..., query_id=...)
     store.annotator_stats("ana") -> AnnotatorStats; store.annotators()
+    store.judgments(annotator="ana")            # a review of one's own grades; submit again to change
+    # review                                   (review.py)
+    store.adjudicate("rita", q, c, 2, comment=None) -> Adjudication   # the export prefers it
+    store.adjudications(); store.adjudicated_grades() -> {(q, c): grade}
     # model versions and training jobs         (jobs.py)
     store.register_model_version(v, path, parent=None, corpus=None, metrics=None)
     store.list_model_versions(); store.set_active_version(v); store.active_version()
@@ -45,11 +49,12 @@ from annotations.jobs import JobsMixin
 from annotations.migrations import ensure_schema, read_version
 from annotations.models import Base
 from annotations.notes import NotesMixin
+from annotations.review import ReviewMixin
 
 DEFAULT_LEASE_S = 600.0
 
 
-class AnnotationStore(GradesMixin, NotesMixin, JobsMixin):
+class AnnotationStore(GradesMixin, ReviewMixin, NotesMixin, JobsMixin):
     """The annotation database. Thread-safe; share one instance per process.
 
     Args:

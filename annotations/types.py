@@ -35,6 +35,21 @@ class Judgment:
 
 
 @dataclass(frozen=True)
+class Adjudication:
+    """A reviewer's final grade for a (query, candidate) pair; the RL export prefers it over the
+    annotators' grades. ``grades``: the annotators' grades when the reviewer decided."""
+
+    query_id: str
+    candidate_id: str
+    reviewer: str
+    grade: int
+    comment: str | None = None
+    grades: dict[str, int] = field(default_factory=dict)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
 class AnnotatorStats:
     """What one annotator has done: counts, grade distribution, speed."""
 

@@ -60,7 +60,7 @@ def test_refusals_leave_the_database_untouched(tmp_path):
     path = tmp_path / "old.db"
     _make_v1(path)
     before = _dump(path)
-    with pytest.raises(SchemaError, match="older than v2; run `uninote db migrate"):
+    with pytest.raises(SchemaError, match=f"older than v{SCHEMA_VERSION}; run `uninote db migrate"):
         AnnotationStore(str(path), migrate=False)
     assert _dump(path) == before  # schema and rows unchanged (only the journal mode is WAL now)
 

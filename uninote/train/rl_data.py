@@ -135,10 +135,13 @@ def posterior_grade(observed: list[float], error_rate: float, prior: list[float]
 
 
 def aggregate(records: Iterable[tuple[str, str, float]], method: str = "mean",
-              info: dict | None = None) -> tuple[dict[str, dict[str, float]], int]:
+              info: dict | None = None,
+              adjudicated: dict[tuple[str, str], float] | None = None) -> tuple[dict[str, dict[str, float]], int]:
     """Grade per (query, candidate) over annotators (``AGGREGATIONS``), and how many judgments were read.
 
     ``info`` (optional dict) receives the estimated grader error rate for ``method="posterior"``.
+    A pair in ``adjudicated`` (a reviewer's final grade, ``store.adjudicate``) takes that grade
+    whatever the method; the error rate is still estimated from the annotators' own grades.
     """
     if method not in AGGREGATIONS:
         raise ConfigError(f"unknown grade aggregation {method!r}; expected one of {AGGREGATIONS}")
@@ -159,8 +162,10 @@ def aggregate(records: Iterable[tuple[str, str, float]], method: str = "mean",
         if info is not None:
             info.update(estimated_error_rate=round(rate, 4), grade_prior=[round(p, 4) for p in prior])
     grades: dict[str, dict[str, float]] = defaultdict(dict)
+    adjudicated = adjudicated or {}
     for (q, c), gs in sums.items():  # dicts keep first-seen order: collection order survives
-        grades[q][c] = combine(gs)
+        final = adjudicated.get((q, c))
+        grades[q][c] = combine(gs) if final is None else float(final)
     return dict(grades), n
 
 
@@ -176,7 +181,8 @@ def _from_open_store(store, method: str = "posterior") -> GradedPairs:
     judgments = store.judgments()
     judgments = sorted(judgments, key=lambda j: (j.created_at, j.id))  # collection order, for head()
     info: dict = {}
-    grades, n = aggregate(((j.query_id, j.candidate_id, j.grade) for j in judgments), method, info)
+    grades, n = aggregate(((j.query_id, j.candidate_id, j.grade) for j in judgments), method, info,
+                          adjudicated=store.adjudicated_grades())
     corpora = corpus_names(store, {q for q in grades} | {c for cs in grades.values() for c in cs})
     corpus = corpora[0] if len(corpora) == 1 else None
     order = list(dict.fromkeys((j.query_id, j.candidate_id) for j in judgments))
@@ -204,6 +210,7 @@ def from_rewards_dir(directory: str | Path, method: str = "posterior") -> Graded
 
     Raw judgments are aggregated exactly like ``from_store`` (mean over annotators, collection
     order kept); an export without them falls back to its ``pairs`` table (``mean_grade``).
+    Adjudicated pairs (``adjudicated_grade`` in ``pairs``) take the reviewer's grade.
     """
     from annotations.export import load_rewards  # the annotations package: see from_store
 
@@ -216,8 +223,10 @@ def from_rewards_dir(directory: str | Path, method: str = "posterior") -> Graded
         records = [(o["query_id"], o["candidate_id"], o["grade"]) for o in rows]
     else:
         records = [(o["query_id"], o["candidate_id"], o["mean_grade"]) for o in data.pairs]
+    adjudicated = {(o["query_id"], o["candidate_id"]): o["adjudicated_grade"] for o in data.pairs
+                   if o.get("adjudicated_grade") is not None}
     info: dict = {}
-    grades, n = aggregate(records, method, info)
+    grades, n = aggregate(records, method, info, adjudicated=adjudicated)
     order = list(dict.fromkeys((q, c) for q, c, _ in records))
     corpus = data.manifest.get("corpus")
     return GradedPairs(grades, n, corpus, f"dir:{d}", {"manifest_fingerprint": data.manifest.get("fingerprint"),
