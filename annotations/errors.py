@@ -17,6 +17,10 @@ class UnknownNote(InvalidGrade):
     """A note id that was never registered with the store."""
 
 
+class TooSoon(InvalidGrade):
+    """A grade that arrived too soon after the pair was shown or graded: a double key press."""
+
+
 class SchemaError(AnnotationError):
     """The database was written by another schema version and cannot be opened as it is."""
 

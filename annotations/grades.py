@@ -188,6 +188,24 @@ class GradesMixin:
         _log(session, aid, (query_id, candidate_id), "update", before, judgment_state(row))
         return to_judgment(row, name)
 
+    def change_grade(self, annotator: str, query_id: str, candidate_id: str, grade: int,
+                     comment: str | None = None) -> Judgment:
+        """Change ``annotator``'s own earlier grade of a pair (from a review of past grades),
+        keeping the context it was shown in; logged in the history like any update (``undo``
+        restores the old grade). ``InvalidGrade`` when they never graded the pair."""
+        name = clean_annotator(annotator)
+        value = clean_grade(grade)
+        with self._db.write() as session:
+            aid = annotator_id(session, name, create=False)
+            row = None if aid is None else session.execute(select(JudgmentRow).where(
+                JudgmentRow.annotator_id == aid, JudgmentRow.query_id == query_id,
+                JudgmentRow.candidate_id == candidate_id)).scalar_one_or_none()  # fmt: skip
+            if row is None:
+                raise InvalidGrade(f"{name} has not graded ({query_id}, {candidate_id}): nothing to change")
+            context = {k: getattr(row, k) for k in ("model_version", "dim", "granularity", "strategy",
+                                                     "rank", "task_id")}
+            return self._submit(session, name, query_id, candidate_id, value, comment, context)
+
     def undo(self, annotator: str) -> Judgment | None:
         """Undo ``annotator``'s last grade action (create or update) that is not yet undone.
 

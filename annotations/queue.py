@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 from sqlalchemy import and_, exists, func, or_, select
 
-from annotations.errors import AnnotationError, UnknownNote
+from annotations.errors import AnnotationError, TooSoon, UnknownNote
 from annotations.grades import annotator_id, clean_annotator
 from annotations.models import JudgmentRow, LabelTaskRow, NoteRow, TaskAssignmentRow
 from annotations.planning import SOURCES, PlannedTask, QueueConfig, Setting, plan_tasks
@@ -230,6 +230,32 @@ class LabelQueue:
                                               leased_at=now, lease_expires_at=now, finished_at=now))
             elif row.status != "done":
                 row.status, row.finished_at = "skipped", now
+
+    def check_not_too_soon(self, annotator: str, query_id: str, candidate_id: str, grade: int,
+                           task_id: int | None, min_seconds: float) -> None:
+        """Refuse (``TooSoon``, nothing stored) a grade from a person at a keyboard that arrives
+        less than ``min_seconds`` after the task was handed to them, or that changes their grade
+        of the pair less than ``min_seconds`` after they gave it: a double key press would
+        otherwise grade the next pair, or change this one, without anyone seeing it."""
+        if min_seconds <= 0:
+            return
+        name, now = clean_annotator(annotator), time.time()
+        with self._db.read() as session:
+            aid = annotator_id(session, name, create=False)
+            if aid is None:
+                return
+            shown = None if task_id is None else session.execute(select(TaskAssignmentRow.leased_at).where(
+                TaskAssignmentRow.task_id == task_id, TaskAssignmentRow.annotator_id == aid,
+                TaskAssignmentRow.status == "leased")).scalar()  # fmt: skip
+            last = session.execute(select(JudgmentRow.grade, JudgmentRow.updated_at).where(
+                JudgmentRow.annotator_id == aid, JudgmentRow.query_id == query_id,
+                JudgmentRow.candidate_id == candidate_id)).first()  # fmt: skip
+        if shown is not None and now - shown < min_seconds:
+            raise TooSoon(f"not saved: the grade came {now - shown:.2f} s after this pair was shown "
+                          "(a double key press?); look at the pair, then grade it again")
+        if last is not None and last.grade != grade and now - last.updated_at < min_seconds:
+            raise TooSoon(f"not saved: this pair was graded {last.grade} {now - last.updated_at:.2f} s ago "
+                          "(a double key press?); grade it again to change it")
 
     def submit(self, annotator: str, task: Task, grade: int, comment: str | None = None) -> Judgment:
         """Grade a handed-out task: ``store.submit_grade`` with the task's context."""

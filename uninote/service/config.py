@@ -72,11 +72,28 @@ class ServiceConfig:
         "unless 0).")})
     worker_device: str = field(default="auto", metadata={"help": (
         "RL device of that worker: auto, cpu or cuda ($UNINOTE_WORKER_DEVICE; default auto).")})
+    guidelines: str = field(default="", metadata={"help": (
+        "Markdown file with what each grade 0-3 means, shown while grading ($UNINOTE_GUIDELINES; "
+        "default empty: the built-in catalogue guidelines).")})
+    reviewers: tuple = field(default=(), metadata={"help": (
+        "Annotators who may adjudicate disagreements ($UNINOTE_REVIEWERS, comma-separated; "
+        "default empty: every signed-in annotator).")})
+    min_view_s: float = field(default=0.4, metadata={"help": (
+        "A grade from the Annotate tab that arrives sooner after its pair was shown (or changes the "
+        "pair's grade sooner after it was given) is refused as a double key press; 0 turns it off "
+        "(default 0.4 s).")})
 
     def validate(self) -> "ServiceConfig":
         self.home = Path(self.home)
         if not self.db_url:
             self.db_url = f"sqlite:///{self.home / 'annotations.db'}"
+        self.reviewers = tuple(r.strip() for r in self.reviewers if r and r.strip())
+        if self.guidelines:
+            from annotations.guidelines import load_guidelines
+
+            load_guidelines(self.guidelines)  # a missing or empty file fails at start, not while grading
+        if self.min_view_s < 0:
+            raise ConfigError(f"min_view_s must be >= 0, got {self.min_view_s}")
         if self.max_upload_bytes < 1024 or self.thumb_size < 32 or self.label_queries < 1:
             raise ConfigError("max_upload_bytes must be >= 1024, thumb_size >= 32 and label_queries >= 1")
         return self
@@ -88,6 +105,8 @@ class ServiceConfig:
         cfg.model = os.environ.get("UNINOTE_MODEL", cfg.model)
         cfg.worker = os.environ.get("UNINOTE_WORKER", "1").strip().lower() not in ("0", "false", "no", "off")
         cfg.worker_device = os.environ.get("UNINOTE_WORKER_DEVICE", cfg.worker_device)
+        cfg.guidelines = os.environ.get("UNINOTE_GUIDELINES", cfg.guidelines)
+        cfg.reviewers = tuple(os.environ.get("UNINOTE_REVIEWERS", "").split(","))
         for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
             if os.environ.get(env):
                 try:

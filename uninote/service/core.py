@@ -50,12 +50,13 @@ from uninote.service.progress import BuildProgress, BuildSteps
 from uninote.service.worker_process import WorkerProcess, worker_command
 from uninote.service.maps import layout_path, load_layout, per_note_vectors, save_layout, umap_2d
 from uninote.service.media import make_thumbnail, save_upload, thumbnail_path
+from uninote.service.review import ReviewMethods
 from uninote.service.types import Comparison, Neighbour, SearchResult, ServedVersion, UploadedQuery
 
 log = logging.getLogger("uninote.service")
 
 
-class UniNoteService:
+class UniNoteService(ReviewMethods):
     """Model, embeddings, retriever, annotation store and caches behind plain methods."""
 
     def __init__(self, config: ServiceConfig):
@@ -418,13 +419,19 @@ class UniNoteService:
         return task
 
     def grade(self, annotator: str, query_id: str, candidate_id: str, grade: int,
-              context: dict | None = None):
-        """Save one grade (an integer 0-3: 2.7 is refused, never rounded) and return the stored judgment."""
+              context: dict | None = None, interactive: bool = False):
+        """Save one grade (an integer 0-3: 2.7 is refused, never rounded) and return the stored judgment.
+
+        ``interactive`` (a person at the keyboard): a grade sooner than ``config.min_view_s`` after
+        the pair was shown, or changing it that soon after it was given, is refused (``TooSoon``)."""
         self._require_annotator(annotator)
         grade = clean_grade(grade)
         self.note(query_id), self.note(candidate_id)
         ctx = {k: v for k, v in (context or {}).items()
                if k in ("dim", "granularity", "strategy", "rank", "comment", "task_id")}
+        if interactive:
+            self.queue.check_not_too_soon(annotator, query_id, candidate_id, grade, ctx.get("task_id"),
+                                          self.config.min_view_s)
         return self.store.submit_grade(annotator, query_id, candidate_id, grade,
                                        model_version=self._served.version if self._served else None,
                                        **ctx)
