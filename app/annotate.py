@@ -2,8 +2,11 @@
 
 The grade is written to the store before the next pair is fetched, inside the same callback, so
 what the annotator sees next is always after a saved grade. Shortcuts (static/uninote.js):
-0-3 grade, u undo, s skip. While the service starts (a first run builds the model version), the
-tab says what it waits for, with the build's progress, and shows the first pair once it is ready.
+0-3 grade, u undo, s skip (not while typing a comment; Esc leaves the comment box). The
+guidelines (what each grade means) sit beside the buttons; a grade that arrives too soon after
+its pair was shown (a double key press) is refused with a message, never saved silently. While
+the service starts (a first run builds the model version), the tab says what it waits for, with
+the build's progress, and shows the first pair once it is ready.
 """
 
 from __future__ import annotations
@@ -86,8 +89,13 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
     with gr.Row(elem_classes=["un-grade-row"]):
         skip_btn = gr.Button("Skip (s)", elem_id="skip-btn", size="sm")
         undo_btn = gr.Button("Undo (u)", elem_id="undo-btn", size="sm")
-    gr.Markdown("Keys: **0–3** grade · **s** skip · **u** undo", elem_classes=["un-muted", "un-center"])
+    comment = gr.Textbox(label="Comment (optional, saved with the grade)", lines=1, max_length=2000,
+                         elem_id="annotate-comment", placeholder="Why this grade? e.g. same cut, other colour")
+    gr.Markdown("Keys: **0–3** grade · **s** skip · **u** undo · **Esc** leaves the comment box",
+                elem_classes=["un-muted", "un-center"])
     message = gr.HTML(elem_id="annotate-message")
+    with gr.Accordion("Guidelines: what each grade means", open=True, elem_id="annotate-guidelines"):
+        gr.Markdown(service.guidelines())
     outputs = [task, q_photo, c_photo, q_card, c_card, progress, message]
     waiting = gr.Timer(2.0, active=not service.ready)  # until the service is ready
 
@@ -102,15 +110,17 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
             return tuple(gr.update() for _ in outputs) + (gr.Timer(active=False),)
         return load(who) + (gr.Timer(active=False),)
 
-    def grade(g: int, who, current: dict | None):
+    def grade(g: int, who, current: dict | None, note: str | None):
         if current is None:
-            return show(service, who, next_task(service, who))
+            return show(service, who, next_task(service, who)) + (gr.update(),)
         try:
             ctx = {k: current[k] for k in ("task_id", "rank", "dim", "granularity", "strategy")}
-            service.grade(who, current["query_id"], current["candidate_id"], g, ctx)
-        except UniNoteError as exc:
-            return show(service, who, current, error_box(str(exc)))
-        return show(service, who, next_task(service, who), ok_box(f"Saved {GRADE_NAMES[g]}"))
+            ctx["comment"] = (note or "").strip() or None
+            service.grade(who, current["query_id"], current["candidate_id"], g, ctx, interactive=True)
+        except UniNoteError as exc:  # a double key press lands here too: the pair stays on screen
+            return show(service, who, current, error_box(str(exc))) + (gr.update(),)
+        saved = f"Saved {GRADE_NAMES[g]}" + (" with your comment" if ctx["comment"] else "")
+        return show(service, who, next_task(service, who), ok_box(saved)) + ("",)
 
     def skip(who, current):
         if who and current and current.get("task_id") is not None:
@@ -128,8 +138,8 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
     # Grading is a few milliseconds of database work: answered directly (queue=False) so the next
     # pair shows fast; the write completes before the next pair is fetched, in the same call.
     for g, btn in enumerate(grade_btns):
-        btn.click(with_annotator(functools.partial(grade, g), 1), task, outputs, api_visibility="private",
-                  queue=False)
+        btn.click(with_annotator(functools.partial(grade, g), 2), [task, comment], outputs + [comment],
+                  api_visibility="private", queue=False)
     skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private", queue=False)
     undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private", queue=False)
     waiting.tick(with_annotator(poll, 1), task, outputs + [waiting], api_visibility="private", queue=False)

@@ -71,15 +71,21 @@ def annotator_of(request, profile=None) -> str | None:
 
 
 def with_annotator(fn, n_inputs: int):
-    """Wrap ``fn(who, *inputs)`` (0 or 1 inputs) as a Gradio callback given the signed-in annotator.
+    """Wrap ``fn(who, *inputs)`` (0, 1 or 2 inputs) as a Gradio callback given the signed-in annotator.
 
     On Spaces the wrapper also asks Gradio for the OAuth profile; elsewhere it takes only the
     request, so no OAuth session is created where there is no Hugging Face login. Gradio injects
     ``gr.Request`` / ``gr.OAuthProfile`` by type hint, hence the fixed signatures.
     """
-    if n_inputs not in (0, 1):
-        raise ValueError("with_annotator wraps callbacks with 0 or 1 inputs")
-    if on_spaces() and n_inputs == 1:
+    if n_inputs not in (0, 1, 2):
+        raise ValueError("with_annotator wraps callbacks with 0, 1 or 2 inputs")
+    if on_spaces() and n_inputs == 2:
+        def callback(value, other, request: gr.Request, profile: gr.OAuthProfile | None = None):
+            return fn(annotator_of(request, profile), value, other)
+    elif n_inputs == 2:
+        def callback(value, other, request: gr.Request):
+            return fn(annotator_of(request), value, other)
+    elif on_spaces() and n_inputs == 1:
         def callback(value, request: gr.Request, profile: gr.OAuthProfile | None = None):
             return fn(annotator_of(request, profile), value)
     elif on_spaces():

@@ -30,6 +30,17 @@ def annotator_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def agreement_line(report: dict) -> str:
+    """Krippendorff's alpha and each two annotators' quadratic kappa, or why they cannot be shown."""
+    alpha = (f"Krippendorff's α (ordinal) **{report['alpha']:.2f}** on {report['units']} pairs"
+             if report["alpha_reason"] is None else f"α: {report['alpha_reason']}")
+    if report["kappa_reason"] is not None:
+        return f"{alpha} · κ: {report['kappa_reason']}"
+    kappas = ", ".join(f"{r['annotator_a']}–{r['annotator_b']} **{r['kappa_quadratic']:.2f}** ({r['n']} pairs)"
+                       for r in report["pairwise"][:6] if r["kappa_quadratic"] is not None)
+    return f"{alpha} · quadratic κ: {kappas}"
+
+
 def refresh(service: UniNoteService, metric: str, modality: str):
     if not service.ready:
         wait = plots.empty("Waiting for the model version")
@@ -40,7 +51,8 @@ def refresh(service: UniNoteService, metric: str, modality: str):
              f"{s['exact_agreement']:.0%} exact agreement on {s['n_multi']} pairs graded by 2+ annotators "
              f"(mean spread {s['mean_grade_spread']:.2f} grades)")
     head = (f"**{s['n_judgments']:,}** judgments on **{s['n_pairs']:,}** pairs by "
-            f"**{len(s['annotators'])}** annotators · agreement: {agree} · serving **{service.served.version}**")
+            f"**{len(s['annotators'])}** annotators · agreement: {agree} · serving **{service.served.version}**"
+            f"\n\n{agreement_line(service.agreement())}")
     return (head, plots.grade_distribution(s["grades"]), plots.per_annotator(s["annotators"]),
             plots.quality_vs_bytes(service.eval_results(), metric, modality),
             annotator_table(s), versions_table(service))

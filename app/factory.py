@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
-from app import annotate, api, dashboard, explore, map_tab, trainer
+from app import annotate, api, dashboard, explore, map_tab, review, trainer
 from app.auth import LoginRequired, load_users, make_auth, on_spaces
 from app.views import waiting_box
 from uninote.service import UniNoteService
@@ -34,6 +34,8 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
                 ex = explore.build(service)
             with gr.Tab("Annotate", id="annotate", elem_id="tab-annotate") as ann_tab:
                 ann_outputs, ann_load = annotate.build(service)
+            with gr.Tab("Review", id="review", elem_id="tab-review") as review_tab:
+                review_outputs, review_load = review.build(service)
             with gr.Tab("Map", id="map", elem_id="tab-map"):
                 mp = map_tab.build(service)
             with gr.Tab("Dashboard", id="dashboard", elem_id="tab-dashboard") as dash_tab:
@@ -80,6 +82,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
         # opened after other events otherwise stay under Gradio's loading overlay.
         ann_tab.select(ann_load, None, ann_outputs, api_visibility="private", queue=False)
         dash_tab.select(dash_run, dash_inputs, dash_outputs, api_visibility="private")
+        review_tab.select(review_load, None, review_outputs, api_visibility="private")
 
         def open_from_map(note_id, *settings):
             return (gr.Tabs(selected="explore"),) + tuple(ex.open_note(note_id, *settings))

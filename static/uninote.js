@@ -5,14 +5,37 @@
   window.__uninote = true;
   const visible = (el) => !!el && el.offsetParent !== null;
   const keys = { "0": "grade-0", "1": "grade-1", "2": "grade-2", "3": "grade-3", "u": "undo-btn", "s": "skip-btn" };
+  // A second grade key within GRADE_GAP_MS of the first is a double press: dropped, and said so
+  // (the server refuses one that gets through: see annotations.queue.check_not_too_soon).
+  const GRADE_GAP_MS = 600;
+  let lastGrade = 0, noteTimer = null;
+  const say = (text) => {
+    let box = document.getElementById("un-keyguard");
+    if (!box) {
+      box = document.createElement("div"); box.id = "un-keyguard"; box.className = "un-keyguard";
+      box.setAttribute("role", "status"); document.body.appendChild(box);
+    }
+    box.textContent = text; box.style.display = "block";
+    clearTimeout(noteTimer); noteTimer = setTimeout(() => { box.style.display = "none"; }, 2500);
+  };
   document.addEventListener("keydown", (e) => {
     const t = e.target;
-    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
+    if (t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.isContentEditable)) {
+      if (e.key === "Escape" && t.closest && t.closest("#annotate-comment")) t.blur();
+      return;
+    }
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
     const id = keys[(e.key || "").toLowerCase()];
     if (!id) return;
     const btn = document.getElementById(id);
-    if (visible(btn) && !btn.disabled) { e.preventDefault(); btn.click(); }
+    if (!visible(btn)) return;
+    e.preventDefault();
+    if (id.startsWith("grade-")) {
+      const now = Date.now();
+      if (now - lastGrade < GRADE_GAP_MS) { say(`Second key press ignored: one grade per ${GRADE_GAP_MS} ms`); return; }
+      lastGrade = now;
+    }
+    if (!btn.disabled) btn.click();
   });
 
   let tip = null;

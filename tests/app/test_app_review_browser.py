@@ -1,0 +1,110 @@
+"""The annotator's workflow in a real headless Chromium: guidelines beside the buttons, a comment
+saved with a grade, a double key press that grades once, a review that changes a grade, and an
+adjudication of a disagreement, each checked in the store. Every wait is bounded (TIMEOUT)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSWORD
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from _browser import CHROMIUM, chromium, open_tab, pick_dropdown  # noqa: E402
+from _browser import login as _login  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 30_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
+    with chromium() as b:
+        yield b
+
+
+def _annotate(browser, url, user):
+    page = _login(browser, url, user, PASSWORD, TIMEOUT)
+    open_tab(page, "Annotate")
+    page.wait_for_selector(f"#annotate-progress:has-text('{user}')")
+    page.wait_for_selector("#annotate-query-photo img")
+    return page
+
+
+def _press_outside_inputs(page, key: str):
+    page.locator("#annotate-progress").click()
+    page.keyboard.press(key)
+
+
+def test_guidelines_comment_and_a_double_key_press(browser, live_app):
+    url, service = live_app
+    user = "ann15"
+    page = _annotate(browser, url, user)
+    assert "near-duplicate" in page.inner_text("#annotate-guidelines")  # visible while grading
+    first = service.queue.next_task(user)
+    page.fill("#annotate-comment textarea", "same cut, other colour")
+    page.keyboard.press("Escape")  # leaves the comment box so the keys grade again
+    page.wait_for_timeout(500)
+    page.keyboard.press("1")
+    page.wait_for_selector("#annotate-message:has-text('with your comment')")
+    [j] = service.store.judgments(annotator=user)
+    assert (j.query_id, j.candidate_id, j.grade, j.comment) == (first.query_id, first.candidate_id, 1,
+                                                               "same cut, other colour")
+    assert page.input_value("#annotate-comment textarea") == ""  # cleared for the next pair
+
+    page.wait_for_timeout(800)  # the annotator looks at the next pair, then presses 3 twice
+    second = service.queue.next_task(user)
+    page.locator("#annotate-progress").click()
+    page.keyboard.press("3")
+    page.keyboard.press("3")
+    page.wait_for_selector("#un-keyguard:has-text('Second key press ignored')")
+    page.wait_for_selector("#annotate-message:has-text('Saved 3')")
+    page.wait_for_timeout(1000)
+    graded = [(j.query_id, j.candidate_id, j.grade) for j in service.store.judgments(annotator=user)]
+    assert graded[-1] == (second.query_id, second.candidate_id, 3) and len(graded) == 2
+
+    page.wait_for_timeout(800)  # a double click on a button: the server refuses what gets through
+    page.dblclick("#grade-0")
+    page.wait_for_selector("#annotate-message:has-text('Saved'), #annotate-message:has-text('not saved')")
+    page.wait_for_timeout(1000)
+    assert len(service.store.judgments(annotator=user)) == 3
+    page.close()
+
+
+def test_review_changes_a_grade_and_a_reviewer_adjudicates(browser, live_app):
+    url, service = live_app
+    user, other = "ann16", "ann17"
+    service.grade(user, "n8", "n9", 0, {"comment": "different kind"})
+    service.grade(other, "n8", "n9", 3)  # grades three apart: a disagreement
+    service.grade(user, "n8", "n10", 1)
+    page = _login(browser, url, user, PASSWORD, TIMEOUT)
+    open_tab(page, "Review")
+    page.wait_for_selector("#review-mine:has-text('n8 → n10')")
+    assert "different kind" in page.inner_text("#review-mine")
+
+    pick_dropdown(page, "review-pair", "n8 → n10")
+    page.locator("#review-grade").get_by_label("2 · relevant").check()
+    page.fill("#review-comment textarea", "on a second look, the same kind")
+    page.click("#review-change")
+    page.wait_for_selector("#review-message:has-text('Changed n8 → n10')")
+    [j] = service.store.judgments(annotator=user, query_id="n8", candidate_id="n10")
+    assert (j.grade, j.comment, j.revision) == (2, "on a second look, the same kind", 2)
+
+    page.wait_for_selector("#review-disputes:has-text('n8 → n9')")
+    pick_dropdown(page, "review-disputed", "n8 → n9")
+    page.locator("#review-final").get_by_label("1 · related").check()
+    page.fill("#review-reason textarea", "a related accessory")
+    page.click("#review-adjudicate")
+    page.wait_for_selector("#review-message:has-text('Adjudicated n8 → n9')")
+    assert service.store.adjudicated_grades()[("n8", "n9")] == 1
+
+    open_tab(page, "Dashboard")
+    head = page.wait_for_selector("#dashboard-head:has-text('α')")
+    assert "Krippendorff" in head.inner_text() or "needs" in head.inner_text()
+    page.close()
