@@ -31,7 +31,7 @@
     if (!visible(btn)) return;
     e.preventDefault();
     if (id.startsWith("grade-")) {
-      const now = Date.now();
+      const now = e.timeStamp;  // when the key went down, even if the page was busy since
       if (now - lastGrade < GRADE_GAP_MS) { say(`Second key press ignored: one grade per ${GRADE_GAP_MS} ms`); return; }
       lastGrade = now;
     }

@@ -63,7 +63,9 @@ def test_guidelines_comment_and_a_double_key_press(browser, live_app):
     page.locator("#annotate-progress").click()
     page.keyboard.press("3")
     page.keyboard.press("3")
-    page.wait_for_selector("#un-keyguard:has-text('Second key press ignored')")
+    # the note shows for a moment: check it was written rather than racing its fade
+    page.wait_for_selector("#un-keyguard", state="attached")
+    assert "Second key press ignored" in page.text_content("#un-keyguard")
     page.wait_for_selector("#annotate-message:has-text('Saved 3')")
     page.wait_for_timeout(1000)
     graded = [(j.query_id, j.candidate_id, j.grade) for j in service.store.judgments(annotator=user)]
