@@ -81,25 +81,22 @@ def build(service: UniNoteService):
     def load(who):
         return refresh(service, who)
 
-    def change(who, form: dict):
+    def act(who, form: dict, pair, grade, text, action, done: str):
+        """Run ``action(who, q, c, grade, text)`` for the picked pair, then show the tables again."""
         try:
-            q, c = _split(form[my_pair])
-            if form[new_grade] is None:
-                raise UniNoteError("pick the new grade")
-            j = service.change_grade(who, q, c, form[new_grade], (form[new_comment] or "").strip() or None)
+            q, c = _split(form[pair])
+            if form[grade] is None:
+                raise UniNoteError("pick a grade first")
+            saved = action(who, q, c, form[grade], (form[text] or "").strip() or None)
         except UniNoteError as exc:
             return refresh(service, who, error_box(str(exc)))
-        return refresh(service, who, ok_box(f"Changed {pair_key(q, c)} to {GRADE_NAMES[j.grade]}"))
+        return refresh(service, who, ok_box(f"{done} {pair_key(q, c)}: {GRADE_NAMES[saved.grade]}"))
+
+    def change(who, form: dict):
+        return act(who, form, my_pair, new_grade, new_comment, service.change_grade, "Changed")
 
     def adjudicate(who, form: dict):
-        try:
-            q, c = _split(form[disputed])
-            if form[final] is None:
-                raise UniNoteError("pick the reviewer's grade")
-            a = service.adjudicate(who, q, c, form[final], (form[why] or "").strip() or None)
-        except UniNoteError as exc:
-            return refresh(service, who, error_box(str(exc)))
-        return refresh(service, who, ok_box(f"Adjudicated {pair_key(q, c)}: {GRADE_NAMES[a.grade]}"))
+        return act(who, form, disputed, final, why, service.adjudicate, "Adjudicated")
 
     change_btn.click(with_annotator(change, 1), {my_pair, new_grade, new_comment}, outputs,
                      api_visibility="private")

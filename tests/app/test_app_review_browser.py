@@ -4,29 +4,19 @@ adjudication of a disagreement, each checked in the store. Every wait is bounded
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import PASSWORD
+from test_app_browser import TIMEOUT, browser  # noqa: F401  (the module's Chromium fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from _browser import CHROMIUM, chromium, open_tab, pick_dropdown  # noqa: E402
+from _browser import open_tab, pick_dropdown  # noqa: E402
 from _browser import login as _login  # noqa: E402
 
 pytestmark = pytest.mark.browser
-
-TIMEOUT = 30_000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
-        pytest.skip("Debian chromium is not installed (run scripts/ensure_chromium.sh as root)")
-    with chromium() as b:
-        yield b
 
 
 def _annotate(browser, url, user):
@@ -94,7 +84,7 @@ def test_review_changes_a_grade_and_a_reviewer_adjudicates(browser, live_app):
     page.locator("#review-grade").get_by_label("2 · relevant").check()
     page.fill("#review-comment textarea", "on a second look, the same kind")
     page.click("#review-change")
-    page.wait_for_selector("#review-message:has-text('Changed n8 → n10')")
+    page.wait_for_selector("#review-message:has-text('Changed n8 → n10: 2')")
     [j] = service.store.judgments(annotator=user, query_id="n8", candidate_id="n10")
     assert (j.grade, j.comment, j.revision) == (2, "on a second look, the same kind", 2)
 
