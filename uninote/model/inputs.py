@@ -15,15 +15,23 @@ from uninote.model.towers import load_pixels, normalize_pixels, pool_image
 
 
 class FeatureInputs:
+    runtime: str | None = None  # 'auto' | 'onnx' | 'torch'; None: $UNINOTE_RUNTIME (see onnx_runtime)
+
+    def backbone(self, kind: str):
+        """The ``kind`` ('text' | 'image') tower this call runs: torch, or its ONNX Runtime twin."""
+        from uninote.model.onnx_runtime import inference_tower
+
+        return inference_tower(self, kind)
+
     def text_features(self, texts: list[str]) -> torch.Tensor:
         """(B, F) the backbone's mean-pooled text features."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
-            return self.text_tower(list(texts)).float()
+            return self.backbone("text")(list(texts)).float()
 
     def text_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, F) token states and their (B, T) bool mask, for ``text_pooling='attention'``."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
-            states, mask = self.text_tower.token_states(list(texts))
+            states, mask = self.backbone("text").token_states(list(texts))
             return states.float(), mask
 
     def text_inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -35,12 +43,16 @@ class FeatureInputs:
 
     def image_features(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled (B, F) and region (B, R, F) features of PIL images."""
-        tower = self.image_tower
         if not images:
-            return torch.zeros(0, tower.feature_dim), torch.zeros(0, self.config.n_region_cells, tower.feature_dim)
-        pixels = load_pixels(images, self.config.image_size).to(self.device)
-        pixels = normalize_pixels(pixels, tower.mean, tower.std)
+            width = self.image_tower.feature_dim
+            return torch.zeros(0, width), torch.zeros(0, self.config.n_region_cells, width)
+        return self.pixel_features(load_pixels(images, self.config.image_size))
+
+    def pixel_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled (B, F) and region (B, R, F) features of uint8 pixels (B, 3, S, S) from ``load_pixels``."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
+            tower = self.backbone("image")
+            pixels = normalize_pixels(pixels.to(self.device), tower.mean, tower.std)
             return pool_image(tower(pixels).float(), self.config.n_regions)
 
     def note_batch(self, notes, root: str | Path | None) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ projected: heads and fusion (``uninote.model.fusion``) do that.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -52,12 +53,25 @@ class HFTextTower(nn.Module):
         self.max_tokens = max_tokens
         self.feature_dim = int(self.encoder.config.hidden_size)
 
+    def inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """The tokenizer's tensors (``input_ids``, ``attention_mask``, ...) for ``states``."""
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                             return_tensors="pt")
+        return dict(tok)
+
+    @staticmethod
+    def mask(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs["attention_mask"].bool()
+
+    def states(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, T, F) of tokenized inputs (the part an ONNX export holds)."""
+        return self.encoder(**inputs).last_hidden_state
+
     def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Last hidden states (B, T, F) and their attention mask (B, T) bool."""
         device = next(self.encoder.parameters()).device
-        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
-                             return_tensors="pt").to(device)
-        return self.encoder(**tok).last_hidden_state, tok["attention_mask"].bool()
+        inputs = {k: v.to(device) for k, v in self.inputs(texts).items()}
+        return self.states(**inputs), self.mask(inputs)
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         return masked_mean(*self.token_states(texts))
@@ -100,12 +114,21 @@ class TinyTextTower(nn.Module):
                 ids[i, : len(codes)] = torch.tensor(codes, dtype=torch.long)
         return ids
 
+    def inputs(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return {"ids": self.tokenize(texts)}
+
+    @staticmethod
+    def mask(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return inputs["ids"] != 0
+
+    def states(self, ids: torch.Tensor) -> torch.Tensor:
+        mask = ids != 0
+        padding = ~mask & mask.any(1, keepdim=True)  # an empty text attends to its padding, not to nothing
+        return self.layer(self.embed(ids), src_key_padding_mask=padding)
+
     def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         ids = self.tokenize(texts).to(self.embed.weight.device)
-        mask = ids != 0
-        padding = ~mask
-        padding[~mask.any(1)] = False  # an empty text attends to its padding rather than to nothing
-        return self.layer(self.embed(ids), src_key_padding_mask=padding), mask
+        return self.states(ids), ids != 0
 
     def forward(self, texts: list[str]) -> torch.Tensor:
         return masked_mean(*self.token_states(texts))
@@ -171,10 +194,11 @@ class HFImageTower(nn.Module):
             pixels = F.interpolate(pixels, size=(self.native_size, self.native_size), mode="bilinear",
                                    align_corners=False)
         tokens = self.encoder(pixel_values=pixels).last_hidden_state  # (B, 1 + P, F) or (B, P, F)
-        g = int(round((tokens.shape[1]) ** 0.5))
-        if g * g != tokens.shape[1]:
+        n = int(tokens.shape[1])  # fixed by the input size (a constant in an ONNX export)
+        g = math.isqrt(n)
+        if g * g != n:
             tokens = tokens[:, 1:]
-            g = int(round(tokens.shape[1] ** 0.5))
+            g = math.isqrt(n - 1)
         return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, g, g)
 
 

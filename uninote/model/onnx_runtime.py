@@ -1,0 +1,247 @@
+"""Frozen backbones through ONNX Runtime for CPU inference; training and CUDA keep PyTorch.
+
+``inference_tower(owner, kind)`` is what ``FeatureInputs`` runs a text or image batch through: the
+torch tower, or its ONNX Runtime twin (``OnnxTextTower`` / ``OnnxImageTower``, same call API).
+Which one is the runtime's choice: ``owner.runtime`` (set by ``--runtime``), else
+``$UNINOTE_RUNTIME``, else ``auto`` = ONNX Runtime on CPU and torch on CUDA. ``auto`` leaves the
+tiny test towers on torch; ``onnx`` asks for them too. USE-m3 is numpy already and stays as it is.
+
+The export is made from the torch tower at first use and cached as
+``$UNINOTE_CACHE/onnx/<backbone>-<key>.onnx``, the key hashing backbone name, weights, input size
+and opset. A JSON sidecar holds the file's SHA-256: a truncated or corrupt file fails it and is
+exported again; the bytes that passed the checksum are the bytes the session is built from.
+Before a twin is used it is checked against the torch tower on a fixed batch; above ``TOLERANCE``
+(largest absolute difference of the outputs) it is refused with a warning naming both numbers, and
+the torch tower is used. ORT runs with torch's thread count at the time the twin is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import warnings
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from uninote.errors import ConfigError, UniNoteError
+from uninote.model.towers import LazyTower
+
+log = logging.getLogger(__name__)
+RUNTIMES = ("auto", "onnx", "torch")
+OPSET = 17
+TOLERANCE = 1e-3
+FORMAT = 1
+CHECK_TEXTS = ("Turtle Check Men Navy Blue Shirt", "", "a longer title, with punctuation: Ünïcode ✓ 漢字 and "
+               "more words so that the token lengths differ within the batch")
+_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch tower -> {threads: twin or None}
+
+
+class OnnxMismatchError(UniNoteError):
+    """An ONNX export's outputs differ from the torch tower's by more than the tolerance."""
+
+
+def requested_runtime(owner=None) -> str:
+    """``owner.runtime``, else ``$UNINOTE_RUNTIME``, else ``auto``; anything else fails loudly."""
+    runtime = getattr(owner, "runtime", None) or os.environ.get("UNINOTE_RUNTIME") or "auto"
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown runtime {runtime!r} (from --runtime or UNINOTE_RUNTIME); "
+                          f"use one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def uses_onnx(owner, kind: str) -> bool:
+    """Whether ``owner``'s ``kind`` ('text' | 'image') backbone runs through ONNX Runtime now."""
+    runtime = requested_runtime(owner)
+    if runtime == "torch":
+        return False
+    name = getattr(owner.config, f"{kind}_tower")
+    if name == "use-m3" or (torch.is_grad_enabled() and not owner.config.freeze_backbones):
+        return False  # numpy already / training the backbone
+    if torch.device(owner.device).type != "cpu":
+        if runtime == "onnx":
+            raise ConfigError(f"--runtime onnx runs on CPU only, this model is on {owner.device}; "
+                              "use --runtime auto or torch")
+        return False
+    return runtime == "onnx" or name != "tiny"
+
+
+def inference_tower(owner, kind: str):
+    """The tower that runs ``owner``'s ``kind`` inputs now: the ONNX twin where it applies, else torch."""
+    tower = getattr(owner, f"{kind}_tower")
+    if not uses_onnx(owner, kind):
+        return tower
+    real = tower.tower if isinstance(tower, LazyTower) else tower
+    threads = torch.get_num_threads()
+    per_threads = _twins.setdefault(real, {})
+    if threads not in per_threads:
+        cfg = owner.config
+        name = getattr(cfg, f"{kind}_tower")
+        size = cfg.image_size if kind == "image" else cfg.max_text_tokens
+        try:
+            per_threads[threads] = (OnnxImageTower if kind == "image" else OnnxTextTower)(real, name, size, threads)
+        except OnnxMismatchError as exc:
+            warnings.warn(f"{exc}; using the torch tower", RuntimeWarning, stacklevel=2)
+            log.warning("%s; using the torch tower", exc)
+            per_threads[threads] = None
+        except Exception as exc:  # an exporter or ORT that cannot handle this backbone
+            warnings.warn(f"cannot run {name} through ONNX Runtime ({type(exc).__name__}: {exc}); "
+                          "using the torch tower", RuntimeWarning, stacklevel=2)
+            per_threads[threads] = None
+    return per_threads[threads] or tower
+
+
+# --- export cache ------------------------------------------------------------------------------
+def weights_hash(module: nn.Module) -> str:
+    """SHA-256 over the names, shapes and values of every tensor in the state dict."""
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        v = v.detach().cpu().contiguous()
+        h.update(f"{k}\x00{v.dtype}\x00{tuple(v.shape)}\x00".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def export_path(name: str, weights: str, size: int, root: Path | None = None) -> Path:
+    """Where the export of backbone ``name`` with these weights and input size is cached."""
+    if root is None:
+        from uninote.data.loaders import cache_root
+
+        root = cache_root()
+    key = hashlib.sha256(json.dumps([FORMAT, name, weights, size, OPSET]).encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rstrip("/").split("/")[-1])[:40]
+    return root / "onnx" / f"{slug}-{key}.onnx"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def read_export(path: Path) -> bytes | None:
+    """The cached export's bytes when they match their sidecar's checksum, else None."""
+    try:
+        meta = json.loads(_sidecar(path).read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if len(data) != meta.get("bytes") or hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        log.warning("%s does not match its checksum (truncated or corrupt): exporting again", path)
+        return None
+    return data
+
+
+def write_export(graph: nn.Module, example: dict[str, torch.Tensor], dynamic: dict, path: Path,
+                 info: dict) -> bytes:
+    """Export ``graph`` on ``example`` inputs, then write file and sidecar atomically; returns the bytes."""
+    from uninote.fileio import atomic_write
+
+    buffer = io.BytesIO()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # its fused attention op has no ONNX form
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and folding notes
+            torch.onnx.export(graph, tuple(example.values()), buffer, input_names=list(example),
+                              output_names=["output"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    data = buffer.getvalue()
+    atomic_write(path, data)
+    sidecar = {**info, "opset": OPSET, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+               "torch": torch.__version__}
+    atomic_write(_sidecar(path), json.dumps(sidecar, indent=1).encode())
+    return data
+
+
+def open_session(data: bytes, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # a shared CPU: no busy-waiting
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+class _Twin:
+    """Shared part of the twins: export (or reuse) the graph, open it, check it against torch."""
+
+    def _open(self, graph: nn.Module, example: dict[str, torch.Tensor], dynamic: dict, name: str,
+              size: int, threads: int) -> None:
+        path = export_path(name, weights_hash(graph), size)
+        data = read_export(path)
+        if data is None:
+            log.info("exporting %s to ONNX (%s)", name, path)
+            data = write_export(graph, example, dynamic, path, {"backbone": name, "input_size": size})
+        self.path, self.session = path, open_session(data, threads)
+
+    def _check(self, expected: np.ndarray, got: np.ndarray, name: str) -> None:
+        diff = float(np.abs(expected - got).max()) if expected.size else 0.0
+        if not diff <= TOLERANCE:  # NaN fails too
+            raise OnnxMismatchError(f"ONNX export of {name} ({self.path}) differs from torch by {diff:.3g} "
+                                    f"on the check batch, above the tolerance {TOLERANCE:.3g}")
+        self.check_difference = diff
+
+    def _run(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        feed = {k: v.cpu().numpy() for k, v in inputs.items()}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+class _TextGraph(nn.Module):
+    def __init__(self, tower: nn.Module, names: list[str]):
+        super().__init__()
+        self.tower, self.names = tower, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.tower.states(**dict(zip(self.names, tensors)))
+
+
+class OnnxTextTower(_Twin):
+    """A text tower's token states from ONNX Runtime; tokenizing and pooling stay in Python."""
+
+    def __init__(self, tower: nn.Module, name: str, max_tokens: int, threads: int):
+        self.tower, self.feature_dim = tower, tower.feature_dim
+        example = tower.inputs(list(CHECK_TEXTS))
+        dynamic = {k: {0: "batch", 1: "tokens"} for k in example} | {"output": {0: "batch", 1: "tokens"}}
+        if list(example) == ["ids"]:  # the tiny tower pads to a fixed length
+            dynamic = {"ids": {0: "batch"}, "output": {0: "batch"}}
+        graph = _TextGraph(tower, list(example)).eval()
+        self._open(graph, example, dynamic, name, max_tokens, threads)
+        mask = tower.mask(example).numpy()
+        with torch.inference_mode():
+            expected = graph(*example.values()).numpy()
+        self._check(expected[mask], self._run(example).numpy()[mask], name)
+
+    def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs = self.tower.inputs(list(texts))
+        return self._run(inputs), self.tower.mask(inputs)
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        from uninote.model.towers import masked_mean
+
+        return masked_mean(*self.token_states(texts))
+
+
+class OnnxImageTower(_Twin):
+    """An image tower's feature map (B, F, h, w) from ONNX Runtime, on normalised pixels."""
+
+    def __init__(self, tower: nn.Module, name: str, image_size: int, threads: int):
+        self.tower, self.feature_dim = tower, tower.feature_dim
+        self.mean, self.std = tower.mean, tower.std
+        generator = torch.Generator().manual_seed(0)
+        example = {"pixels": torch.rand(2, 3, image_size, image_size, generator=generator) * 4 - 2}
+        dynamic = {"pixels": {0: "batch"}, "output": {0: "batch"}}
+        self._open(tower, example, dynamic, name, image_size, threads)
+        with torch.inference_mode():
+            expected = tower(example["pixels"]).numpy()
+        self._check(expected, self._run(example).numpy(), name)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._run({"pixels": pixels.float()})
