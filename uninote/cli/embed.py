@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 
+from uninote.cli.main import add_runtime
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "embed", help="embed a corpus (every granularity, full dim) with a model or baseline",
@@ -25,7 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--migrate", metavar="DIR", default=None,
                    help="rewrite an embeddings folder of the older single-file format (embeddings.safetensors) "
                         "as shards in place, then exit (no model or corpus needed)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=2, help="torch (and ONNX Runtime) CPU threads")
+    add_runtime(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -77,7 +81,7 @@ def run(args) -> int:
         raise ConfigError("uninote embed needs --model, --corpus and --out (or --migrate DIR)")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = load_model(args.model)
+    model = load_model(args.model, runtime=args.runtime)
     corpus = load_corpus(args.corpus)
     out = embed_to_disk(model, corpus, args.out, batch_size=args.batch_size, dtypes=dtypes,
                         regions=not args.no_regions, shard_notes=args.shard_notes, progress=not args.quiet,

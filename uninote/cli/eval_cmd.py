@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from uninote import MATRYOSHKA_DIMS
+from uninote.cli.main import add_runtime
 
 HELP = """Embed a corpus with a model (or load embeddings written by `uninote embed`) and, for every
 query in the qrels, retrieve the top 10 other notes (the query itself excluded) for each
@@ -52,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-queries", type=int, default=None, help="evaluate a seeded sample of queries")
     p.add_argument("--mrr-min-grade", type=int, default=1, help="grade that counts as relevant for mrr@10")
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
+    add_runtime(p)
     p.add_argument("--out", type=Path, help="write the results JSON here")
     p.set_defaults(func=run)
 
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from uninote.model import load_model
 
-        model = load_model(args.model)
+        model = load_model(args.model, runtime=args.runtime)
         emb = model.embed_corpus(corpus, batch_size=args.batch_size, progress=True)
         name = args.model
     report = evaluate(emb, qrels, dims=args.dims, modalities=args.modalities,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from uninote import MATRYOSHKA_DIMS
+from uninote.cli.main import add_runtime
 
 DESCRIPTION = """\
 Build every index of one embedding pass: one per (granularity, Matryoshka dim), all from the
@@ -36,6 +37,7 @@ def add_embedding_source(p) -> None:
                    "with --embeddings, only checks the embeddings were written by this model)")
     p.add_argument("--corpus", help="corpus folder or any load_corpus source to embed with --model")
     p.add_argument("--embeddings", help="folder written by `uninote embed` (skips embedding)")
+    add_runtime(p)
 
 
 def load_embeddings(args):
@@ -58,7 +60,7 @@ def load_embeddings(args):
     from uninote.data import load_corpus
     from uninote.model import load_model
 
-    return load_model(args.model).embed_corpus(load_corpus(args.corpus), progress=True)
+    return load_model(args.model, runtime=args.runtime).embed_corpus(load_corpus(args.corpus), progress=True)
 
 
 def register(subparsers) -> None:

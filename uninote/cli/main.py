@@ -30,6 +30,15 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def add_runtime(p: argparse.ArgumentParser) -> None:
+    """``--runtime``: what runs the frozen backbones when a command embeds."""
+    from uninote.config import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="what runs the frozen backbones: 'onnx' (ONNX Runtime, CPU), 'torch', or 'auto' "
+                   "(ONNX Runtime on CPU, torch on CUDA); default $UNINOTE_RUNTIME, else auto")
+
+
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: X)" to an option's help only when X says something (not None, not suppressed)."""
 

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from uninote.config import RUNTIMES
 from uninote.errors import ConfigError, UniNoteError
 from uninote.model.towers import LazyTower
 
 log = logging.getLogger(__name__)
-RUNTIMES = ("auto", "onnx", "torch")
 OPSET = 17
 TOLERANCE = 1e-3
 FORMAT = 1

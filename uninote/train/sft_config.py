@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from uninote import MATRYOSHKA_DIMS
-from uninote.config import DEVICES, JsonConfig
+from uninote.config import DEVICES, RUNTIMES, JsonConfig
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
 
@@ -58,7 +58,11 @@ class SFTConfig(JsonConfig):
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and batch order."})
     threads: int = field(default=1, metadata={"help": (
         "torch CPU threads for the training steps.")})
-    feature_threads: int = field(default=2, metadata={"help": "torch CPU threads for backbone feature extraction."})
+    feature_threads: int = field(default=2, metadata={"help": (
+        "torch (and ONNX Runtime) CPU threads for backbone feature extraction.")})
+    runtime: str = field(default="auto", metadata={"help": (
+        "What runs the frozen backbones for feature extraction: 'onnx' (ONNX Runtime, CPU), 'torch', "
+        "or 'auto' (ONNX Runtime on CPU, torch on CUDA).")})
     log_every: int = field(default=10, metadata={"help": "Log the loss every N steps."})
 
     def validate(self) -> "SFTConfig":
@@ -74,6 +78,8 @@ class SFTConfig(JsonConfig):
                               f"{len(self.matryoshka_dims)} matryoshka_dims: give one weight per dim")
         if self.device not in DEVICES:
             raise ConfigError(f"device={self.device!r}: use one of {DEVICES}")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime={self.runtime!r}: use one of {RUNTIMES}")
         if self.hard_negatives < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("hard_negatives >= 0 and 0 <= warmup_ratio < 1 are required")
         self.model_config()
