@@ -27,9 +27,8 @@ from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
 from uninote.embeddings import NoteEmbeddings
-from uninote.errors import ImageError
 from uninote.fileio import atomic_write
-from uninote.model.images_io import open_image
+from uninote.model.images_io import photo_batches
 from uninote.model.towers import masked_mean
 
 log = logging.getLogger(__name__)
@@ -160,24 +159,19 @@ def _text_part(corpus, model, batch_size: int, progress: bool):
 def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
     """Pooled and region features of every readable photo, their owners and indexes, and ``info``."""
     refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
+    paths = [corpus.image_path(corpus.notes[r], i) for r, i in refs]
     pooled, regions, owner, index, broken = [], [], [], [], []
     bar = tqdm(total=len(refs), desc="image features", disable=not progress)
-    for s in range(0, len(refs), batch_size):
-        images, kept = [], []
-        for r, i in refs[s:s + batch_size]:
-            path = corpus.image_path(corpus.notes[r], i)
-            try:
-                images.append(open_image(path))
-                kept.append((r, i))
-            except (ImageError, OSError) as exc:
-                broken.append(f"{path}: {exc}")
-        if images:
-            p, g = model.image_features(images)
+    for s, (pixels, kept, unreadable) in zip(range(0, len(refs), batch_size),
+                                              photo_batches(paths, model.config.image_size, batch_size)):
+        broken += unreadable
+        if pixels is not None:
+            p, g = model.pixel_features(pixels)
             pooled.append(p.half().cpu())
             regions.append(g.half().cpu())
-            owner += [r for r, _ in kept]
-            index += [i for _, i in kept]
-        bar.update(len(refs[s:s + batch_size]))
+            owner += [refs[s + j][0] for j in kept]
+            index += [refs[s + j][1] for j in kept]
+        bar.update(min(batch_size, len(refs) - s))
     bar.close()
     if broken:
         log.warning("skipped %d unreadable photo(s) of %d, e.g. %s", len(broken), len(refs), broken[0])

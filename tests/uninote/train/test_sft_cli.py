@@ -37,3 +37,25 @@ def test_bad_flag_values_are_one_line_errors(tmp_path, capsys):
     assert code == 2 and "temperature > 0" in capsys.readouterr().err
     code = main(["embed", "--model", "baseline:nope", "--corpus", str(corpus), "--out", str(tmp_path / "e")])
     assert code == 2 and "unknown baseline" in capsys.readouterr().err
+
+
+def test_runtime_switch_reaches_feature_extraction(tmp_path, monkeypatch):
+    """--runtime onnx exports the tiny towers for train-sft and embed; torch exports nothing; same vectors."""
+    corpus = make_synthetic_corpus(tmp_path / "c", n_notes=12)
+    assert main(["train-sft", "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--quiet", *TINY,
+                 "--runtime", "onnx"]) == 0
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # text and image tower
+    vectors = {}
+    for runtime in ("onnx", "torch"):
+        cache = tmp_path / f"cache-{runtime}"
+        monkeypatch.setenv("UNINOTE_CACHE", str(cache))  # no features shared between the two runs
+        assert main(["embed", "--model", str(tmp_path / "m"), "--corpus", str(corpus), "--quiet",
+                     "--out", str(tmp_path / runtime), "--runtime", runtime]) == 0
+        assert len(list(cache.glob("onnx/*.onnx"))) == (2 if runtime == "onnx" else 0)
+        vectors[runtime] = NoteEmbeddings.load(tmp_path / runtime)
+    for g in ("note", "image", "region"):
+        a, b = getattr(vectors["onnx"], g), getattr(vectors["torch"], g)
+        assert a.shape == b.shape and (a * b).sum(1).min() > 0.9999
+    with pytest.raises(SystemExit):
+        main(["embed", "--model", str(tmp_path / "m"), "--corpus", str(corpus), "--out", str(tmp_path / "x"),
+              "--runtime", "tensorrt"])
