@@ -34,7 +34,10 @@ GRANULARITIES = ("note", "text", "image", "region")
 
 
 def corpus_slice(corpus: Corpus, n: int) -> Corpus:
-    return Corpus(root=corpus.root, notes=corpus.notes[:n], name=f"{corpus.name}[:{n}]")
+    notes = corpus.notes[:n]
+    ids = {note.note_id for note in notes}
+    qrels = {q: {c: g for c, g in row.items() if c in ids} for q, row in corpus.qrels.items() if q in ids}
+    return Corpus(root=corpus.root, notes=notes, qrels=qrels, name=f"{corpus.name}[:{n}]")
 
 
 def build(spec: str | None, runtime: str):
@@ -45,10 +48,14 @@ def build(spec: str | None, runtime: str):
 
 def setup(model) -> float:
     """Seconds to load the backbones (and, for ONNX, export or open and check them)."""
+    from uninote.model.towers import LazyTower
+
     start = time.perf_counter()
     with torch.inference_mode():
-        model.backbone("text")
-        model.backbone("image")
+        for kind in ("text", "image"):
+            tower = model.backbone(kind)
+            if isinstance(tower, LazyTower):
+                tower.tower  # noqa: B018  (loads the torch weights, as the ONNX check has)
     return time.perf_counter() - start
 
 
@@ -133,7 +140,22 @@ def main() -> int:
         print("|---|---:|---:|")
         for g in GRANULARITIES:
             print(f"| {g} | {len(getattr(a, g))} | {min_cosine(getattr(a, g), getattr(b, g)):.6f} |")
+        if corpus.qrels:
+            ndcg_table(a, b, corpus.qrels, runtimes[0], runtimes[-1])
     return 0
+
+
+def ndcg_table(a, b, qrels, name_a: str, name_b: str) -> None:
+    """note -> note ndcg@10 within the slice, per Matryoshka dim, for both runtimes' vectors."""
+    from uninote.eval import evaluate
+
+    dims = [d for d in (64, 128, 256, 512, 768) if d <= a.dim] or [a.dim]
+    ra, rb = (evaluate(e, qrels, dims=dims, modalities=["note"], granularities=["note"]) for e in (a, b))
+    print(f"\n| dim | ndcg@10 {name_a} | ndcg@10 {name_b} | difference |  ({ra.n_queries} queries in the slice)")
+    print("|---:|---:|---:|---:|")
+    for d in dims:
+        x, y = ra.get("note", "note", d), rb.get("note", "note", d)
+        print(f"| {d} | {x:.4f} | {y:.4f} | {x - y:+.4f} |")
 
 
 if __name__ == "__main__":
