@@ -136,10 +136,11 @@ def main() -> int:
     print(f"\ndecoding alone (open + resize to uint8 batches): {decode:.1f}s, {n_photos / decode:.0f} photos/s")
     if len(runtimes) > 1:
         a, b = vectors[runtimes[0]], vectors[runtimes[-1]]
-        print(f"\n| granularity | rows | smallest cosine {runtimes[0]} vs {runtimes[-1]} |")
-        print("|---|---:|---:|")
+        print(f"\n| granularity | rows | smallest cosine {runtimes[0]} vs {runtimes[-1]} | 1 - cosine |")
+        print("|---|---:|---:|---:|")
         for g in GRANULARITIES:
-            print(f"| {g} | {len(getattr(a, g))} | {min_cosine(getattr(a, g), getattr(b, g)):.6f} |")
+            cos = min_cosine(getattr(a, g), getattr(b, g))
+            print(f"| {g} | {len(getattr(a, g))} | {cos:.7f} | {1 - cos:.1e} |")
         if corpus.qrels:
             ndcg_table(a, b, corpus.qrels, runtimes[0], runtimes[-1])
     return 0

@@ -61,20 +61,10 @@ def test_unloadable_backbone_says_what_to_give(tmp_path):
         UniNoteModel(tiny_config(text_tower=str(tmp_path / "missing")))
 
 
-def test_hf_backbones_through_onnx_runtime_match_torch(hf_folders, tmp_path, monkeypatch):
+def test_hf_backbones_through_onnx_runtime_match_torch(hf_folders, tmp_path, monkeypatch, runtimes_agree):
     from PIL import Image
-
-    from uninote.model.onnx_runtime import OnnxImageTower, OnnxTextTower
 
     monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
     cfg = tiny_config(text_tower=str(hf_folders / "bert"), image_tower=str(hf_folders / "vit"))
-    onnx, reference = UniNoteModel(cfg), UniNoteModel(cfg)
-    onnx.runtime, reference.runtime = "onnx", "torch"
-    texts, photos = ["red shirt", "", "a much longer red shirt title"], [Image.new("RGB", (40, 30), "red")] * 2
-    with torch.inference_mode():
-        assert isinstance(onnx.backbone("text"), OnnxTextTower) and isinstance(onnx.backbone("image"), OnnxImageTower)
-        states, mask = onnx.text_tokens(texts)
-        ref_states, ref_mask = reference.text_tokens(texts)
-        assert torch.equal(mask, ref_mask) and torch.allclose(states[mask], ref_states[mask], atol=1e-5)
-        for a, b in zip(onnx.image_features(photos), reference.image_features(photos)):
-            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
+    runtimes_agree(cfg, ["red shirt", "", "a much longer red shirt title"],
+                   [Image.new("RGB", (40, 30), "red")] * 2, atol=1e-5)

@@ -67,20 +67,8 @@ def test_frozen_model_serves_cached_features_without_loading_backbones(tmp_path,
     assert fresh.image_tower.loaded and abs(float(q.note @ emb.note[0]) - 1) < 1e-2
 
 
-def test_bundled_backbones_through_onnx_runtime_match_torch(photos):
+def test_bundled_backbones_through_onnx_runtime_match_torch(photos, runtimes_agree):
     """EfficientNet-Lite0 and MiniLM (token states included) exported to ONNX give torch's features."""
-    from uninote.model import UniNoteConfig, UniNoteModel
-    from uninote.model.onnx_runtime import OnnxImageTower, OnnxTextTower
+    from uninote.model import UniNoteConfig
 
-    onnx, reference = UniNoteModel(UniNoteConfig()), UniNoteModel(UniNoteConfig())
-    onnx.runtime, reference.runtime = "onnx", "torch"
-    texts, images = [t for t, _ in photos] + [""], [im for _, im in photos[:4]]
-    with torch.inference_mode():
-        assert isinstance(onnx.backbone("text"), OnnxTextTower) and isinstance(onnx.backbone("image"), OnnxImageTower)
-        states, mask = onnx.text_tokens(texts)
-        ref_states, ref_mask = reference.text_tokens(texts)
-        assert torch.equal(mask, ref_mask) and torch.allclose(states[mask], ref_states[mask], atol=1e-4)
-        for a, b in zip(onnx.image_features(images), reference.image_features(images)):
-            assert a.shape == b.shape and torch.allclose(a, b, atol=1e-3)
-            cos = torch.nn.functional.cosine_similarity(a.flatten(0, -2), b.flatten(0, -2), dim=-1)
-            assert cos.min() > 0.99999
+    runtimes_agree(UniNoteConfig(), [t for t, _ in photos] + [""], [im for _, im in photos[:4]], atol=1e-3)
