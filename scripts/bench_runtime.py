@@ -116,16 +116,22 @@ def main() -> int:
     setups = {r: setup(m) for r, m in models.items()}
     size = next(iter(models.values())).config.image_size
     decode = decode_only(corpus, size)
-    best, vectors = {}, {}
+    best, vectors, totals = {}, {}, {r: [] for r in runtimes}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for r in runtimes:
                 emb, times = pipeline(models[r], corpus, Path(tmp) / f"{r}-{round_}", args.batch_size)
                 print(f"round {round_ + 1} {r}: {times['total']:.1f}s", flush=True)
                 vectors[r] = emb
+                totals[r].append(times["total"])
                 if r not in best or times["total"] < best[r]["total"]:
                     best[r] = times
     base = best[runtimes[-1]]["total"]
+    if len(runtimes) > 1:
+        ratios = [t / o for t, o in zip(totals[runtimes[-1]], totals[runtimes[0]])]
+        print(f"per-round speed-up of {runtimes[0]} over {runtimes[-1]}: "
+              f"{', '.join(f'{x:.2f}x' for x in ratios)}; of the summed rounds "
+              f"{sum(totals[runtimes[-1]]) / sum(totals[runtimes[0]]):.2f}x")
     print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("\n| runtime | setup s | features s | heads s | write s | total s | notes/s | speed-up |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
