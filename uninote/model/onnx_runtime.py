@@ -4,7 +4,8 @@
 torch tower, or its ONNX Runtime twin (``OnnxTextTower`` / ``OnnxImageTower``, same call API).
 Which one is the runtime's choice: ``owner.runtime`` (set by ``--runtime``), else
 ``$UNINOTE_RUNTIME``, else ``auto`` = ONNX Runtime on CPU and torch on CUDA. ``auto`` leaves the
-tiny test towers on torch; ``onnx`` asks for them too. USE-m3 is numpy already and stays as it is.
+tiny test towers on torch; ``onnx`` asks for them too. USE-m3 is numpy already and stays as it is;
+backbones that train (``freeze_backbones=False``) stay on torch, whose weights move.
 
 The export is made from the torch tower at first use and cached as
 ``$UNINOTE_CACHE/onnx/<backbone>-<key>.onnx``, the key hashing backbone name, weights, input size
@@ -63,8 +64,8 @@ def uses_onnx(owner, kind: str) -> bool:
     if runtime == "torch":
         return False
     name = getattr(owner.config, f"{kind}_tower")
-    if name == "use-m3" or (torch.is_grad_enabled() and not owner.config.freeze_backbones):
-        return False  # numpy already / training the backbone
+    if name == "use-m3" or not owner.config.freeze_backbones:
+        return False  # numpy already / weights that training changes (an export would go stale)
     if torch.device(owner.device).type != "cpu":
         if runtime == "onnx":
             raise ConfigError(f"--runtime onnx runs on CPU only, this model is on {owner.device}; "

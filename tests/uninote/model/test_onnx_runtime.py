@@ -48,13 +48,12 @@ def test_tiny_towers_through_onnx_match_torch(tmp_path):
     assert float(q.note @ ref.note) > 0.9999 and float((q.images * ref.images).sum(-1).min()) > 0.9999
 
 
-def test_auto_keeps_tiny_towers_on_torch_and_training_on_torch():
+def test_auto_keeps_tiny_towers_on_torch_and_trainable_backbones_on_torch():
     auto = tiny_model(None)
     assert not isinstance(auto.backbone("text"), OnnxTextTower)
     full = tiny_model("onnx", freeze_backbones=False)
-    assert not isinstance(full.backbone("image"), OnnxImageTower)  # gradients on: the backbone trains
-    with torch.no_grad():
-        assert isinstance(full.backbone("image"), OnnxImageTower)
+    with torch.no_grad():  # even at inference: training changes these weights, an export would go stale
+        assert full.backbone("image") is full.image_tower and full.backbone("text") is full.text_tower
 
 
 def test_unknown_runtime_fails_loudly(monkeypatch):
