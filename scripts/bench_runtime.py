@@ -27,8 +27,11 @@ import torch
 
 from uninote.data import load_corpus
 from uninote.data.corpus import Corpus
+from uninote.eval import evaluate
 from uninote.model import UniNoteConfig, UniNoteModel, load_model
-from uninote.train.features import embed_from_features, extract_features
+from uninote.model.features import embed_from_features, extract_features
+from uninote.model.images_io import open_image
+from uninote.model.towers import LazyTower, load_pixels
 
 GRANULARITIES = ("note", "text", "image", "region")
 
@@ -48,8 +51,6 @@ def build(spec: str | None, runtime: str):
 
 def setup(model) -> float:
     """Seconds to load the backbones (and, for ONNX, export or open and check them)."""
-    from uninote.model.towers import LazyTower
-
     start = time.perf_counter()
     with torch.inference_mode():
         for kind in ("text", "image"):
@@ -73,9 +74,6 @@ def pipeline(model, corpus: Corpus, out: Path, batch_size: int):
 
 def decode_only(corpus: Corpus, size: int) -> float:
     """Seconds to open every photo of the corpus and make the uint8 batch, nothing else."""
-    from uninote.model.images_io import open_image
-    from uninote.model.towers import load_pixels
-
     start = time.perf_counter()
     for note in corpus.notes:
         images = [open_image(corpus.image_path(note, i)) for i in range(len(note.images))]
@@ -154,8 +152,6 @@ def main() -> int:
 
 def ndcg_table(a, b, qrels, name_a: str, name_b: str) -> None:
     """note -> note ndcg@10 within the slice, per Matryoshka dim, for both runtimes' vectors."""
-    from uninote.eval import evaluate
-
     dims = [d for d in (64, 128, 256, 512, 768) if d <= a.dim] or [a.dim]
     ra, rb = (evaluate(e, qrels, dims=dims, modalities=["note"], granularities=["note"]) for e in (a, b))
     print(f"\n| dim | ndcg@10 {name_a} | ndcg@10 {name_b} | difference |  ({ra.n_queries} queries in the slice)")

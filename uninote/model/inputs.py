@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from uninote.model.images_io import open_image
+from uninote.model.onnx_runtime import inference_tower
 from uninote.model.towers import load_pixels, normalize_pixels, pool_image
 
 
@@ -19,8 +20,6 @@ class FeatureInputs:
 
     def backbone(self, kind: str):
         """The ``kind`` ('text' | 'image') tower this call runs: torch, or its ONNX Runtime twin."""
-        from uninote.model.onnx_runtime import inference_tower
-
         return inference_tower(self, kind)
 
     def text_features(self, texts: list[str]) -> torch.Tensor:

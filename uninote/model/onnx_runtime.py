@@ -33,8 +33,10 @@ import torch
 from torch import nn
 
 from uninote.config import RUNTIMES
+from uninote.data.loaders import cache_root
 from uninote.errors import ConfigError, UniNoteError
-from uninote.model.towers import LazyTower
+from uninote.fileio import atomic_write
+from uninote.model.towers import LazyTower, masked_mean
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -113,8 +115,6 @@ def weights_hash(module: nn.Module) -> str:
 def export_path(name: str, weights: str, size: int, root: Path | None = None) -> Path:
     """Where the export of backbone ``name`` with these weights and input size is cached."""
     if root is None:
-        from uninote.data.loaders import cache_root
-
         root = cache_root()
     key = hashlib.sha256(json.dumps([FORMAT, name, weights, size, OPSET]).encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rstrip("/").split("/")[-1])[:40]
@@ -141,8 +141,6 @@ def read_export(path: Path) -> bytes | None:
 def write_export(graph: nn.Module, example: dict[str, torch.Tensor], dynamic: dict, path: Path,
                  info: dict) -> bytes:
     """Export ``graph`` on ``example`` inputs, then write file and sidecar atomically; returns the bytes."""
-    from uninote.fileio import atomic_write
-
     buffer = io.BytesIO()
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # its fused attention op has no ONNX form
@@ -162,7 +160,7 @@ def write_export(graph: nn.Module, example: dict[str, torch.Tensor], dynamic: di
 
 
 def open_session(data: bytes, threads: int):
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: only a process that runs a twin loads it
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
@@ -225,8 +223,6 @@ class OnnxTextTower(_Twin):
         return self._run(inputs), self.tower.mask(inputs)
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
-        from uninote.model.towers import masked_mean
-
         return masked_mean(*self.token_states(texts))
 
 

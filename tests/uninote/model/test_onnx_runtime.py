@@ -27,7 +27,7 @@ def tiny_model(runtime, **overrides):
 
 
 def test_tiny_towers_through_onnx_match_torch(tmp_path):
-    from uninote.data.corpus import load_native
+    from uninote.data.native import load_native
     from uninote.model.images_io import open_image
     from uninote.model.testing import make_synthetic_corpus
 
