@@ -60,7 +60,8 @@ def load_embeddings(args):
     from uninote.data import load_corpus
     from uninote.model import load_model
 
-    return load_model(args.model, runtime=args.runtime).embed_corpus(load_corpus(args.corpus), progress=True)
+    model = load_model(args.model, runtime=getattr(args, "runtime", None))  # None: $UNINOTE_RUNTIME
+    return model.embed_corpus(load_corpus(args.corpus), progress=True)
 
 
 def register(subparsers) -> None:
