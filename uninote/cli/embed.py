@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from uninote.cli.main import add_runtime
 
 
