@@ -17,7 +17,7 @@ when lists of several versions are planned together). Each (query, candidate) pa
   other source) per query. They find the relevant notes the model ranks too low, which the shown
   top-k never does: on the fashion catalogue, RL from 2,000 grades spread over ranks 5-30 gained
   +0.015 / +0.012 ndcg@10 (d=64 / full) against +0.012 / +0.010 from ranks 0-15 (two seeds each,
-  docs/results/rl.md "Deeper grades"). So pass neighbour lists deeper than k (the app and
+  docs/results/rl.md "Tried and not adopted"). So pass neighbour lists deeper than k (the app and
   ``simulate-annotators`` plan from 3k); the per-query cap keeps room for these draws.
 
 Queries with few grades are preferred at hand-out time (``LabelQueue.next_task``), after tasks
@@ -204,7 +204,7 @@ def choose_queries(vectors, ids: Sequence[str], n: int, method: str = "random", 
     ``n`` centres on the unit note vectors; the member nearest each centre comes first, larger
     clusters first, so every prefix covers the densest regions and no region of the catalogue goes
     ungraded; the other notes follow in random order (for refills past ``n``). On the fashion
-    catalogue ``coverage`` did not beat ``random`` for RL (docs/results/rl.md, "Sharper targets").
+    catalogue ``coverage`` did not beat ``random`` for RL (docs/results/rl.md, "Tried and not adopted").
     """
     import numpy as np
 

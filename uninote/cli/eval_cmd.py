@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from uninote import MATRYOSHKA_DIMS
+from uninote.embeddings import GRANULARITIES, QUERY_MODALITIES
 from uninote.cli.main import add_runtime
 
 HELP = """Embed a corpus with a model (or load embeddings written by `uninote embed`) and, for every
@@ -46,10 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dims", type=_int_list, default=list(MATRYOSHKA_DIMS),
                    help=f"Matryoshka prefixes to evaluate (default {','.join(map(str, MATRYOSHKA_DIMS))}; "
                    "the model's full dim is always added)")
-    p.add_argument("--modalities", type=_str_list, default=["note", "image", "text"],
-                   help="query modalities (default note,image,text)")
-    p.add_argument("--granularities", type=_str_list, default=["note", "image", "text", "region"],
-                   help="index granularities (default note,image,text,region)")
+    p.add_argument("--modalities", type=_str_list, default=list(QUERY_MODALITIES),
+                   help=f"query modalities (default {','.join(QUERY_MODALITIES)})")
+    p.add_argument("--granularities", type=_str_list, default=list(GRANULARITIES),
+                   help=f"index granularities (default {','.join(GRANULARITIES)})")
     p.add_argument("--max-queries", type=int, default=None, help="evaluate a seeded sample of queries")
     p.add_argument("--mrr-min-grade", type=int, default=1, help="grade that counts as relevant for mrr@10")
     p.add_argument("--batch-size", type=int, default=64, help="embedding batch size")

@@ -43,7 +43,7 @@ from uninote.train.rl_config import RLConfig
 from uninote.train.rl_data import GradedPairs
 
 log = logging.getLogger(__name__)
-NOISY_GRADES = 0.15  # estimated grader error rate from which RL warns (at 25 % error d=768 gained nothing)
+NOISY_GRADES = 0.15  # estimated grader error rate from which RL warns
 ProgressFn = Callable[[int, int, dict], None]
 
 
