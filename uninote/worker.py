@@ -31,6 +31,20 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
+from annotations.errors import JobError
+from uninote.data import corpus_location
+from uninote.errors import ConfigError
+from uninote.eval import evaluate
+from uninote.model.features import embed_from_features
+from uninote.service import default_home
+from uninote.service.folders import eval_file, resolve_path, stored_path, write_version
+from uninote.train.rl import StopTraining
+from uninote.train.rl_config import RLConfig
+from uninote.train.rl_data import from_store
+from uninote.train.rl_pipeline import run_rl
+
 log = logging.getLogger(__name__)
 RL_KEYS_IGNORED = ("base_version", "corpus", "init", "rl", "max_pairs", "eval_max_queries")
 
@@ -53,9 +67,7 @@ class WorkerConfig:
     def resolved_versions_root(self) -> Path:
         if self.versions_root is not None:
             return Path(self.versions_root)
-        from sqlalchemy.engine import make_url
 
-        from uninote.service import default_home
 
         url = make_url(self.db_url)
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
@@ -130,7 +142,6 @@ class TrainerWorker:
             beat.join(timeout=5)
 
     def _describe(self, exc: BaseException) -> str:
-        from uninote.train.rl import StopTraining
 
         if isinstance(exc, StopTraining) or self.stop_requested.is_set():
             return f"interrupted (worker stopping): {exc}; the RL checkpoint is kept, re-queue to resume"
@@ -149,7 +160,6 @@ class TrainerWorker:
     def _resolve_inputs(self, params: dict) -> tuple[str, str | None, str | None]:
         """(init checkpoint folder, parent version, corpus source) from job parameters: the job's
         own corpus, else the one the base version records."""
-        from uninote.service.folders import resolve_path
 
         base = params.get("base_version")
         init = params.get("init")
@@ -159,8 +169,6 @@ class TrainerWorker:
                 active = self.store.active_version()
                 base = active.version if active else None
             if base not in versions:
-                from uninote.errors import ConfigError
-
                 raise ConfigError(f"job names base version {base!r}, which the store does not know; "
                                   f"registered: {sorted(versions)}")
             init = str(resolve_path(self.root, versions[base].path) / "model")
@@ -170,7 +178,6 @@ class TrainerWorker:
         return init, base, corpus
 
     def _rl_config(self, params: dict):
-        from uninote.train.rl_config import RLConfig
 
         values = {k: v for k, v in params.items() if k not in RL_KEYS_IGNORED}
         values.update(params.get("rl", {}))
@@ -178,11 +185,6 @@ class TrainerWorker:
         return RLConfig.from_dict({**RLConfig().to_dict(), **values})
 
     def _run_job(self, job, lost: threading.Event) -> dict:
-        from uninote.data import corpus_location
-        from uninote.errors import ConfigError
-        from uninote.service.folders import stored_path
-        from uninote.train.rl_data import from_store
-        from uninote.train.rl_pipeline import run_rl
 
         params = dict(job.params)
         init, base, corpus = self._resolve_inputs(params)
@@ -224,7 +226,6 @@ class TrainerWorker:
         return {"version": final.name, "path": str(final), "parent": base, **metrics}
 
     def _report(self, job_id: int, progress: float, metrics: dict, message: str) -> None:
-        from annotations.errors import JobError
 
         try:
             self.store.update_job(job_id, progress=min(progress, 1.0), metrics=metrics, message=message,
@@ -234,8 +235,6 @@ class TrainerWorker:
 
     def _write_version(self, run, work: Path, params: dict) -> tuple[Path, dict]:
         """Evaluate, then publish the complete version folder; returns (folder, eval summary)."""
-        from uninote.service.folders import eval_file, write_version
-        from uninote.model.features import embed_from_features
 
         model = run.model.cpu()
         embeddings = embed_from_features(model, run.features, progress=False)
@@ -243,8 +242,6 @@ class TrainerWorker:
         evaluation, summary = None, {}
         max_q = int(params.get("eval_max_queries", self.cfg.eval_max_queries))
         if max_q and run.corpus.qrels:
-            from uninote.eval import evaluate
-
             report = evaluate(embeddings, run.corpus.qrels, dims=model.config.matryoshka_dims,
                               modalities=("note", "image"), granularities=("note",), max_queries=max_q)
             evaluation, summary = eval_file(report, run.corpus.name)

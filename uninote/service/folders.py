@@ -16,10 +16,15 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable
 
+from uninote.embeddings import NoteEmbeddings
 from uninote.errors import UniNoteError
 from uninote.fileio import atomic_write
+from uninote.index import Retriever
+from uninote.model import UniNoteConfig, UniNoteModel, load_model
 from uninote.service.config import DEMO_SFT, ServiceConfig
 from uninote.service.types import ServedVersion
+from uninote.train.sft import train_sft
+from uninote.train.sft_config import SFTConfig
 
 
 def read_json(path: Path) -> dict:
@@ -50,14 +55,11 @@ def sft_staging(config: ServiceConfig) -> Path:
 
 def make_model(config: ServiceConfig, corpus, spec: str, status: Callable[[str], None]):
     """The model for a spec (see ``ServiceConfig.model``); 'default' trains SFT here."""
-    from uninote.model import UniNoteConfig, UniNoteModel, load_model
 
     if spec == "config":  # a freshly initialised model from model_config (tests, smoke runs)
         return UniNoteModel(UniNoteConfig(**config.model_config))
     if spec != "default":
         return load_model(spec)
-    from uninote.train.sft import train_sft
-    from uninote.train.sft_config import SFTConfig
 
     cfg = SFTConfig(**{**DEMO_SFT, **config.sft_overrides})
     status(f"training the default SFT model ({cfg.epochs} epochs)")
@@ -83,7 +85,6 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
     then embeddings/, index/, ``evaluation`` as eval.json when given, READY last. An existing
     complete folder of the same version (same weights published before) is kept as it is.
     """
-    from uninote.index import Retriever
 
     root = Path(root)
     final = root / version
@@ -116,9 +117,6 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
 
 def load_version(version: str, folder: Path) -> ServedVersion:
     """Everything a search needs from a complete (READY) version folder."""
-    from uninote.embeddings import NoteEmbeddings
-    from uninote.index import Retriever
-    from uninote.model import UniNoteModel, load_model
 
     if not (folder / "READY").exists():
         raise UniNoteError(f"{folder}: model version {version} is incomplete (no READY file)")
