@@ -68,6 +68,9 @@ def grade_in_annotate(page, n: int) -> None:
     for i in range(n):
         page.wait_for_selector("#annotate-query-photo img")
         page.locator("body").click(position={"x": 5, "y": 5})
+        # look at the pair as a person would: a key sooner than min_view_s (0.4 s) after the pair was
+        # shown, or within 600 ms of the last key, is a double press that the app refuses
+        page.wait_for_timeout(700)
         page.keyboard.press(str(i % 4))
         page.wait_for_function("(n) => document.querySelector('#annotate-progress')?.innerText"
                                ".includes(`· ${n} graded`)", arg=i + 1)

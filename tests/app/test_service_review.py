@@ -63,16 +63,24 @@ def test_a_double_key_press_does_not_grade_the_next_pair(service):
     service.grade(who, "n3", "n4", 1)  # programs (the API) are not held back
 
 
+def _ungraded_pair(service) -> tuple[str, str]:
+    """A pair no other test graded on the shared service (its store outlives one test)."""
+    graded = {(j.query_id, j.candidate_id) for j in service.store.judgments()}
+    ids = [n.note_id for n in service.corpus.notes]
+    return next((q, c) for q in ids for c in ids if q != c and (q, c) not in graded and (c, q) not in graded)
+
+
 def test_agreement_disagreements_and_adjudication(service, monkeypatch):
+    q, c = _ungraded_pair(service)
     for who, grade in (("rev-c", 0), ("rev-d", 3)):
-        service.grade(who, "n5", "n6", grade)
+        service.grade(who, q, c, grade)
     assert "needs" not in str(service.agreement()["alpha_reason"] or "")
-    rows = [r for r in service.disagreements() if (r["query_id"], r["candidate_id"]) == ("n5", "n6")]
+    rows = [r for r in service.disagreements() if (r["query_id"], r["candidate_id"]) == (q, c)]
     assert rows and rows[0]["grades"] == {"rev-c": 0, "rev-d": 3} and rows[0]["adjudicated"] is None
     monkeypatch.setattr(service, "config", dataclasses.replace(service.config, reviewers=("rita",)))
     with pytest.raises(UniNoteError, match="rev-c is not a reviewer"):
-        service.adjudicate("rev-c", "n5", "n6", 3)
+        service.adjudicate("rev-c", q, c, 3)
     assert service.can_adjudicate("rita") and not service.can_adjudicate("rev-c")
-    service.adjudicate("rita", "n5", "n6", 1, "a related item")
-    rows = [r for r in service.disagreements() if (r["query_id"], r["candidate_id"]) == ("n5", "n6")]
+    service.adjudicate("rita", q, c, 1, "a related item")
+    rows = [r for r in service.disagreements() if (r["query_id"], r["candidate_id"]) == (q, c)]
     assert rows[0]["adjudicated"] == 1
