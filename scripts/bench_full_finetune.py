@@ -84,7 +84,7 @@ def time_training(corpus, bert: str, work: Path, args) -> list[tuple]:
 def time_extraction(path: str, bert: str, batch_size: int) -> tuple:
     from uninote.data.native import load_native
     from uninote.model.config import UniNoteConfig
-    from uninote.model.images_io import open_image
+    from uninote.data.images import load_image
     from uninote.model.towers import load_pixels
     from uninote.model.uninote import UniNoteModel
     from uninote.model.features import extract_features
@@ -101,7 +101,7 @@ def time_extraction(path: str, bert: str, batch_size: int) -> tuple:
     paths = [corpus.image_path(n, i) for n in corpus.notes for i in range(len(n.images))]
     t0 = time.perf_counter()
     for s in range(0, len(paths), batch_size):
-        load_pixels([open_image(p) for p in paths[s:s + batch_size]], model.config.image_size)
+        load_pixels([load_image(p) for p in paths[s:s + batch_size]], model.config.image_size)
     decode = time.perf_counter() - t0
     return len(corpus.notes), len(feats.image), seconds, len(paths) / decode
 

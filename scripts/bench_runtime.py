@@ -30,7 +30,7 @@ from uninote.data.corpus import Corpus
 from uninote.eval import evaluate
 from uninote.model import UniNoteConfig, UniNoteModel, load_model
 from uninote.model.features import embed_from_features, extract_features
-from uninote.model.images_io import open_image
+from uninote.data.images import load_image
 from uninote.model.towers import LazyTower, load_pixels
 
 GRANULARITIES = ("note", "text", "image", "region")
@@ -76,7 +76,7 @@ def decode_only(corpus: Corpus, size: int) -> float:
     """Seconds to open every photo of the corpus and make the uint8 batch, nothing else."""
     start = time.perf_counter()
     for note in corpus.notes:
-        images = [open_image(corpus.image_path(note, i)) for i in range(len(note.images))]
+        images = [load_image(corpus.image_path(note, i)) for i in range(len(note.images))]
         if images:
             load_pixels(images, size)
     return time.perf_counter() - start

@@ -1,19 +1,13 @@
-"""Opening photos for the model, through the data package's safe loader; ``photo_batches``
+"""Photo batches for the model, opened by the data package's safe loader: ``photo_batches``
 decodes a corpus's photos into uint8 batches on a thread, ahead of the model."""
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from uninote.data.images import load_image
 from uninote.errors import ImageError
 from uninote.model.towers import load_pixels
-
-
-def open_image(path: str | Path):
-    """An RGB PIL image, or ``ImageError`` naming the file when it is missing or unreadable."""
-    return load_image(path)
 
 
 def decode_batch(paths, size: int):
@@ -21,7 +15,7 @@ def decode_batch(paths, size: int):
     images, kept, broken = [], [], []
     for j, path in enumerate(paths):
         try:
-            images.append(open_image(path))
+            images.append(load_image(path))
             kept.append(j)
         except (ImageError, OSError) as exc:
             broken.append(f"{path}: {exc}")

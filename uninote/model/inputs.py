@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from uninote.model.images_io import open_image
+from uninote.data.images import load_image
 from uninote.model.onnx_runtime import inference_tower
 from uninote.model.towers import load_pixels, normalize_pixels, pool_image
 
@@ -61,7 +61,7 @@ class FeatureInputs:
         for i, note in enumerate(notes):
             for rel in note.images:
                 p = Path(rel)
-                images.append(open_image(p if p.is_absolute() or root is None else Path(root) / p))
+                images.append(load_image(p if p.is_absolute() or root is None else Path(root) / p))
                 owner.append(i)
         pooled, regions = self.image_features(images)
         return {**self.text_inputs(texts), "has_text": torch.tensor([bool(t.strip()) for t in texts]),

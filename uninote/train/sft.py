@@ -28,10 +28,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
+from uninote.data.images import load_image
 from uninote.losses import MatryoshkaLoss
 from uninote.model import UniNoteModel
 from uninote.model.features import corpus_features
-from uninote.model.images_io import open_image
 from uninote.model.towers import load_pixels
 from uninote.model.uninote import IDENTITY_AT_ZERO
 from uninote.train.devices import init_distributed, resolve_device
@@ -103,7 +103,7 @@ class RawBatches:
         for i, note in enumerate(notes):
             for j in range(len(note.images)):
                 try:
-                    images.append(open_image(self.corpus.image_path(note, j)))
+                    images.append(load_image(self.corpus.image_path(note, j)))
                     owner.append(i)
                 except (OSError, ValueError):
                     continue  # counted by the feature pass; a broken photo is just left out here

@@ -16,8 +16,8 @@ def model():
 def test_every_granularity_lives_in_one_normalised_space(model, corpus):
     notes = corpus.notes[1:5]
     texts = [n.text() for n in notes]
-    from uninote.model.images_io import open_image
-    images = [open_image(corpus.image_path(n, 0)) for n in notes]
+    from uninote.data.images import load_image
+    images = [load_image(corpus.image_path(n, 0)) for n in notes]
     t, i, r = model.encode_text(texts), model.encode_image(images), model.encode_regions(images)
     n = model.encode_note(notes, corpus.root)
     assert t.shape == (4, 32) and i.shape == (4, 32) and n.shape == (4, 32)
@@ -211,12 +211,12 @@ def test_photos_travel_as_uint8_and_are_normalised_on_the_model_side():
 
 def test_raw_batch_forward_equals_features_of_the_same_photos(corpus):
     """The full fine-tuning input (texts + uint8 pixels) gives what the inference path gives."""
-    from uninote.model.images_io import open_image
+    from uninote.data.images import load_image
     from uninote.model.towers import load_pixels
 
     model = UniNoteModel(tiny_config())
     notes = [n for n in corpus.notes if len(n.images) == 1][:3]
-    photos = [open_image(corpus.image_path(n, 0)) for n in notes]
+    photos = [load_image(corpus.image_path(n, 0)) for n in notes]
     raw = {"texts": [n.text() for n in notes], "pixels": load_pixels(photos, model.config.image_size),
            "image_owner": torch.arange(3)}
     with torch.no_grad():

@@ -28,12 +28,12 @@ def tiny_model(runtime, **overrides):
 
 def test_tiny_towers_through_onnx_match_torch(tmp_path):
     from uninote.data.native import load_native
-    from uninote.model.images_io import open_image
+    from uninote.data.images import load_image
     from uninote.model.testing import make_synthetic_corpus
 
     corpus = load_native(make_synthetic_corpus(tmp_path / "corpus", n_notes=8))
     notes = [n for n in corpus.notes if n.images]
-    photos = [open_image(corpus.image_path(n)) for n in notes]
+    photos = [load_image(corpus.image_path(n)) for n in notes]
     onnx, torch_model = tiny_model("onnx"), tiny_model("torch")
     assert isinstance(onnx.backbone("text"), OnnxTextTower) and isinstance(onnx.backbone("image"), OnnxImageTower)
     assert not isinstance(torch_model.backbone("text"), OnnxTextTower)
