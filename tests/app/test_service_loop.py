@@ -31,16 +31,16 @@ def test_tabs_say_what_the_first_run_build_waits_for_then_work(tmp_path, monkeyp
     from app.annotate import next_task, show
     from app.dashboard import refresh
     from app.trainer import worker_line
-    from uninote.service import core
+    from uninote.service import versions
 
     release = threading.Event()
-    real = core.make_model
+    real = versions.make_model
 
     def slow_make_model(*args, **kwargs):
         release.wait(60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(core, "make_model", slow_make_model)
+    monkeypatch.setattr(versions, "make_model", slow_make_model)
     svc = UniNoteService(tiny_service_config(tmp_path)).start(background=True)
     deadline = time.time() + 30
     while "making the model" not in svc.waiting_for() and time.time() < deadline:

@@ -1,8 +1,11 @@
 """The service layer between the library and the app: ``UniNoteService`` and its plain values.
 
-``uninote.service`` knows nothing of Gradio; ``app/`` calls it. ``core`` holds the service,
-``config`` its settings, ``folders`` the model version folders, ``maps`` the Map tab's layouts, ``catalogue`` the
-catalogue's word search, ``compare`` side by side (two settings or two model versions).
+``uninote.service`` knows nothing of Gradio; ``app/`` calls it. ``core`` holds the service and its
+start; its methods live by concept: ``versions`` (build, load, serve, RL jobs), ``search``
+(neighbours, thumbnails, uploads), ``grading`` (label queue, grades), ``review`` (agreement,
+adjudication), ``maps`` (the Map tab's layouts). ``config`` holds its settings, ``folders`` the
+model version folders, ``catalogue`` the catalogue's word search, ``compare`` side by side (two
+settings or two model versions).
 """
 
 from uninote.service.config import (DEMO_SFT, FASHION_HUB_ID, MAX_UPLOAD_PHOTOS, STRATEGIES,

@@ -1,14 +1,20 @@
-"""2-D layouts of a corpus for the Map tab: one vector per note, UMAP, safetensors cache."""
+"""2-D layouts of a corpus for the Map tab: one vector per note, UMAP, safetensors cache, and the
+service's map methods (``MapMethods``, mixed into ``UniNoteService``)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
+
+log = logging.getLogger("uninote.service")
 
 
 def per_note_vectors(embeddings, granularity: str) -> np.ndarray:
@@ -48,3 +54,49 @@ def save_layout(path: Path, note_ids: list[str], layout: np.ndarray) -> None:
 def load_layout(path: Path) -> tuple[list[str], np.ndarray]:
     with safe_open(str(path), framework="numpy") as f:
         return json.loads(f.metadata()["note_ids"]), f.get_tensor("xy")
+
+
+class MapMethods:
+    """Map methods of ``UniNoteService``: layouts of the served version, computed in the
+    background and cached in its folder (``self.served``, ``self._umap_jobs`` come from it)."""
+
+    def umap(self, dim: int | None = None, granularity: str = "note",
+             progress: Callable[[str], None] | None = None):
+        """2-D UMAP layout of the served corpus (cached per version, dim and granularity)."""
+        served = self.served
+        dim = dim or served.embeddings.dim
+        cache = layout_path(served.path, granularity, dim)
+        if cache.exists():
+            return load_layout(cache)
+        if progress:
+            progress(f"computing UMAP of {len(served.embeddings):,} notes ({granularity}, {dim}-d)")
+        vectors = per_note_vectors(served.embeddings.truncate(dim), granularity)
+        layout = umap_2d(vectors)
+        save_layout(cache, served.embeddings.note_ids, layout)
+        return served.embeddings.note_ids, layout
+
+    def precompute_umap(self, dim: int | None = None, granularity: str = "note") -> None:
+        """Start computing the layout in the background (no-op when already started or cached)."""
+        dim = dim or self.served.embeddings.dim
+        key = (self.served.version, dim, granularity)
+        with self._umap_lock:
+            job = self._umap_jobs.get(key)
+            if job is not None and (job.is_alive() or self.umap_cached(dim, granularity)):
+                return
+            job = threading.Thread(target=self._umap_quietly, args=(dim, granularity), daemon=True)
+            self._umap_jobs[key] = job
+        job.start()
+
+    def _umap_quietly(self, dim, granularity) -> None:
+        try:
+            self.umap(dim, granularity)
+        except Exception:
+            log.exception("background UMAP failed")
+
+    def umap_cached(self, dim: int | None, granularity: str) -> bool:
+        dim = dim or self.served.embeddings.dim
+        return layout_path(self.served.path, granularity, dim).exists()
+
+    def umap_pending(self, dim: int | None, granularity: str) -> bool:
+        job = self._umap_jobs.get((self.served.version, dim or self.served.embeddings.dim, granularity))
+        return job is not None and job.is_alive()

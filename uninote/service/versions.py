@@ -1,0 +1,138 @@
+"""The service's model version methods: build the first version, load and serve one, switch
+versions under a lock, evaluate the served one, and queue the RL jobs that make new versions.
+Mixed into ``UniNoteService`` (``self.store``, ``self.config``, ``self._served`` come from it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from uninote.errors import UniNoteError
+from uninote.eval import evaluate
+from uninote.fileio import atomic_write
+from uninote.service.folders import (eval_file, load_version, make_model, read_json, resolve_path,
+                                     sft_staging, stored_path, write_version)
+from uninote.service.types import ServedVersion
+
+
+class VersionMethods:
+    """Version methods of ``UniNoteService``."""
+
+    def _active_version_name(self) -> str | None:
+        active = self.store.active_version()
+        if active is not None and (self._folder(active.path) / "READY").exists():
+            return active.version
+        return None
+
+    def _folder(self, stored: str) -> Path:
+        return resolve_path(self.config.versions_root, stored)
+
+    def _build_default_version(self) -> str:
+        """First run: make the model named by ``config.model``, embed, index, write the folder."""
+        spec = self.config.model
+        self._begin("training the default SFT model" if spec == "default" else f"making the model ({spec})")
+        model = self._make_model(spec)
+        version = "baseline" if str(spec).startswith("baseline:") else model.version
+        folder = self.config.versions_root / version
+        if not (folder / "READY").exists():
+            self._begin(f"embedding {len(self.corpus):,} notes with {version}")
+            embeddings = model.embed_corpus(self.corpus, progress=True)
+            embeddings.model_version = version
+            self._begin(f"indexing {len(self.corpus):,} notes and writing the version")
+            self._write_version(folder, spec, model, embeddings)
+        self.store.register_model_version(version, stored_path(self.config.versions_root, folder),
+                                          corpus=self.corpus_source, metrics=read_json(folder / "eval.json"))
+        self.store.set_active_version(version)
+        return version
+
+    def _make_model(self, spec: str):
+        return make_model(self.config, self.corpus, spec, self._set_status)
+
+    def _write_version(self, folder: Path, spec: str, model, embeddings) -> None:
+        """The version folder, through the one writer the RL worker uses too."""
+        staging = sft_staging(self.config)  # train_sft's training config and metrics, kept
+        files = [staging / "training_config.json", staging / "metrics.json"] if spec == "default" else []
+        write_version(folder.parent, folder.name, model, embeddings, spec=spec, model_files=files)
+        if spec == "default":
+            shutil.rmtree(staging.parent, ignore_errors=True)
+
+    def _load_version(self, version: str) -> ServedVersion:
+        if not self.ready:
+            self._begin(f"loading model version {version}")
+        return load_version(version, self._version_path(version))
+
+    def _version_path(self, version: str) -> Path:
+        for v in self.store.list_model_versions():
+            if v.version == version:
+                return self._folder(v.path)
+        return self.config.versions_root / version
+
+    @property
+    def served(self) -> ServedVersion:
+        served = self._served
+        if served is None:
+            raise UniNoteError(f"the model is not ready yet ({self.status})")
+        return served
+
+    def activate(self, version: str) -> str:
+        """Serve ``version`` from now on. Loads first, then swaps one reference under a lock."""
+        new = self._compared.take(version) or self._load_version(version)
+        with self._swap_lock:
+            self._served = new
+            self.store.set_active_version(version)
+        self._set_status(self.status)
+        return version
+
+    def versions(self) -> list:
+        """Model versions known to the store, newest first."""
+        return sorted(self.store.list_model_versions(), key=lambda v: v.created_at, reverse=True)
+
+    def _known(self, version: str) -> str:
+        known = [v.version for v in self.versions()]
+        if version not in known:
+            raise UniNoteError(f"unknown model version {version!r}: the store knows {', '.join(known)}")
+        return version
+
+    def evaluate_served(self, max_queries: int = 200) -> None:
+        """Write eval.json for the served version when it has none (the first-run version), using
+        the corpus qrels, with the same harness and format as the RL worker."""
+        served = self.served
+        path = served.path / "eval.json"
+        if path.exists() or not self.corpus.qrels:
+            return
+        self._set_status(f"evaluating {served.version} on {max_queries} queries (background)")
+        report = evaluate(served.embeddings, self.corpus.qrels, dims=self.dims(),
+                          modalities=("note", "image", "text"),
+                          granularities=("note", "text", "image", "region"), max_queries=max_queries)
+        data, summary = eval_file(report, self.corpus.name, modalities=("note",))
+        atomic_write(path, json.dumps(data, indent=2).encode())
+        self.store.register_model_version(served.version, stored_path(self.config.versions_root, served.path),
+                                          metrics=summary)
+        self._set_status(self.status)
+
+    def eval_results(self, version: str | None = None) -> list[dict]:
+        """Metric rows (query_modality, granularity, dim, ndcg@10, ...) from a version's eval.json."""
+        path = self._version_path(version) if version else self.served.path
+        data = read_json(path / "eval.json")
+        rows = data.get("results", []) if isinstance(data, dict) else data
+        return [r for r in rows if isinstance(r, dict) and "dim" in r]
+
+    def enqueue_rl(self, params: dict | None = None) -> int:
+        """Queue an RL run from the collected grades, starting from the served version. Refused
+        while another RL job is queued or running (a double click queues one job, not two)."""
+        served = self.served
+        with self._enqueue_lock:
+            busy = self.store.list_jobs(status="running", kind="rl") + \
+                self.store.list_jobs(status="queued", kind="rl")
+            if busy:
+                job = busy[0]
+                raise UniNoteError(f"RL job {job.id} is already {job.status} ({job.progress:.0%}): "
+                                   "wait for it to finish before starting another run")
+            if not self.store.judgments():
+                raise UniNoteError("no grades collected yet: grade some pairs before an RL run")
+            job = dict(params or {}, base_version=served.version, corpus=self.corpus_source)
+            return self.store.enqueue_job("rl", job)
+
+    def jobs(self) -> list:
+        return sorted(self.store.list_jobs(), key=lambda j: j.id, reverse=True)
