@@ -4,7 +4,8 @@ The tabs' own events return HTML and galleries for the page; these endpoints are
 (``gradio_client``, or plain HTTP). Each one calls ``UniNoteService`` and turns its plain values
 into JSON-ready dicts:
 
-- ``/neighbours``: the neighbours of a corpus note, by id;
+- ``/neighbours``: the neighbours of a corpus note, by id, under the served version or any other
+  registered ``version`` (searched read-only beside the served one, as side by side does);
 - ``/neighbours_of_upload``: the neighbours of an uploaded note (photos, title, body);
 - ``/next_pair`` and ``/grade``: the signed-in annotator's next pair, and a grade for it;
 - ``/versions``: the model versions the store knows, newest first.
@@ -147,12 +148,17 @@ def register(service: UniNoteService) -> None:
         return who
 
     def neighbours(note_id: str, k: int = 10, dim: int | None = None, granularity: Granularity = "note",
-                   modality: Modality = "note", strategy: Strategy = "exact") -> SearchJSON:
+                   modality: Modality = "note", strategy: Strategy = "exact",
+                   version: str | None = None) -> SearchJSON:
         """Neighbours of the corpus note `note_id`: {query, model_version, latency_ms, settings,
-        neighbours: [{note_id, rank, score, title}]}. `dim` defaults to the model's full dim."""
+        neighbours: [{note_id, rank, score, title}]}. `dim` defaults to the model's full dim;
+        `version` (one of /versions) searches that model version instead of the served one,
+        without switching what is served."""
+        ready()
         with _reasons():
             return _search_json(note_id, service.neighbours(note_id, k=k, dim=dim, granularity=granularity,
-                                                            modality=modality, strategy=strategy))
+                                                            modality=modality, strategy=strategy,
+                                                            version=version or None))
 
     def neighbours_of_upload(photos: list[gr.FileData], title: str = "", body: str = "", k: int = 10,
                              dim: int | None = None, granularity: Granularity = "note",

@@ -74,6 +74,34 @@ def test_neighbours_default_to_the_full_dim(api):
     assert got["settings"]["dim"] == service.served.embeddings.dim and len(got["neighbours"]) == 10
 
 
+def test_neighbours_at_another_version_leave_the_served_one(api):
+    """/neighbours with `version` searches a registered version read-only: its own ranking, its
+    name in the answer, and the served version (and what it answers) unchanged."""
+    from conftest import add_version
+
+    c, service = api
+    served = service.served.version
+    other = add_version(service, "api-other", seed=11)
+    got = call(c, "/neighbours", "n3", k=5, dim=32, version=other)
+    want = service.neighbours("n3", k=5, dim=32, version=other)
+    assert got["model_version"] == other
+    assert [n["note_id"] for n in got["neighbours"]] == [n.note_id for n in want.neighbours]
+    assert [n["score"] for n in got["neighbours"]] == pytest.approx([n.score for n in want.neighbours])
+    assert want.neighbours != service.neighbours("n3", k=5, dim=32).neighbours  # another model
+    assert service.served.version == served and service.store.active_version().version == served
+    assert call(c, "/neighbours", "n3", k=5, dim=32)["model_version"] == served
+
+
+def test_neighbours_at_an_unknown_version_say_which_exist(api):
+    from gradio_client.exceptions import AppError
+
+    c, service = api
+    with pytest.raises(AppError) as err:
+        call(c, "/neighbours", "n3", version="v-nope")
+    known = ", ".join(v.version for v in service.versions())
+    assert str(err.value) == f"unknown model version 'v-nope': the store knows {known}"
+
+
 def test_neighbours_of_an_uploaded_note(api):
     from gradio_client import handle_file
 
