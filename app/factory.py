@@ -2,7 +2,8 @@
 
 ``build_demo(service)`` lays out the tabs; ``launch_settings(service)`` returns the hardened
 ``launch()`` keyword arguments: login, served paths limited to the thumbnail and upload folders,
-an upload size cap, no flagging, and the static CSS/JS. Queue limits are set in ``build_demo``.
+an upload size cap, no flagging, the static CSS/JS, and the bounds on what Gradio keeps between
+requests (``app/limits.py``). Queue limits are set in ``build_demo``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from starlette.middleware import Middleware
 
 from app import annotate, api, dashboard, explore, map_tab, review, trainer
 from app.auth import LoginRequired, load_users, make_auth, on_spaces
+from app.limits import POLL, delete_cache_setting, max_sessions, start_trimming
 from app.views import waiting_box
 from uninote.service import UniNoteService
 
@@ -25,7 +27,8 @@ MAX_UPLOAD = os.environ.get("UNINOTE_MAX_UPLOAD", "10mb")
 
 
 def build_demo(service: UniNoteService) -> gr.Blocks:
-    with gr.Blocks(title="UniNote", analytics_enabled=False, fill_width=True, delete_cache=(3600, 24 * 3600)) as demo:
+    with gr.Blocks(title="UniNote", analytics_enabled=False, fill_width=True,
+                   delete_cache=delete_cache_setting()) as demo:
         with gr.Row(elem_classes=["un-header"]):
             gr.Markdown("## UniNote · note-to-note retrieval", elem_classes=["un-brand"])
             status = gr.Markdown(service.status, elem_id="service-status", elem_classes=["un-status"])
@@ -76,7 +79,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
             return out
 
         status_timer.tick(on_status, [seen] + dash_inputs, [status, seen, status_timer] + ready_outputs,
-                          api_visibility="private")
+                          **POLL)
         demo.load(ann_load, None, ann_outputs, api_visibility="private")
         # Opening the tab shows the pair again (the same leased one): the photos of a tab first
         # opened after other events otherwise stay under Gradio's loading overlay.
@@ -91,6 +94,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
                              [tabs, ex.query] + ex.outputs, api_visibility="private")
         api.register(service)  # endpoints for programs: typed parameters, JSON results
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    start_trimming(demo)  # Gradio's per-event analytics, bounded (app/limits.py)
     return demo
 
 
@@ -107,6 +111,7 @@ def launch_settings(service: UniNoteService) -> dict:
     for d in (cfg.thumbs_dir, cfg.uploads_dir):
         d.mkdir(parents=True, exist_ok=True)
     users = load_users()
+    gr.set_static_paths([cfg.thumbs_dir])  # served from thumbs/ as they are: no copy per gallery
     settings = dict(
         allowed_paths=[str(cfg.thumbs_dir), str(cfg.uploads_dir)],
         blocked_paths=[str(cfg.versions_root), str(Path(cfg.home) / "annotations.db")],
@@ -117,6 +122,7 @@ def launch_settings(service: UniNoteService) -> dict:
         head=f"<script>{(STATIC / 'uninote.js').read_text()}</script>",
         theme=gr.themes.Soft(primary_hue="blue", neutral_hue="slate"),
         ssr_mode=False,
+        state_session_capacity=max_sessions(),
     )
     if users and not on_spaces():
         settings["auth"] = make_auth(users)

@@ -13,6 +13,7 @@ import gradio as gr
 
 from app import plots
 from app.explore import served_dims
+from app.limits import POLL
 from uninote.embeddings import GRANULARITIES
 from uninote.service import UniNoteService
 
@@ -68,7 +69,7 @@ def build(service: UniNoteService):
         return fig, text, gr.Timer(active=pending)
 
     draw.click(redraw, [dim, gran, field], [plot, status, timer], api_visibility="private")
-    timer.tick(redraw, [dim, gran, field], [plot, status, timer], api_visibility="private")
+    timer.tick(redraw, [dim, gran, field], [plot, status, timer], **POLL)
     field.change(redraw, [dim, gran, field], [plot, status, timer], api_visibility="private")
     return dict(dim=dim, field=field, picked=picked, open_btn=open_btn, redraw=redraw, plot=plot,
                 status=status, timer=timer, gran=gran)

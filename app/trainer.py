@@ -17,6 +17,7 @@ import pandas as pd
 
 from app.auth import with_annotator
 from app.dashboard import versions_table
+from app.limits import POLL
 from app.views import error_box, ok_box, waiting_box
 from uninote.errors import UniNoteError
 from uninote.service import UniNoteService
@@ -107,7 +108,7 @@ def build(service: UniNoteService):
             return error_box(str(exc))
         return ok_box(f"Now serving {version}: new searches use it")
 
-    timer.tick(poll, pick, [jobs, versions, pick, worker], api_visibility="private")
+    timer.tick(poll, pick, [jobs, versions, pick, worker], **POLL)
     params = gr.State([defaults.steps, defaults.learning_rate])
     for box in (steps, lr):
         box.change(lambda n, r: [n, r], [steps, lr], params, api_visibility="private", queue=False)

@@ -80,8 +80,9 @@ class MapMethods:
         dim = dim or self.served.embeddings.dim
         key = (self.served.version, dim, granularity)
         with self._umap_lock:
-            job = self._umap_jobs.get(key)
-            if job is not None and (job.is_alive() or self.umap_cached(dim, granularity)):
+            # finished jobs are dropped (their layout is on disk): the table holds running ones only
+            self._umap_jobs = {k: j for k, j in self._umap_jobs.items() if j.is_alive()}
+            if key in self._umap_jobs or self.umap_cached(dim, granularity):
                 return
             job = threading.Thread(target=self._umap_quietly, args=(dim, granularity), daemon=True)
             self._umap_jobs[key] = job

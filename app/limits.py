@@ -1,0 +1,91 @@
+"""What Gradio keeps between requests, and the app's bound on each.
+
+Left alone, three things grow with use (measured in docs/results/app.md, "Memory over a session"):
+
+- **sessions**: per browser tab (or ``gradio_client``), a copy of every component a callback
+  updated and the page config, about 0.4 MB on a tiny corpus; Gradio keeps 10,000 sessions.
+  Bound: ``MAX_SESSIONS`` ($UNINOTE_MAX_SESSIONS, default 200), the oldest dropped first.
+- **cached files**: every file a component shows is copied into Gradio's cache folder (a
+  gallery of 12 thumbnails is 12 copies) and its path kept in a set. Bound: thumbnails are static
+  paths (served from thumbs/, never copied), and the rest (uploads) is deleted ``DELETE_CACHE``
+  ($UNINOTE_DELETE_CACHE, "every,age" in seconds, default "600,3600").
+- **event analytics**: one row per queued event, never dropped, turned into a pandas frame after
+  every event. Bound: pollers (timers) run outside the queue (``POLL``), and finished rows beyond
+  the newest ``MAX_EVENTS`` ($UNINOTE_MAX_EVENTS, default 10,000) are dropped every
+  ``TRIM_EVERY_S`` seconds by ``trim_event_analytics``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+from uninote.errors import ConfigError
+
+POLL = {"queue": False, "api_visibility": "private"}  # timer ticks: no queue, no analytics row
+TRIM_EVERY_S = 60.0
+FINISHED = ("success", "failed")
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"${name} must be a positive whole number, got {raw!r}")
+    return value
+
+
+def delete_cache_setting() -> tuple[int, int]:
+    """``gr.Blocks(delete_cache=...)`` from $UNINOTE_DELETE_CACHE: "every,age" seconds."""
+    raw = os.environ.get("UNINOTE_DELETE_CACHE", "600,3600")
+    parts = raw.replace(" ", "").split(",")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"$UNINOTE_DELETE_CACHE must be 'every,age' in seconds (e.g. 600,3600), got {raw!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def max_sessions() -> int:
+    """Sessions whose state Gradio keeps (``launch(state_session_capacity=...)``)."""
+    return _int_env("UNINOTE_MAX_SESSIONS", 200)
+
+
+def max_events() -> int:
+    """Finished events kept in Gradio's analytics (what /monitoring summarises)."""
+    return _int_env("UNINOTE_MAX_EVENTS", 10_000)
+
+
+def trim_event_analytics(queue, keep: int) -> int:
+    """Drop the oldest finished rows of ``queue.event_analytics`` beyond ``keep``; rows of events
+    still queued or running stay (Gradio writes to them when they finish). Returns rows dropped."""
+    rows = queue.event_analytics
+    finished = [key for key, row in list(rows.items()) if row.get("status") in FINISHED]
+    drop = finished[: max(0, len(finished) - keep)]
+    for key in drop:
+        rows.pop(key, None)
+    if drop:  # the /monitoring summary is recomputed once the table grows again
+        queue.event_count_at_last_cache = min(queue.event_count_at_last_cache, len(rows))
+    return len(drop)
+
+
+def start_trimming(demo, keep: int | None = None, every_s: float = TRIM_EVERY_S) -> threading.Thread:
+    """A daemon thread that trims the analytics of ``demo``'s queue every ``every_s`` seconds; it
+    holds the queue weakly and ends once the demo is gone."""
+    keep = max_events() if keep is None else keep
+    queue = weakref.ref(demo._queue)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.wait(every_s):
+            q = queue()
+            if q is None:
+                return
+            trim_event_analytics(q, keep)
+            del q
+
+    thread = threading.Thread(target=loop, name="uninote-trim-analytics", daemon=True)
+    thread.start()
+    return thread

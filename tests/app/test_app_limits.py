@@ -1,0 +1,125 @@
+"""What the app keeps between requests stays bounded (app/limits.py): Gradio sessions, cached
+gallery files, per-event analytics, and the service's map jobs. Counts, not timings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import requests
+
+from conftest import PASSWORD, USERS, free_port
+
+MAX_SESSIONS = 5
+
+
+@pytest.fixture(scope="module")
+def bounded_app(service):
+    """The app launched with a small session bound ($UNINOTE_MAX_SESSIONS)."""
+    from app.factory import build_demo, launch_settings
+
+    os.environ.update(UNINOTE_USERS=USERS, UNINOTE_MAX_SESSIONS=str(MAX_SESSIONS))
+    try:
+        demo = build_demo(service)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_settings(service))
+    finally:
+        for name in ("UNINOTE_USERS", "UNINOTE_MAX_SESSIONS"):
+            os.environ.pop(name, None)
+    yield f"http://127.0.0.1:{port}", demo, service
+    demo.close()
+
+
+def signed_in(url: str) -> requests.Session:
+    s = requests.Session()
+    assert s.post(f"{url}/login", data={"username": "ann15", "password": PASSWORD}, timeout=10).ok
+    return s
+
+
+def explore(s: requests.Session, url: str, note_id: str, session_hash: str, dim: int = 64) -> dict:
+    data = [note_id, 12, "note", dim, "note", "exact", False, 16, "note", "exact", None]
+    r = s.post(f"{url}/gradio_api/run/explore_note", json={"data": data, "session_hash": session_hash},
+               timeout=60)
+    r.raise_for_status()
+    return r.json()
+
+
+def gallery_paths(answer: dict) -> list[str]:
+    found = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if isinstance(x.get("path"), str):
+                found.append(x["path"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+    walk(answer["data"])
+    return found
+
+
+def test_sessions_beyond_the_bound_are_dropped_oldest_first(bounded_app):
+    url, demo, _ = bounded_app
+    s = signed_in(url)
+    hashes = [uuid.uuid4().hex[:12] for _ in range(3 * MAX_SESSIONS)]
+    for i, h in enumerate(hashes):
+        explore(s, url, f"n{i % 30}", h)
+    kept = list(demo.state_holder.session_data)
+    assert len(kept) == MAX_SESSIONS
+    assert kept == hashes[-MAX_SESSIONS:]
+
+
+def test_thumbnails_are_served_from_their_folder_not_copied(bounded_app):
+    url, demo, service = bounded_app
+    s = signed_in(url)
+    paths = gallery_paths(explore(s, url, "n4", uuid.uuid4().hex[:12]))
+    thumbs = str(service.config.thumbs_dir.resolve())
+    assert len(paths) >= 12 and all(p.startswith(thumbs) for p in paths), paths[:3]
+    cached = [f for files in demo.temp_file_sets for f in files]
+    assert not [f for f in cached if f.endswith(".jpg") and not f.startswith(thumbs)], cached[:3]
+    r = s.get(f"{url}/gradio_api/file={paths[0]}", timeout=10)
+    assert r.status_code == 200 and r.content[:3] == b"\xff\xd8\xff"
+
+
+def test_event_analytics_keep_the_newest_finished_rows(bounded_app):
+    """Queued events (here the Explore upload) leave one analytics row each; trimming keeps the
+    newest ``keep`` finished ones and never a row of an event still running."""
+    from gradio_client import Client, handle_file
+
+    from app.limits import trim_event_analytics
+
+    url, demo, service = bounded_app
+    c = Client(url, auth=("ann16", PASSWORD), verbose=False, download_files=False, analytics_enabled=False)
+    photo = service.corpus.image_path(service.note("n2"), 0)
+    try:
+        for i in range(6):
+            c.submit([handle_file(str(photo))], f"upload {i}", "", api_name="/neighbours_of_upload").result(timeout=60)
+    finally:
+        c.close()
+    rows = demo._queue.event_analytics
+    rows["still-running"] = {"time": 0.0, "status": "processing", "process_time": None,
+                             "function": "neighbours_of_upload", "session_hash": "x"}
+    finished = [k for k, r in rows.items() if r["status"] == "success"]
+    assert len(finished) >= 6
+    dropped = trim_event_analytics(demo._queue, keep=2)
+    assert dropped == len(finished) - 2
+    assert [k for k, r in rows.items() if r["status"] == "success"] == finished[-2:]
+    assert "still-running" in rows
+    del rows["still-running"]
+
+
+def test_finished_map_jobs_are_not_kept(service):
+    dims = service.dims()
+    for dim in dims:
+        service.precompute_umap(dim, "note")
+    for job in list(service._umap_jobs.values()):
+        job.join(120)
+    assert all(service.umap_cached(d, "note") for d in dims)
+    service.precompute_umap(dims[0], "text")  # the next request drops the finished ones
+    assert set(service._umap_jobs) <= {(service.served.version, dims[0], "text")}
+    for job in list(service._umap_jobs.values()):
+        job.join(120)
