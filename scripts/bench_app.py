@@ -9,10 +9,14 @@ loopback port with test logins, then measures from outside:
             neighbours are on screen), p50/p95;
 - grade:    browser key press "2" until the next pair is shown, p50/p95;
 - load:     20 gradio_client annotators grading at once, per-call p50/p95 of next_pair + grade;
-- memory:   RSS of the app process (and its children) at the end.
+- memory:   RSS of the app process (and its children) at the end; with ``--memory-minutes M``, a
+            scripted session of M minutes (``memory_session``: Explore clicks at varied dims,
+            granularities and strategies, side by side, page reloads, uploads, two annotators
+            grading) with the RSS sampled every ``--sample-s`` seconds.
 
 Usage:
     python scripts/bench_app.py --home /tmp/uninote-bench [--corpus PATH] [--fresh] [--n 30]
+    python scripts/bench_app.py --home /tmp/uninote-bench --no-measure --memory-minutes 30 --out rss.json
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -207,6 +212,116 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
     return out
 
 
+DIMS = (64, 128, 256, 512, 768)  # the demo model's Matryoshka dims
+GRANULARITIES = ("note", "text", "image", "region")
+STRATEGIES = ("exact", "adaptive", "local", "global+local")
+
+
+def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) -> dict:
+    """A scripted mix of what people do, for ``minutes``, sampling the app's RSS every ``sample_s``:
+
+    - two explorers click notes (HTTP with a page session, as the browser's events carry one) at
+      random dims, granularities and strategies, a third of the clicks side by side, and reload the
+      page (a new session) every minute;
+    - an uploader sends a catalogue photo with a new title every 20 s (``gradio_client``: an upload
+      goes through the queue);
+    - two annotators take the next pair and grade it, about one grade a second each.
+    """
+    from gradio_client import Client, handle_file
+
+    note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
+    photos = sorted(home.glob("thumbs/*/*.jpg"))[:200]
+    deadline = time.time() + minutes * 60
+    counts = {"explore": 0, "compare": 0, "sessions": 0, "uploads": 0, "grades": 0, "errors": 0}
+    lock = threading.Lock()
+
+    def count(what: str) -> None:
+        with lock:
+            counts[what] += 1
+
+    def login(user: str) -> requests.Session:
+        s = requests.Session()
+        s.post(f"{url}/login", data={"username": user, "password": PASSWORD}, timeout=30).raise_for_status()
+        return s
+
+    def explorer(seed: int) -> None:
+        rng, s = random.Random(seed), login(USERS[2 + seed])
+        session, reloaded = None, 0.0
+        while time.time() < deadline:
+            if time.time() - reloaded > 60:
+                session, reloaded = f"mem{seed}-{rng.getrandbits(40):x}", time.time()
+                count("sessions")
+            compare = rng.random() < 1 / 3
+            data = [rng.choice(note_ids), 12, "note", rng.choice(DIMS), rng.choice(GRANULARITIES),
+                    rng.choice(STRATEGIES), compare, rng.choice(DIMS), rng.choice(GRANULARITIES),
+                    rng.choice(STRATEGIES), None]
+            try:
+                r = s.post(f"{url}/gradio_api/run/explore_note", json={"data": data, "session_hash": session},
+                           timeout=60)
+                r.raise_for_status()
+                count("compare" if compare else "explore")
+            except requests.RequestException:
+                count("errors")
+            time.sleep(rng.uniform(0.5, 1.5))
+
+    def uploader() -> None:
+        rng = random.Random(7)
+        client = Client(url, auth=(USERS[5], PASSWORD), verbose=False, download_files=False,
+                        analytics_enabled=False)
+        while time.time() < deadline:
+            try:
+                client.predict([handle_file(str(rng.choice(photos)))], f"upload {rng.getrandbits(32):x}", "",
+                               12, "note", 768, "note", "exact", False, 64, "note", "exact", None,
+                               api_name="/explore_upload")
+                count("uploads")
+            except Exception:
+                count("errors")
+            time.sleep(20)
+        client.close()
+
+    def annotator(user: str) -> None:
+        s = login(user)
+
+        def call(name, *data):
+            r = s.post(f"{url}/gradio_api/run/{name}", json={"data": list(data)}, timeout=60)
+            r.raise_for_status()
+            return r.json()["data"][0]
+        rng = random.Random(user)
+        while time.time() < deadline:
+            try:
+                task = call("next_pair")
+                if task:
+                    call("grade", task["query_id"], task["candidate_id"], rng.randrange(4), task["task_id"], "")
+                    count("grades")
+            except requests.RequestException:
+                count("errors")
+            time.sleep(rng.uniform(0.5, 1.5))
+
+    workers = [threading.Thread(target=explorer, args=(i,), daemon=True) for i in range(2)]
+    workers += [threading.Thread(target=uploader, daemon=True)]
+    workers += [threading.Thread(target=annotator, args=(u,), daemon=True) for u in USERS[6:8]]
+    p = psutil.Process(proc.pid)
+    t0, samples = time.time(), []
+    for w in workers:
+        w.start()
+    while True:
+        app = p.memory_info().rss / 2**20
+        samples.append({"t_s": round(time.time() - t0, 1), "app_mb": round(app, 1),
+                        "with_children_mb": round(rss_mb(proc), 1)})
+        if time.time() >= deadline:
+            break
+        time.sleep(min(sample_s, max(0.0, deadline - time.time())))
+    for w in workers:
+        w.join(120)
+
+    def at(minute: float) -> dict:
+        return min(samples, key=lambda x: abs(x["t_s"] - minute * 60))
+
+    marks = [m for m in (0, 1, 5, 10, 20, 30, 45, 60) if m <= minutes] + [minutes]
+    return {"minutes": minutes, "sample_s": sample_s, "counts": counts,
+            "at_minute": {str(m): at(m) for m in dict.fromkeys(marks)}, "samples": samples}
+
+
 def service_baseline(home: str, corpus: str, n: int) -> dict:
     """The same work in-process, without HTTP, Gradio or a browser: what the app adds on top."""
     import random
@@ -245,12 +360,16 @@ def run_once(args, label: str) -> dict:
         served = wait_served(url, t0, args.timeout)
         usable = wait_usable(url, t0, args.timeout, args.note_id)
         result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1)}
-        if args.measure and label != "first-run":
+        if label != "first-run" and (args.measure or args.memory_minutes):
             result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
+        if args.measure and label != "first-run":
             result["explore_http"] = explore_http(url, Path(args.home), args.n)
             result.update(browser_latencies(url, args.n))
             result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
             result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
+        if args.memory_minutes:
+            result["memory_session"] = memory_session(url, Path(args.home), proc, args.memory_minutes,
+                                                      args.sample_s)
         result["rss_mb"] = round(rss_mb(proc), 0)
         return result
     finally:
@@ -268,6 +387,10 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a usable app")
     ap.add_argument("--sft-overrides", default="", help="UNINOTE_SFT_OVERRIDES JSON for the first run")
     ap.add_argument("--no-measure", dest="measure", action="store_false", help="start-up times only")
+    ap.add_argument("--memory-minutes", type=float, default=0,
+                    help="then run the scripted session this long, sampling RSS (memory_session)")
+    ap.add_argument("--sample-s", type=float, default=5, help="seconds between RSS samples")
+    ap.add_argument("--out", default="", help="also write the results (samples included) to this JSON file")
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()
@@ -282,7 +405,12 @@ def main() -> None:
         results.append(run_once(args, "first-run"))
         print(json.dumps(results[-1]), flush=True)
     results.append(run_once(args, "cached"))
-    print(json.dumps(results[-1]), flush=True)
+    brief = {k: v for k, v in results[-1].items() if k != "memory_session"}
+    if "memory_session" in results[-1]:
+        brief["memory_session"] = {k: v for k, v in results[-1]["memory_session"].items() if k != "samples"}
+    print(json.dumps(brief), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
