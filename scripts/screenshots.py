@@ -5,8 +5,10 @@ Start the app on the real catalogue with logins first, then point this script at
     UNINOTE_USERS="alice:pw,bob:pw" .venv/bin/python app.py &      # GRADIO_SERVER_PORT=7860
     .venv/bin/python scripts/screenshots.py http://127.0.0.1:7860 --user alice --password pw
 
-Writes explore.png, explore-compare.png, annotate.png, map.png, dashboard.png and trainer.png
-(1400-px-wide viewport, full page) to --out (default docs/screenshots). A PNG larger than
+Writes explore.png, explore-compare.png, annotate.png, review.png, map.png, dashboard.png and
+trainer.png (1400-px-wide viewport, full page) to --out (default docs/screenshots); --tabs takes
+only some of them (e.g. --tabs review). review.png shows --user's own grades and the store's
+disagreements, so sign in as someone who has graded. A PNG larger than
 --max-kb is re-encoded with a 256-colour palette, then shrunk, until it fits.
 Opening the Annotate tab leases one pair to --user in the app's annotation store; nothing is graded.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 from app.browser import chromium, login, open_tab, pick_dropdown, wait_images_loaded
 
 REPO = Path(__file__).resolve().parents[1]
+TABS = ("explore", "annotate", "review", "map", "dashboard", "trainer")  # in the order they are shot
 
 
 def open_note(page, note_id: str):
@@ -76,6 +79,15 @@ POINT_ON_SCREEN = """() => {
   const r = gd.getBoundingClientRect();
   return [r.left + xa._offset + xa.d2p(trace.x[i]), r.top + ya._offset + ya.d2p(trace.y[i])];
 }"""
+
+
+def review(page, out: Path):
+    """The signed-in annotator's own grades, and the pairs annotators disagree on."""
+    open_tab(page, "Review")
+    page.wait_for_selector("#review-mine table tbody tr")
+    page.wait_for_timeout(1000)
+    page.wait_for_function(IDLE)
+    page.screenshot(path=str(out / "review.png"), full_page=True)
 
 
 def map_tab(page, out: Path, field: str):
@@ -141,19 +153,22 @@ def main() -> None:
     ap.add_argument("--map-field", default="articleType", help="metadata field that colours the map")
     ap.add_argument("--max-kb", type=int, default=400, help="largest PNG size to keep")
     ap.add_argument("--timeout", type=int, default=60, help="seconds to wait for each step")
+    ap.add_argument("--tabs", nargs="+", choices=TABS, default=list(TABS), help="which tabs to shoot")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    shots = {"explore": lambda p: explore(p, args.out, args.note, args.compare_note, tuple(args.dims)),
+             "annotate": lambda p: annotate(p, args.out, args.user), "review": lambda p: review(p, args.out),
+             "map": lambda p: map_tab(p, args.out, args.map_field), "dashboard": lambda p: dashboard(p, args.out),
+             "trainer": lambda p: trainer(p, args.out)}
     with chromium() as browser:
         page = login(browser, args.url, args.user, args.password, args.timeout * 1000)
-        explore(page, args.out, args.note, args.compare_note, tuple(args.dims))
-        annotate(page, args.out, args.user)
-        map_tab(page, args.out, args.map_field)
-        dashboard(page, args.out)
-        trainer(page, args.out)
-    for name in ("explore", "explore-compare", "annotate", "map", "dashboard", "trainer"):
-        path = args.out / f"{name}.png"
-        how = fit_size(path, args.max_kb)
-        print(f"{path}  {path.stat().st_size // 1024} KB  ({how})")
+        for tab in args.tabs:
+            shots[tab](page)
+    for tab in args.tabs:
+        for name in ([tab, "explore-compare"] if tab == "explore" else [tab]):
+            path = args.out / f"{name}.png"
+            how = fit_size(path, args.max_kb)
+            print(f"{path}  {path.stat().st_size // 1024} KB  ({how})")
 
 
 if __name__ == "__main__":
