@@ -4,7 +4,7 @@ Left alone, three things grow with use (measured in docs/results/app.md, "Memory
 
 - **sessions**: per browser tab (or ``gradio_client``), a copy of every component a callback
   updated and the page config, about 0.4 MB on a tiny corpus; Gradio keeps 10,000 sessions.
-  Bound: ``MAX_SESSIONS`` ($UNINOTE_MAX_SESSIONS, default 200), the oldest dropped first.
+  Bound: ``MAX_SESSIONS`` ($UNINOTE_MAX_SESSIONS, default 100), the oldest dropped first.
 - **cached files**: every file a component shows is copied into Gradio's cache folder (a
   gallery of 12 thumbnails is 12 copies) and its path kept in a set. Bound: thumbnails are static
   paths (served from thumbs/, never copied), and the rest (uploads) is deleted ``DELETE_CACHE``
@@ -50,7 +50,7 @@ def delete_cache_setting() -> tuple[int, int]:
 
 def max_sessions() -> int:
     """Sessions whose state Gradio keeps (``launch(state_session_capacity=...)``)."""
-    return _int_env("UNINOTE_MAX_SESSIONS", 200)
+    return _int_env("UNINOTE_MAX_SESSIONS", 100)
 
 
 def max_events() -> int:

@@ -54,7 +54,7 @@ def build(service: UniNoteService):
     dims = served_dims(service)
     with gr.Row():
         dim = gr.Dropdown(dims, value=dims[-1] if dims else None, label="Dim", elem_id="map-dim")
-        gran = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity")
+        gran = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity", elem_id="map-granularity")
         field = gr.Dropdown(["(none)"], value="(none)", label="Colour by", elem_id="map-field")
         draw = gr.Button("Draw map", variant="primary", elem_id="map-draw")
     status = gr.Markdown(elem_id="map-status")

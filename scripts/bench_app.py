@@ -225,14 +225,18 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
       page (a new session) every minute;
     - an uploader sends a catalogue photo with a new title every 20 s (``gradio_client``: an upload
       goes through the queue);
-    - two annotators take the next pair and grade it, about one grade a second each.
+    - two annotators take the next pair and grade it, about one grade a second each;
+    - one person in headless Chromium opens the page (a new session each round), draws the Map at
+      a random dim and granularity (a new UMAP layout until all are cached), then clicks five
+      catalogue notes in Explore; the page's timers tick meanwhile.
     """
     from gradio_client import Client, handle_file
 
     note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
     photos = sorted(home.glob("thumbs/*/*.jpg"))[:200]
     deadline = time.time() + minutes * 60
-    counts = {"explore": 0, "compare": 0, "sessions": 0, "uploads": 0, "grades": 0, "errors": 0}
+    counts = {"explore": 0, "compare": 0, "sessions": 0, "uploads": 0, "grades": 0, "maps": 0,
+              "browser_clicks": 0, "errors": 0}
     lock = threading.Lock()
 
     def count(what: str) -> None:
@@ -297,7 +301,34 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                 count("errors")
             time.sleep(rng.uniform(0.5, 1.5))
 
+    def browser_user() -> None:
+        from app.browser import login, open_tab, pick_dropdown
+
+        rng = random.Random(11)
+        with chromium() as b:
+            while time.time() < deadline:
+                page = login(b, url, USERS[8], PASSWORD, timeout_ms=120_000)  # a new page, a new session
+                count("sessions")
+                try:
+                    open_tab(page, "Map")
+                    pick_dropdown(page, "map-dim", str(rng.choice(DIMS)))
+                    pick_dropdown(page, "map-granularity", rng.choice(GRANULARITIES))
+                    page.click("#map-draw")
+                    left_ms = max(1000, int((deadline - time.time()) * 1000))
+                    page.wait_for_selector("#map-status:has-text('click a point')", timeout=left_ms)
+                    count("maps")
+                    open_tab(page, "Explore")
+                    for _ in range(5):
+                        page.locator("#explore-catalogue .thumbnail-item").nth(rng.randrange(12)).click()
+                        page.wait_for_timeout(1500)
+                        count("browser_clicks")
+                except Exception:
+                    count("errors")
+                finally:
+                    page.close()
+
     workers = [threading.Thread(target=explorer, args=(i,), daemon=True) for i in range(2)]
+    workers += [threading.Thread(target=browser_user, daemon=True)]
     workers += [threading.Thread(target=uploader, daemon=True)]
     workers += [threading.Thread(target=annotator, args=(u,), daemon=True) for u in USERS[6:8]]
     p = psutil.Process(proc.pid)
