@@ -71,10 +71,17 @@ def _gradable(yes: bool) -> tuple:
     return tuple(gr.update(interactive=yes) for _ in range(4))
 
 
+def _dim(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UniNoteError(f"dim must be a whole number (one the model serves), got {value!r}") from None
+
+
 def _sides(k, modality, dim_a, gran_a, strat_a, dim_b, gran_b, strat_b, version_b) -> tuple[dict, dict]:
     """``neighbours`` settings of the left side (served version) and the right side."""
-    left = dict(k=int(k), dim=int(dim_a), granularity=gran_a, modality=modality, strategy=strat_a)
-    return left, dict(left, dim=int(dim_b), granularity=gran_b, strategy=strat_b, version=version_b or None)
+    left = dict(k=int(k), dim=_dim(dim_a), granularity=gran_a, modality=modality, strategy=strat_a)
+    return left, dict(left, dim=_dim(dim_b), granularity=gran_b, strategy=strat_b, version=version_b or None)
 
 
 def _empty(message: str = ""):
@@ -89,8 +96,8 @@ def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, 
     query or setting clears the grade and page messages of the previous one."""
     if query is None:
         return _empty()
-    left, right = _sides(k, modality, dim_a, gran_a, strat_a, dim_b, gran_b, strat_b, version_b)
     try:
+        left, right = _sides(k, modality, dim_a, gran_a, strat_a, dim_b, gran_b, strat_b, version_b)
         photo, card = _query_view(service, query)
         if compare:
             both = service.compare(query, left, right)
@@ -155,7 +162,8 @@ def build(service: UniNoteService) -> ExploreHandles:
                 with gr.Column():
                     with gr.Row():
                         dim_a = gr.Dropdown(dims, value=dims[-1] if dims else None, label="Dim",
-                                            info=HELP["dim"], elem_id="dim-a", min_width=90)
+                                            info=HELP["dim"], elem_id="dim-a", min_width=90,
+                                            allow_custom_value=True)  # API calls before the choices fill in
                         gran_a = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
                                              info=HELP["granularity"], elem_id="gran-a", min_width=110)
                         strat_a = gr.Dropdown(list(STRATEGIES), value="exact", label="Strategy",
@@ -166,7 +174,8 @@ def build(service: UniNoteService) -> ExploreHandles:
                 with gr.Column(visible=False) as right:
                     with gr.Row():
                         dim_b = gr.Dropdown(dims, value=dims[0] if dims else None, label="Dim (right)",
-                                            info=HELP["dim"], elem_id="dim-b", min_width=90)
+                                            info=HELP["dim"], elem_id="dim-b", min_width=90,
+                                            allow_custom_value=True)
                         gran_b = gr.Dropdown(list(GRANULARITIES), value="note", label="Granularity",
                                              info=HELP["granularity"], min_width=110)
                         strat_b = gr.Dropdown(list(STRATEGIES), value="exact", label="Strategy",
@@ -244,8 +253,8 @@ def build(service: UniNoteService) -> ExploreHandles:
     def queue_both(q, k_, modality_, dim_a_, gran_a_, strat_a_, _compare, dim_b_, gran_b_, strat_b_, version_b_):
         if q is None:
             return error_box("Open a catalogue note first")
-        left, right = _sides(k_, modality_, dim_a_, gran_a_, strat_a_, dim_b_, gran_b_, strat_b_, version_b_)
         try:
+            left, right = _sides(k_, modality_, dim_a_, gran_a_, strat_a_, dim_b_, gran_b_, strat_b_, version_b_)
             sent = service.queue_comparison(q if isinstance(q, str) else None, left, right)
         except UniNoteError as exc:
             return error_box(str(exc))

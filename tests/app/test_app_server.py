@@ -137,3 +137,19 @@ def test_trainer_enqueues_rl_run_and_switches_version_through_the_api(live_app):
     assert "incomplete" in client.predict("no-such-version", api_name="/activate_version") or \
         "unknown" in client.predict("no-such-version", api_name="/activate_version")
     client.close()
+
+
+@pytest.mark.parametrize("dim, message", [
+    ("abc", "dim must be a whole number (one the model serves), got 'abc'"),
+    (100, "dim 100 is not served: the model works at 16, 32, 64"),
+])
+def test_a_dim_the_model_does_not_serve_says_why_in_explore(live_app, dim, message):
+    """The dim boxes take any value (so scripts can call Explore before the page filled them in);
+    one the model cannot search is refused with the reason, in the page's message box."""
+    import html
+
+    url, _ = live_app
+    data = ["n3", 12, "note", dim, "note", "exact", False, 16, "note", "exact", None]
+    r = logged_in(url).post(f"{url}/gradio_api/run/explore_note", json={"data": data}, timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    assert message in html.unescape(r.json()["data"][-1])
