@@ -278,15 +278,18 @@ def finish(candidates: Candidates, query_slots: np.ndarray, settings: I2ISetting
 
 
 def neighbours_of_block(search: Callable[[np.ndarray, int], Candidates], queries: np.ndarray,
-                        query_slots: np.ndarray, settings: I2ISettings, n_total: int
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
+                        query_slots: np.ndarray, settings: I2ISettings, n_total: int,
+                        first: Candidates | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Top-k (slots, scores) per query: ``search(queries, want)`` gives the merged candidates of
-    every part; queries short after the exclusions are asked again with twice the candidates."""
+    every part (``first``: those of the first round, ``want = k + SLACK``, fetched already);
+    queries short after the exclusions are asked again with twice the candidates."""
     want = settings.k + SLACK
     todo = np.arange(len(queries))
     result: list = [None] * len(queries)
     while len(todo):
-        got, short = finish(search(queries[todo], want), query_slots[todo], settings, want)
+        candidates = first if first is not None else search(queries[todo], want)
+        first = None
+        got, short = finish(candidates, query_slots[todo], settings, want)
         for i, hit in zip(todo, got):
             result[i] = hit
         if want >= n_total:

@@ -2,7 +2,7 @@
 
 Layout of an I2I folder (a Parquet dataset: ``pandas.read_parquet(DIR)`` reads it whole)::
 
-    i2i.json               settings, model version, embeddings folder, notes, blocks; complete flag
+    _i2i.json              settings, model version, embeddings folder, notes, blocks; complete flag
     part-000000.parquet    one file per query block: note_id (string), neighbour_ids (list of
     part-000001.parquet    string, best first), scores (list of float32 cosines at the dim);
     ...                    the settings and model version in the schema metadata (b"uninote.i2i")
@@ -28,7 +28,7 @@ from uninote.errors import ConfigError, UniNoteError
 from uninote.fileio import atomic_write
 from uninote.index.i2i import I2ISettings, IndexPart, merged_search, neighbours_of_block, part_bounds, query_vectors
 
-MANIFEST = "i2i.json"
+MANIFEST = "_i2i.json"  # a leading underscore: Parquet readers skip it
 FORMAT = "uninote-i2i/1"
 META_KEY = b"uninote.i2i"
 
