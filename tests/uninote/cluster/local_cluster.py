@@ -1,7 +1,7 @@
 """A real two-node Ray cluster on 127.0.0.1 for the tests, owned by process id.
 
-Both nodes are ``ray start --block`` processes started here (the head with ``--temp-dir`` in the
-test's folder, every port chosen free), so stopping the cluster terminates exactly the process
+Both nodes are ``ray start --block`` processes started here (the head with its own short
+``--temp-dir``, every port chosen free), so stopping the cluster terminates exactly the process
 trees this module started: never ``ray stop``, which would reach any Ray on the machine.
 """
 
@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,9 +45,11 @@ def _port_range(width: int = 40) -> tuple[int, int]:
     raise RuntimeError("no free port range for Ray workers")
 
 
-def node_env() -> dict:
+def node_env(cache: Path | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0",
                RAY_memory_monitor_refresh_ms="0", RAY_DEDUP_LOGS="0")
+    if cache is not None:
+        env["UNINOTE_CACHE"] = str(cache)  # the workers never touch the user's caches
     return env
 
 
@@ -54,7 +58,8 @@ class LocalCluster:
 
     def __init__(self, folder: Path, cpus_per_node: int = 1):
         self.folder, self.cpus = Path(folder), cpus_per_node
-        self.temp_dir = self.folder / "ray"
+        # Ray's socket paths must stay under 108 bytes: a short folder of its own, removed by stop()
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="uninote-ray-", dir="/tmp"))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.procs: list[subprocess.Popen] = []
@@ -73,7 +78,7 @@ class LocalCluster:
         log = self.folder / f"{name}.log"
         self.logs.append(log)
         proc = subprocess.Popen([RAY, "start", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                env=node_env(), cwd=self.folder, start_new_session=True)
+                                env=node_env(self.folder / "cache"), cwd=self.folder, start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -129,3 +134,4 @@ class LocalCluster:
             except psutil.NoSuchProcess:
                 pass
         psutil.wait_procs(alive, timeout=10)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
