@@ -26,7 +26,8 @@ import numpy as np
 
 from uninote.cluster.connect import ClusterError, cluster_cpus, connect
 from uninote.embeddings import NoteEmbeddings
-from uninote.index.i2i import SLACK, I2ISettings, IndexPart, merge, neighbours_of_block, part_bounds, query_vectors
+from uninote.index.i2i import (SLACK, I2ISettings, IndexPart, index_bounds, merge, neighbours_of_block, part_bounds,
+                               query_vectors)
 from uninote.index.i2i_table import I2IOutput, id_array, job_info
 
 IN_FLIGHT_PER_WORKER = 2  # query blocks asked ahead per actor
@@ -45,7 +46,8 @@ class IndexServer:
         faiss.omp_set_num_threads(threads)
         self.settings = I2ISettings(**settings)
         note = NoteEmbeddings.load(directory).note
-        self.parts = [IndexPart(note, a, b, self.settings, n_total) for a, b in bounds]
+        self.parts = [IndexPart(note, a, b, self.settings, n_total)
+                      for a, b in index_bounds(bounds, self.settings.strategy)]
 
     def where(self) -> tuple[str, int]:
         """(node id, process id) of this actor: what a fault test kills."""

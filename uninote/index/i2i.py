@@ -253,6 +253,15 @@ def part_bounds(vectors) -> list[tuple[int, int]]:
     return [(0, len(vectors))]
 
 
+def index_bounds(bounds: list[tuple[int, int]], strategy: str) -> list[tuple[int, int]]:
+    """The parts one process searches: ``exact``/``adaptive`` keep the shards (the same products
+    wherever they run); ``ann`` joins contiguous shards into one index, since a graph search costs
+    about as much per index whatever its size."""
+    if strategy != "ann" or not bounds:
+        return bounds
+    return [(bounds[0][0], bounds[-1][1])]
+
+
 def query_vectors(vectors, start: int, stop: int) -> np.ndarray:
     """Full-dim queries of rows ``start..stop-1``, normalised as ``Retriever.search`` normalises them."""
     return l2_normalize(np.asarray(vectors[start:stop], np.float32))

@@ -26,7 +26,8 @@ import numpy as np
 from uninote.embeddings import NoteEmbeddings
 from uninote.errors import ConfigError, UniNoteError
 from uninote.fileio import atomic_write
-from uninote.index.i2i import I2ISettings, IndexPart, merged_search, neighbours_of_block, part_bounds, query_vectors
+from uninote.index.i2i import (I2ISettings, IndexPart, index_bounds, merged_search, neighbours_of_block, part_bounds,
+                               query_vectors)
 
 MANIFEST = "_i2i.json"  # a leading underscore: Parquet readers skip it
 FORMAT = "uninote-i2i/1"
@@ -139,7 +140,7 @@ def i2i_local(embeddings_dir: str | Path, out: str | Path, settings: I2ISettings
     output = I2IOutput(out, job_info(emb, embeddings_dir, settings))
     todo = sorted(set(range(output.blocks)) - output.done())
     n = len(emb)
-    parts = [IndexPart(emb.note, a, b, settings, n) for a, b in part_bounds(emb.note)]
+    parts = [IndexPart(emb.note, a, b, settings, n) for a, b in index_bounds(part_bounds(emb.note), settings.strategy)]
     built = time.perf_counter()
     search = merged_search(parts, settings)
     ids = id_array(emb.note_ids)

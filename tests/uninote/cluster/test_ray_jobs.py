@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from local_cluster import LocalCluster
 
 from uninote.cli.main import main
+from uninote.cluster.local import LocalCluster
 from uninote.embeddings import NoteEmbeddings
 from uninote.index.i2i import I2ISettings
 from uninote.index.i2i_table import i2i_local, read_i2i

@@ -1,6 +1,6 @@
-"""A real two-node Ray cluster on 127.0.0.1 for the tests, owned by process id.
+"""A real Ray cluster of one or more nodes on 127.0.0.1, owned by process id (tests, benchmarks).
 
-Both nodes are ``ray start --block`` processes started here (the head with its own short
+All nodes are ``ray start --block`` processes started here (the head with its own short
 ``--temp-dir``, every port chosen free), so stopping the cluster terminates exactly the process
 trees this module started: never ``ray stop``, which would reach any Ray on the machine.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
 START_TIMEOUT_S = 120
 
@@ -46,6 +46,7 @@ def _port_range(width: int = 40) -> tuple[int, int]:
 
 
 def node_env(cache: Path | None = None) -> dict:
+    """The environment of the ``ray start`` processes (and so of every worker they spawn)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0",
                RAY_memory_monitor_refresh_ms="0", RAY_DEDUP_LOGS="0")
     if cache is not None:
@@ -54,10 +55,14 @@ def node_env(cache: Path | None = None) -> dict:
 
 
 class LocalCluster:
-    """``LocalCluster(tmp).start()``: head + second node; ``address``; ``stop()``."""
+    """``LocalCluster(folder).start()``: a head and ``nodes - 1`` more nodes of ``cpus_per_node``
+    CPUs each (the second one with the custom resource ``second_node``); ``address``; ``stop()``.
+    Nodes inherit this environment with ``PYTHONPATH`` set to this checkout, one BLAS thread, and
+    ``UNINOTE_CACHE`` in ``folder`` (or ``cache``)."""
 
-    def __init__(self, folder: Path, cpus_per_node: int = 1):
-        self.folder, self.cpus = Path(folder), cpus_per_node
+    def __init__(self, folder: Path, cpus_per_node: int = 1, nodes: int = 2, cache: Path | None = None):
+        self.folder, self.cpus, self.nodes = Path(folder), cpus_per_node, nodes
+        self.cache = Path(cache) if cache else self.folder / "cache"
         # Ray's socket paths must stay under 108 bytes: a short folder of its own, removed by stop()
         self.temp_dir = Path(tempfile.mkdtemp(prefix="uninote-ray-", dir="/tmp"))
         self.port = free_port()
@@ -78,7 +83,7 @@ class LocalCluster:
         log = self.folder / f"{name}.log"
         self.logs.append(log)
         proc = subprocess.Popen([RAY, "start", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                env=node_env(self.folder / "cache"), cwd=self.folder, start_new_session=True)
+                                env=node_env(self.cache), cwd=self.folder, start_new_session=True)
         self.procs.append(proc)
         return proc
 
@@ -88,10 +93,17 @@ class LocalCluster:
                      "--include-dashboard", "false", "--ray-client-server-port", str(free_port()),
                      *self._node_args()], "head")
         self._wait_nodes(1)
-        self._spawn(["--address", self.address, "--resources", json.dumps({"second_node": 1}),
-                     *self._node_args()], "second")
-        self._wait_nodes(2)
+        for i in range(1, self.nodes):
+            resources = ["--resources", json.dumps({"second_node": 1})] if i == 1 else []
+            self._spawn(["--address", self.address, *resources, *self._node_args()], f"node{i}")
+        self._wait_nodes(self.nodes)
         return self
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
     def _wait_nodes(self, count: int) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
