@@ -88,8 +88,12 @@ class Candidates:
         return cls(np.full((nq, 0), -1, np.int64), *(np.zeros((nq, 0), np.float32) for _ in range(3)))
 
     def take(self, order: np.ndarray) -> "Candidates":
+        """Columns ``order`` (nq, w) of every row."""
         rows = np.arange(len(order))[:, None]
         return Candidates(*(a[rows, order] for a in (self.slots, self.key, self.scores, self.full)))
+
+    def head(self, n: int) -> "Candidates":
+        return Candidates(*(a[:, :n] for a in (self.slots, self.key, self.scores, self.full)))
 
 
 def _order(slots: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -101,7 +105,7 @@ def merge(parts: list[Candidates], keep: int) -> Candidates:
     """The best ``keep`` candidates per query over several parts' candidates (by key, then slot)."""
     both = Candidates(*(np.concatenate([getattr(p, f) for p in parts], axis=1)
                         for f in ("slots", "key", "scores", "full")))
-    return both.take(_order(both.slots, both.key)[:, :keep])
+    return both.take(_order(both.slots, both.key)).head(keep)
 
 
 def top_per_row(scores: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
@@ -274,7 +278,7 @@ def finish(candidates: Candidates, query_slots: np.ndarray, settings: I2ISetting
     c = candidates
     if settings.strategy == "adaptive":
         c = c.take(_order(c.slots, c.scores))
-    c = c.take(np.arange(min(want, c.slots.shape[1]))[None, :].repeat(len(query_slots), 0))
+    c = c.head(want)
     keep = (c.slots >= 0) & (c.slots != query_slots[:, None]) & ~(c.full >= DUPLICATE_SIM)
     keep &= np.isfinite(c.scores)
     out, short = [], []
