@@ -88,7 +88,7 @@ class LocalCluster:
         return proc
 
     def start(self) -> "LocalCluster":
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._spawn(["--head", "--port", str(self.port), "--temp-dir", str(self.temp_dir),
                      "--include-dashboard", "false", "--ray-client-server-port", str(free_port()),
                      *self._node_args()], "head")
