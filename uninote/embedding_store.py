@@ -83,20 +83,34 @@ class EmbeddingWriter:
 
     def write(self, emb) -> str:
         """Append the notes of ``emb`` (owner rows relative to ``emb``) as the next shard."""
-        base = self.notes_done
-        arrays = {"note": emb.note, "text": emb.text, "image": emb.image, "image_owner": emb.image_owner + base}
-        if self.regions:
-            arrays.update(region=emb.region, region_owner=emb.region_owner + base, region_image=emb.region_image)
-        else:
-            arrays.update(region=np.zeros((0, emb.dim), np.float32), region_owner=np.zeros(0, np.int64),
-                          region_image=np.zeros(0, np.int64))
-        self.shards.manifest["meta"]["dim"] = emb.dim
-        self.shards.manifest["meta"]["meta"].update(emb.meta)
-        return self.shards.write(arrays, ids=emb.note_ids)
+        self._note_meta(emb.dim, emb.meta)
+        return self.shards.write(shard_arrays(emb, self.notes_done, self.regions), ids=emb.note_ids)
+
+    def adopt(self, folder: str | Path, entry: dict, dim: int, meta: dict[str, Any]) -> str:
+        """Append a shard another process wrote with ``write_shard_files(folder, shard_arrays(...))``
+        (``dim`` and ``meta``: its ``NoteEmbeddings``' dim and meta, as ``write`` records them)."""
+        self._note_meta(dim, meta)
+        return self.shards.adopt(folder, entry)
+
+    def _note_meta(self, dim: int, meta: dict[str, Any]) -> None:
+        self.shards.manifest["meta"]["dim"] = dim
+        self.shards.manifest["meta"]["meta"].update(meta)
 
     def close(self, meta: dict[str, Any] | None = None) -> Path:
         self.shards.manifest["meta"]["meta"].update(meta or {})
         return self.shards.close()
+
+
+def shard_arrays(emb, base: int, regions: bool = True) -> dict[str, np.ndarray]:
+    """The arrays of one shard holding ``emb``'s notes as rows ``base..``: owner rows made global,
+    zero region rows when ``regions`` is False."""
+    arrays = {"note": emb.note, "text": emb.text, "image": emb.image, "image_owner": emb.image_owner + base}
+    if regions:
+        arrays.update(region=emb.region, region_owner=emb.region_owner + base, region_image=emb.region_image)
+    else:
+        arrays.update(region=np.zeros((0, emb.dim), np.float32), region_owner=np.zeros(0, np.int64),
+                      region_image=np.zeros(0, np.int64))
+    return arrays
 
 
 def load_sharded(cls, directory: str | Path, verify: bool = False):
@@ -158,18 +172,30 @@ def embed_to_disk(model, corpus, directory: str | Path, batch_size: int = 256, d
     """
     writer = EmbeddingWriter(directory, model.version, dtypes, regions, meta=dict(meta or {}, shard_notes=shard_notes),
                              resume=True)
+    check_resumable(writer, corpus, shard_notes, directory)
     starts = list(range(0, len(corpus), shard_notes))
-    if writer.done:
-        if writer.shards.manifest["meta"]["meta"].get("shard_notes") != shard_notes or writer.done > len(starts):
-            raise ValueError(f"{directory}: the interrupted write used another --shard-notes; write to a new folder")
-        written = [nid for s in writer.shards.manifest["shards"] for nid in _shard_ids(directory, s["name"])]
-        if written != [n.note_id for n in corpus.notes[: len(written)]]:
-            raise ValueError(f"{directory}: the shards there hold other notes than this corpus; write to a new folder")
-    for i, start in enumerate(starts[writer.done:], start=writer.done):
-        notes = corpus.notes[start:start + shard_notes]
-        part = corpus if len(notes) == len(corpus) else Corpus(corpus.root, notes, name=corpus.name)
-        writer.write(model.embed_corpus(part, batch_size=batch_size, progress=progress))
+    for start in starts[writer.done:]:
+        writer.write(model.embed_corpus(shard_corpus(corpus, start, shard_notes), batch_size=batch_size,
+                                        progress=progress))
     return writer.close()
+
+
+def check_resumable(writer: EmbeddingWriter, corpus, shard_notes: int, directory) -> None:
+    """Refuse to resume a folder whose shards were cut differently or hold other notes."""
+    if not writer.done:
+        return
+    n_shards = -(-len(corpus) // shard_notes)
+    if writer.shards.manifest["meta"]["meta"].get("shard_notes") != shard_notes or writer.done > n_shards:
+        raise ValueError(f"{directory}: the interrupted write used another --shard-notes; write to a new folder")
+    written = [nid for s in writer.shards.manifest["shards"] for nid in _shard_ids(directory, s["name"])]
+    if written != [n.note_id for n in corpus.notes[: len(written)]]:
+        raise ValueError(f"{directory}: the shards there hold other notes than this corpus; write to a new folder")
+
+
+def shard_corpus(corpus, start: int, shard_notes: int):
+    """The notes of the shard that starts at note ``start`` (the corpus itself when it is one shard)."""
+    notes = corpus.notes[start:start + shard_notes]
+    return corpus if len(notes) == len(corpus) else Corpus(corpus.root, notes, name=corpus.name)
 
 
 def _shard_ids(directory: str | Path, shard: str) -> list[str]:

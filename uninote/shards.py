@@ -122,6 +122,35 @@ def _file_entry(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
+def write_shard_files(folder: str | Path, arrays: dict[str, np.ndarray], dtypes: dict[str, str],
+                      ids: list[str] | None = None) -> dict:
+    """Write one shard's ``.npy`` files (and ``ids.json``) into the new folder ``folder``, each
+    flushed to disk; returns its manifest entry (rows per array, bytes + sha256 per file).
+
+    ``ShardWriter.write`` calls it on a temporary folder; a worker on another machine can call it
+    too and hand the folder and entry to ``ShardWriter.adopt``."""
+    missing = set(dtypes) ^ set(arrays)
+    if missing:
+        raise ValueError(f"shard arrays {sorted(arrays)} do not match the writer's {sorted(dtypes)}")
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    entry = {"rows": {}, "files": {}}
+    for key, dtype in dtypes.items():
+        a = np.ascontiguousarray(arrays[key], dtype=dtype)
+        path = folder / f"{key}.npy"
+        with open(path, "wb") as fh:
+            np.save(fh, a)
+            fh.flush()
+            os.fsync(fh.fileno())
+        entry["rows"][key] = int(len(a))
+        entry["files"][f"{key}.npy"] = _file_entry(path)
+    if ids is not None:
+        path = folder / "ids.json"
+        path.write_text(json.dumps(list(ids), ensure_ascii=False))
+        entry["files"]["ids.json"] = _file_entry(path)
+    return entry
+
+
 def read_manifest(directory: str | Path) -> dict:
     path = Path(directory) / MANIFEST
     if not path.is_file():
@@ -179,30 +208,23 @@ class ShardWriter:
 
     def write(self, arrays: dict[str, np.ndarray], ids: list[str] | None = None) -> str:
         """Write the next shard (every configured array, cast to its storage dtype); its name."""
-        missing = set(self.arrays) ^ set(arrays)
-        if missing:
-            raise ValueError(f"shard arrays {sorted(arrays)} do not match the writer's {sorted(self.arrays)}")
         name = shard_name(self.done)
         tmp = self.directory / f".tmp-{name}"
         if tmp.exists():
             shutil.rmtree(tmp)
-        tmp.mkdir()
-        entry = {"name": name, "rows": {}, "files": {}}
-        for key, dtype in self.arrays.items():
-            a = np.ascontiguousarray(arrays[key], dtype=dtype)
-            path = tmp / f"{key}.npy"
-            with open(path, "wb") as fh:
-                np.save(fh, a)
-                fh.flush()
-                os.fsync(fh.fileno())
-            entry["rows"][key] = int(len(a))
-            entry["files"][f"{key}.npy"] = _file_entry(path)
-        if ids is not None:
-            path = tmp / "ids.json"
-            path.write_text(json.dumps(list(ids), ensure_ascii=False))
-            entry["files"]["ids.json"] = _file_entry(path)
-        os.replace(tmp, self.directory / name)
-        self.manifest["shards"].append(entry)
+        entry = write_shard_files(tmp, arrays, self.arrays, ids)
+        return self.adopt(tmp, entry)
+
+    def adopt(self, folder: str | Path, entry: dict) -> str:
+        """Move a shard folder written by ``write_shard_files`` (here or by another process) into
+        place as the next shard and list it; its files' sizes are checked against ``entry`` first."""
+        folder, name = Path(folder), shard_name(self.done)
+        if set(entry["rows"]) != set(self.arrays):
+            raise ValueError(f"{folder}: shard arrays {sorted(entry['rows'])} do not match the writer's "
+                             f"{sorted(self.arrays)}")
+        _check_sizes(folder.parent, {"shards": [{"name": folder.name, "files": entry["files"]}]})
+        os.replace(folder, self.directory / name)
+        self.manifest["shards"].append({"name": name, "rows": entry["rows"], "files": entry["files"]})
         self._save_manifest()
         return name
 

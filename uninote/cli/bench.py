@@ -28,6 +28,8 @@ examples:
   uninote bench --synthetic 10000,100000 --dims 64,128,256,768 --queries 100
   uninote bench --synthetic 1000000 --dims 64,128 --ann-dims 128 --strategies exact,ann --queries 200
   uninote bench --synthetic 1000000,10000000 --on-disk --ef-search 200,400 --queries 200 --out ondisk.json
+  uninote bench --scale synthetic --synthetic 100000,1000000 --dim 64 --shortlist-dim 16 --ef-search 64
+  uninote bench --scale embed --corpus ../shared/data/fashion-product-images-small --scale-notes 600
 """
 
 
@@ -93,10 +95,50 @@ def register(subparsers) -> None:
                    help="on-disk: shortlist index on the prefix (its --ef-search or --nprobe are swept)")
     p.add_argument("--no-ram-baseline", action="store_true",
                    help="on-disk: skip the float32-in-RAM baseline (it needs N * 768 * 4 bytes of RAM)")
+    p.add_argument("--scale", choices=("embed", "i2i", "synthetic"), default=None,
+                   help="the batch jobs past one machine (uninote/bench/scale.py): embed or i2i throughput without "
+                        "Ray vs a 1-node and a 2-node local Ray cluster (--scale-notes notes), or the I2I table of "
+                        "--synthetic sizes (exact up to --exact-max, adaptive, ann) with recall against exact")
+    p.add_argument("--scale-notes", type=int, default=600, help="scale embed/i2i: notes (embed: of --corpus)")
+    p.add_argument("--k", type=int, default=50, help="scale: neighbours per note")
+    p.add_argument("--dim", type=int, default=64, help="scale: dim searched (synthetic: also the full dim)")
+    p.add_argument("--workers", type=int, default=2, help="scale: Ray actors")
+    p.add_argument("--shard-notes", type=int, default=100, help="scale embed: notes per shard")
+    p.add_argument("--exact-max", type=int, default=100_000, help="scale synthetic: largest exact whole table")
+    p.add_argument("--time-blocks", type=int, default=5,
+                   help="scale synthetic: query blocks timed where the whole table is not computed")
+    p.add_argument("--recall-sample", type=int, default=1000, help="scale synthetic: notes whose lists are checked")
     p.add_argument("--out", default=None, help="write the records as a JSON list here")
     p.add_argument("--chart", default="docs/bench_quality_vs_cost.html", help="plotly chart path ('' skips)")
     p.add_argument("--seed", type=int, default=0, help="query sampling / synthetic generation seed")
     p.set_defaults(func=run)
+
+
+def run_scale(args) -> int:
+    import json
+    from pathlib import Path
+
+    from uninote.bench import scale
+    from uninote.errors import ConfigError
+
+    work = Path(args.work) if args.work else _cache_dir() / "scale"
+    threads = (args.threads or [2])[0]
+    if args.scale == "embed":
+        if not args.corpus:
+            raise ConfigError("--scale embed needs --corpus (e.g. the fashion catalogue parquet)")
+        rows = scale.bench_embed(work / "embed", args.corpus, args.scale_notes, args.shard_notes, threads, args.workers)
+    elif args.scale == "i2i":
+        rows = scale.bench_i2i_ray(work, args.scale_notes, args.dim, args.k, threads, args.workers)
+    else:
+        if not args.synthetic:
+            raise ConfigError("--scale synthetic needs --synthetic SIZES")
+        rows = scale.bench_synthetic(work, args.synthetic, args.dim, args.k, args.exact_max, args.shortlist[0],
+                                     args.shortlist_dim, args.ef_search[0], args.time_blocks, args.recall_sample)
+    print(scale.markdown(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {args.out}")
+    return 0
 
 
 def run(args) -> int:
@@ -112,6 +154,8 @@ def run(args) -> int:
     # OpenMP threads that spin while waiting starve each other on a shared, oversubscribed box
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    if args.scale:
+        return run_scale(args)
     if args.synthetic is None and not (args.embeddings or args.model):
         raise ConfigError("give --synthetic SIZES, or real embeddings with --embeddings / --model + --corpus")
     if args.synthetic and args.on_disk:

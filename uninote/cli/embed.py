@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from uninote.cli.main import add_runtime
+from uninote.cli.main import add_ray, add_runtime
 
 
 def register(subparsers) -> None:
@@ -13,7 +13,10 @@ def register(subparsers) -> None:
         "(.npy matrices, opened memory-mapped; see uninote/embedding_store.py). Shards are written "
         "one at a time, so memory does not grow with the corpus; re-running with the same --out "
         "after an interruption resumes at the first missing shard. Frozen-backbone models reuse "
-        "the backbone feature cache, so re-embedding after training takes seconds.")
+        "the backbone feature cache, so re-embedding after training takes seconds. With --ray, "
+        "Ray Data hands the shards to a pool of --workers actors on a running Ray cluster (one GPU "
+        "each when the cluster has GPUs, else CPU with ONNX Runtime) and the same folder is written; "
+        "--out and the corpus must be on storage every node reads.")
     p.add_argument("--model", help="checkpoint folder, Hub id, or baseline:text | baseline:image | baseline:concat")
     p.add_argument("--corpus", help="corpus (native folder or any load_corpus source)")
     p.add_argument("--out", help="output folder for the embeddings")
@@ -27,8 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--migrate", metavar="DIR", default=None,
                    help="rewrite an embeddings folder of the older single-file format (embeddings.safetensors) "
                         "as shards in place, then exit (no model or corpus needed)")
-    p.add_argument("--threads", type=int, default=2, help="torch (and ONNX Runtime) CPU threads")
+    p.add_argument("--threads", type=int, default=2, help="torch (and ONNX Runtime) CPU threads (per worker with --ray)")
     add_runtime(p)
+    add_ray(p, "embedding actors (default: one per GPU of the cluster, else one per CPU)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -80,11 +84,25 @@ def run(args) -> int:
         raise ConfigError("uninote embed needs --model, --corpus and --out (or --migrate DIR)")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    model = load_model(args.model, runtime=args.runtime)
-    corpus = load_corpus(args.corpus)
-    out = embed_to_disk(model, corpus, args.out, batch_size=args.batch_size, dtypes=dtypes,
-                        regions=not args.no_regions, shard_notes=args.shard_notes, progress=not args.quiet,
-                        meta={"corpus": corpus.name, "model": str(args.model)})
+    if args.ray:
+        from uninote.cluster.connect import connect
+        from uninote.cluster.embed import embed_on_cluster
+
+        connect(args.ray)  # before anything is read or written: a wrong address fails in seconds
+        corpus = load_corpus(args.corpus)
+        ran = embed_on_cluster(args.ray, args.model, corpus, args.out, workers=args.workers, runtime=args.runtime,
+                               threads=args.threads, batch_size=args.batch_size, dtypes=dtypes,
+                               regions=not args.no_regions, shard_notes=args.shard_notes,
+                               meta={"corpus": corpus.name, "model": str(args.model)})
+        print(f"ray: {ran['shards']} shards embedded by {ran['workers']} workers "
+              f"({ran['gpus_per_worker']} GPU each) in {ran['seconds']:.1f}s")
+        out = args.out
+    else:
+        model = load_model(args.model, runtime=args.runtime)
+        corpus = load_corpus(args.corpus)
+        out = embed_to_disk(model, corpus, args.out, batch_size=args.batch_size, dtypes=dtypes,
+                            regions=not args.no_regions, shard_notes=args.shard_notes, progress=not args.quiet,
+                            meta={"corpus": corpus.name, "model": str(args.model)})
     emb = NoteEmbeddings.load(out)
     print(f"wrote {out}: {len(emb)} notes, {len(emb.image)} photos, {len(emb.region)} regions, "
           f"dim {emb.dim}, model {emb.model_version}, {time.perf_counter() - start:.1f}s")

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "embed",
     "eval_cmd",
     "index_cmd",
+    "i2i_cmd",
     "bench",
     "annotations_cmd",
     "train_rl",
@@ -37,6 +38,14 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
                    help="what runs the frozen backbones: 'onnx' (ONNX Runtime, CPU), 'torch', or 'auto' "
                    "(ONNX Runtime on CPU, torch on CUDA); default $UNINOTE_RUNTIME, else auto")
+
+
+def add_ray(p: argparse.ArgumentParser, workers: str) -> None:
+    """``--ray`` and ``--workers``: run the job on a Ray cluster instead of in this process."""
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run on the Ray cluster at ADDRESS (HOST:PORT of the head, ray://HOST:PORT, or 'auto' "
+                   "for the cluster started on this machine); default: this process, no Ray")
+    p.add_argument("--workers", type=int, default=None, help=f"with --ray: {workers}")
 
 
 class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
