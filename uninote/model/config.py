@@ -66,6 +66,8 @@ class UniNoteConfig(JsonConfig):
         if self.text_tower == "use-m3" and not self.freeze_backbones:
             raise ConfigError("text_tower='use-m3' is a numpy model and cannot be fine-tuned: "
                               "keep freeze_backbones=True or pick a Hugging Face text backbone")
+        if self.image_trained_blocks < 0:
+            raise ConfigError(f"image_trained_blocks={self.image_trained_blocks} must be >= 0 (0 = frozen tower)")
         if self.image_trained_blocks:
             blocks = IMAGE_TOWER_BLOCKS.get(self.image_tower)
             if blocks is None:
@@ -77,8 +79,6 @@ class UniNoteConfig(JsonConfig):
             if not self.freeze_backbones:
                 raise ConfigError("image_trained_blocks applies to frozen backbones; full fine-tuning "
                                   "(freeze_backbones=False) trains every block already: set it to 0")
-        elif self.image_trained_blocks < 0:
-            raise ConfigError(f"image_trained_blocks={self.image_trained_blocks} must be >= 0 (0 = frozen tower)")
         if self.text_pooling not in TEXT_POOLINGS:
             raise ConfigError(f"text_pooling={self.text_pooling!r} must be one of {TEXT_POOLINGS}")
         if self.text_pooling == "attention" and self.text_tower == "use-m3":
