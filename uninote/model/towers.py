@@ -299,6 +299,7 @@ class TowerPrefix(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(tower.blocks()[:stop])
         self.mean, self.std = tower.mean, tower.std
+        self.train(tower.training)  # not the default train mode: the ONNX export restores it on the shared blocks
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

@@ -138,6 +138,7 @@ def test_trained_blocks_under_onnx_run_the_frozen_part_there(corpus):
     model.runtime, reference.runtime = "onnx", "torch"
     twin = inference_tower(model, "image")
     assert isinstance(twin, OnnxImageTower) and isinstance(reference.backbone("image"), TowerPrefix)
+    assert not any(m.training for m in model.image_tower.modules())  # the export left the tower in eval mode
     images = [load_image(corpus.image_path(n, 0)) for n in corpus.notes[1:6]]
     with torch.inference_mode():
         for a, b in zip(model.image_features(images), reference.image_features(images)):
