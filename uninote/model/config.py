@@ -11,6 +11,7 @@ from uninote.errors import ConfigError
 BUILTIN_TEXT_TOWERS = ("minilm", "tiny", "use-m3")
 BUILTIN_IMAGE_TOWERS = ("efficientnet-lite0", "tiny")
 TEXT_POOLINGS = ("mean", "attention")
+IMAGE_TOWER_BLOCKS = {"efficientnet-lite0": 18, "tiny": 2}  # towers that are a chain of blocks (towers.py)
 
 
 @dataclass
@@ -37,6 +38,12 @@ class UniNoteConfig(JsonConfig):
     freeze_backbones: bool = field(default=True, metadata={"help": (
         "Keep the backbones fixed (only heads and fusion train; checkpoints store trainable weights "
         "only and reference backbones by name). False = full fine-tuning.")})
+    image_trained_blocks: int = field(default=0, metadata={"help": (
+        "Last blocks of the image backbone that train with frozen backbones (0 = none, the frozen "
+        "tower). EfficientNet-Lite0 is 18 blocks: stem, 16 MBConv blocks, head conv; 1 = the head "
+        "conv (320 -> 1280, 1x1), 2 = also the last MBConv block (192 -> 320 at 7x7), and so on. "
+        "The feature cache then keeps the feature map at the first trained block's input, and "
+        "checkpoints store those blocks beside the heads. --full-finetune trains every block instead.")})
     tiny_width: int = field(default=32, metadata={"help": "Feature width of the 'tiny' test towers."})
     seed: int = field(default=0, metadata={"help": "Seed for head initialisation (and tiny towers)."})
 
@@ -59,6 +66,19 @@ class UniNoteConfig(JsonConfig):
         if self.text_tower == "use-m3" and not self.freeze_backbones:
             raise ConfigError("text_tower='use-m3' is a numpy model and cannot be fine-tuned: "
                               "keep freeze_backbones=True or pick a Hugging Face text backbone")
+        if self.image_trained_blocks < 0:
+            raise ConfigError(f"image_trained_blocks={self.image_trained_blocks} must be >= 0 (0 = frozen tower)")
+        if self.image_trained_blocks:
+            blocks = IMAGE_TOWER_BLOCKS.get(self.image_tower)
+            if blocks is None:
+                raise ConfigError(f"image_trained_blocks={self.image_trained_blocks} needs an image tower made of "
+                                  f"blocks ({', '.join(IMAGE_TOWER_BLOCKS)}), not {self.image_tower!r}: set it to 0")
+            if not 0 < self.image_trained_blocks < blocks:
+                raise ConfigError(f"image_trained_blocks={self.image_trained_blocks} must be in [0, {blocks - 1}] "
+                                  f"for {self.image_tower!r} ({blocks} blocks; train them all with full fine-tuning)")
+            if not self.freeze_backbones:
+                raise ConfigError("image_trained_blocks applies to frozen backbones; full fine-tuning "
+                                  "(freeze_backbones=False) trains every block already: set it to 0")
         if self.text_pooling not in TEXT_POOLINGS:
             raise ConfigError(f"text_pooling={self.text_pooling!r} must be one of {TEXT_POOLINGS}")
         if self.text_pooling == "attention" and self.text_tower == "use-m3":
@@ -69,3 +89,10 @@ class UniNoteConfig(JsonConfig):
     @property
     def n_region_cells(self) -> int:
         return self.n_regions * self.n_regions
+
+    @property
+    def image_cut(self) -> int | None:
+        """Index of the first trained image block, None when the image tower is frozen whole."""
+        if not self.image_trained_blocks:
+            return None
+        return IMAGE_TOWER_BLOCKS[self.image_tower] - self.image_trained_blocks

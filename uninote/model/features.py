@@ -5,9 +5,14 @@ features (M, R, F_img) in float16, with ``image_owner`` (note row per photo) and
 (which photo of the note). For a model that pools token states (``text_pooling='attention'``) the
 text's token states are kept too, ragged: ``tokens`` (sum of lengths, F_text) with
 ``token_offsets`` (N + 1), in a separate, larger entry (2 bytes per dim per token: about 7 KB
-for a 10-token title with MiniLM). Stored as safetensors + JSON under
+for a 10-token title with MiniLM). For a model whose last image blocks train
+(``image_trained_blocks``) the photo part is instead ``image_map`` (M, C, h, w) float16: the frozen
+blocks' feature map at the first trained block's input, the same for every checkpoint with that
+cut. ``corpus_features`` turns it into pooled and region features with the model's trained blocks
+(what serving, evaluation and RL read); SFT asks for the maps (``maps=True``) and trains the
+blocks on them. Stored as safetensors + JSON under
 ``$UNINOTE_CACHE/features/<fingerprint>/``; the fingerprint covers the corpus content (ids,
-texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length.
+texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length (and the cut, for maps).
 Broken photos are skipped with one warning that counts them.
 """
 
@@ -44,13 +49,14 @@ class CorpusFeatures:
     note_ids: list[str]
     text: torch.Tensor  # (N, F_text)
     has_text: torch.Tensor  # (N,) bool
-    image: torch.Tensor  # (M, F_img)
+    image: torch.Tensor | None  # (M, F_img); None when the photos are ``image_map``
     image_owner: torch.Tensor  # (M,) sorted note rows
     image_index: torch.Tensor  # (M,) photo index within its note
-    region: torch.Tensor  # (M, R, F_img)
+    region: torch.Tensor | None  # (M, R, F_img); None when the photos are ``image_map``
     info: dict = field(default_factory=dict)
     tokens: torch.Tensor | None = None  # (sum of text lengths, F_text) token states, or None
     token_offsets: torch.Tensor | None = None  # (N + 1,) long: note i's tokens are [o[i], o[i+1])
+    image_map: torch.Tensor | None = None  # (M, C, h, w) maps at the first trained image block, or None
 
     def __post_init__(self):
         n = len(self.note_ids)
@@ -71,8 +77,12 @@ class CorpusFeatures:
         owner = np.concatenate([np.full(len(x), j) for j, x in enumerate(img_rows)] + [np.zeros(0)]).astype(np.int64)
         img = torch.from_numpy(np.concatenate(img_rows + [np.zeros(0, dtype=np.int64)]).astype(np.int64))
         t = torch.from_numpy(rows)
-        out = {"text": self.text[t], "has_text": self.has_text[t], "image": self.image[img],
-               "image_owner": torch.from_numpy(owner), "region": self.region[img], "image_rows": img}
+        out = {"text": self.text[t], "has_text": self.has_text[t], "image_owner": torch.from_numpy(owner),
+               "image_rows": img}
+        if self.image_map is not None:
+            out["image_map"] = self.image_map[img]
+        else:
+            out["image"], out["region"] = self.image[img], self.region[img]
         if self.tokens is not None:
             out["text_tokens"], out["text_mask"] = self.token_batch(t)
         return out
@@ -101,9 +111,10 @@ def subset_features(feats: CorpusFeatures, note_ids) -> CorpusFeatures:
         o = feats.token_offsets
         tokens = torch.cat([feats.tokens[o[r]:o[r + 1]] for r in rows])
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), (o[t + 1] - o[t]).cumsum(0)])
-    return CorpusFeatures([feats.note_ids[r] for r in rows], feats.text[t], feats.has_text[t], feats.image[i],
-                          torch.from_numpy(owner).long(), feats.image_index[i], feats.region[i],
-                          tokens=tokens, token_offsets=offsets)
+    pick = lambda x: None if x is None else x[i]  # noqa: E731
+    return CorpusFeatures([feats.note_ids[r] for r in rows], feats.text[t], feats.has_text[t], pick(feats.image),
+                          torch.from_numpy(owner).long(), feats.image_index[i], pick(feats.region),
+                          tokens=tokens, token_offsets=offsets, image_map=pick(feats.image_map))
 
 
 def fingerprint(corpus, cfg) -> str:
@@ -111,6 +122,8 @@ def fingerprint(corpus, cfg) -> str:
     settings = [FORMAT_VERSION, cfg.text_tower, cfg.image_tower, cfg.image_size, cfg.n_regions, cfg.max_text_tokens]
     if cfg.text_pooling == "attention":
         settings.append("token-states")  # a separate, larger entry; mean-pooling caches keep their key
+    if getattr(cfg, "image_cut", None) is not None:
+        settings.append(f"image-map-{cfg.image_cut}")  # maps at the first trained block; frozen caches keep theirs
     h = hashlib.sha256(json.dumps(settings).encode())
     for note in corpus.notes:
         h.update(f"{note.note_id}\x00{note.text()}\x00".encode())
@@ -128,7 +141,7 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True,
     of the same corpus and image settings whose photo part is reused (only the texts are run)."""
     text, has_text, tokens, offsets = _text_part(corpus, model, batch_size, progress)
     image_part = _photo_part(corpus, model, batch_size, progress) if photos is None else {
-        k: getattr(photos, k) for k in ("image", "image_owner", "image_index", "region", "info")}
+        k: getattr(photos, k) for k in ("image", "image_owner", "image_index", "region", "image_map", "info")}
     return CorpusFeatures(note_ids=[n.note_id for n in corpus.notes], text=text, has_text=has_text,
                           tokens=tokens, token_offsets=offsets, **image_part)
 
@@ -157,35 +170,63 @@ def _text_part(corpus, model, batch_size: int, progress: bool):
 
 
 def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
-    """Pooled and region features of every readable photo, their owners and indexes, and ``info``."""
+    """Pooled and region features (or, with trained image blocks, the maps at the first one) of every
+    readable photo, their owners and indexes, and ``info``."""
     refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
     paths = [corpus.image_path(corpus.notes[r], i) for r, i in refs]
-    pooled, regions, owner, index, broken = [], [], [], [], []
+    with_maps = getattr(model.config, "image_cut", None) is not None
+    pooled, regions, maps, owner, index, broken = [], [], [], [], [], []
     bar = tqdm(total=len(refs), desc="image features", disable=not progress)
     for s, (pixels, kept, unreadable) in zip(range(0, len(refs), batch_size),
                                               photo_batches(paths, model.config.image_size, batch_size)):
         broken += unreadable
         if pixels is not None:
-            p, g = model.pixel_features(pixels)
-            pooled.append(p.half().cpu())
-            regions.append(g.half().cpu())
+            if with_maps:
+                maps.append(model.pixel_maps(pixels).half().cpu())
+            else:
+                p, g = model.pixel_features(pixels)
+                pooled.append(p.half().cpu())
+                regions.append(g.half().cpu())
             owner += [refs[s + j][0] for j in kept]
             index += [refs[s + j][1] for j in kept]
         bar.update(min(batch_size, len(refs) - s))
     bar.close()
     if broken:
         log.warning("skipped %d unreadable photo(s) of %d, e.g. %s", len(broken), len(refs), broken[0])
-    f_img, cells = model.image_tower.feature_dim, model.config.n_region_cells
-    return {"image": torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
-            "image_owner": torch.tensor(owner, dtype=torch.long), "image_index": torch.tensor(index, dtype=torch.long),
-            "region": torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
+    part = {"image_owner": torch.tensor(owner, dtype=torch.long), "image_index": torch.tensor(index, dtype=torch.long),
             "info": {"skipped_images": len(broken), "n_images": len(refs)}}
+    if with_maps:
+        if not maps:  # the map's shape is the frozen part's: run it once on a blank photo
+            maps.append(model.pixel_maps(torch.zeros(1, 3, model.config.image_size, model.config.image_size,
+                                                     dtype=torch.uint8)).half().cpu()[:0])
+        return {**part, "image": None, "region": None, "image_map": torch.cat(maps)}
+    f_img, cells = model.image_tower.feature_dim, model.config.n_region_cells
+    return {**part, "image": torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
+            "region": torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
+            "image_map": None}
+
+
+@torch.inference_mode()
+def pool_maps(feats: CorpusFeatures, model, batch_size: int = 256) -> CorpusFeatures:
+    """``feats`` with ``image_map`` replaced by pooled and region features (float16, as the cache
+    keeps them) from the model's trained image blocks; features without maps come back as they are."""
+    if feats.image_map is None:
+        return feats
+    pooled, regions = [], []
+    for s in range(0, len(feats.image_map), batch_size):
+        p, g = model.map_features(feats.image_map[s:s + batch_size])
+        pooled.append(p.half().cpu())
+        regions.append(g.half().cpu())
+    if not pooled:
+        p, g = model.map_features(feats.image_map[:1].new_zeros(1, *feats.image_map.shape[1:]))
+        pooled, regions = [p.half()[:0]], [g.half()[:0]]
+    return replace(feats, image=torch.cat(pooled), region=torch.cat(regions), image_map=None)
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
     tensors = {k: getattr(feats, k).contiguous() for k in
-               ("text", "has_text", "image", "image_owner", "image_index", "region", "tokens", "token_offsets")
-               if getattr(feats, k) is not None}
+               ("text", "has_text", "image", "image_owner", "image_index", "region", "tokens", "token_offsets",
+                "image_map") if getattr(feats, k) is not None}
     atomic_write(directory / "features.json", json.dumps({"note_ids": feats.note_ids, "info": feats.info}).encode())
     atomic_write(directory / "features.safetensors", save(tensors))  # written last: its presence means complete
 
@@ -193,12 +234,22 @@ def save_features(feats: CorpusFeatures, directory: Path) -> None:
 def load_features(directory: Path) -> CorpusFeatures:
     t = load_file(str(directory / "features.safetensors"))
     meta = json.loads((directory / "features.json").read_text())
-    return CorpusFeatures(meta["note_ids"], t["text"], t["has_text"], t["image"], t["image_owner"],
-                          t["image_index"], t["region"], meta.get("info", {}), t.get("tokens"), t.get("token_offsets"))
+    return CorpusFeatures(meta["note_ids"], t["text"], t["has_text"], t.get("image"), t["image_owner"],
+                          t["image_index"], t.get("region"), meta.get("info", {}), t.get("tokens"),
+                          t.get("token_offsets"), t.get("image_map"))
 
 
-def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None = None) -> CorpusFeatures:
-    """Features of a corpus: from the cache when backbones are frozen, else freshly extracted."""
+def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None = None,
+                    maps: bool = False) -> CorpusFeatures:
+    """Features of a corpus: from the cache when backbones are frozen, else freshly extracted.
+
+    With trained image blocks the cache holds maps at the first one; they are pooled through the
+    model's blocks (``pool_maps``) unless ``maps`` asks for them as they are (SFT trains on them)."""
+    feats = _cached_features(corpus, model, progress, use_cache)
+    return feats if maps else pool_maps(feats, model)
+
+
+def _cached_features(corpus, model, progress: bool, use_cache: bool | None) -> CorpusFeatures:
     use_cache = model.config.freeze_backbones if use_cache is None else use_cache
     if not use_cache:
         return extract_features(corpus, model, progress=progress)

@@ -12,7 +12,7 @@ import torch
 
 from uninote.data.images import load_image
 from uninote.model.onnx_runtime import inference_tower
-from uninote.model.towers import load_pixels, normalize_pixels, pool_image
+from uninote.model.towers import load_pixels, normalize_pixels, pool_image, run_blocks
 
 
 class FeatureInputs:
@@ -49,10 +49,23 @@ class FeatureInputs:
 
     def pixel_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled (B, F) and region (B, R, F) features of uint8 pixels (B, 3, S, S) from ``load_pixels``."""
+        return self.map_features(self.pixel_maps(pixels))
+
+    def pixel_maps(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The frozen part's feature map of uint8 pixels: the whole tower's output map, or with
+        ``image_trained_blocks`` the map at the first trained block's input (what the cache keeps)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
             tower = self.backbone("image")
             pixels = normalize_pixels(pixels.to(self.device), tower.mean, tower.std)
-            return pool_image(tower(pixels).float(), self.config.n_regions)
+            return tower(pixels).float()
+
+    def map_features(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled (B, F) and region (B, R, F) features of ``pixel_maps`` output: the trained blocks
+        (none for a frozen tower) run on it in torch, with gradients when enabled, then the pooling."""
+        cut = self.config.image_cut
+        if cut is not None:
+            maps = run_blocks(self.image_tower, maps.to(self.device, torch.float32), cut)
+        return pool_image(maps.float(), self.config.n_regions)
 
     def note_batch(self, notes, root: str | Path | None) -> dict[str, torch.Tensor]:
         """Backbone features of notes (the ``forward_features`` batch); unreadable photos raise."""

@@ -5,7 +5,11 @@ torch tower, or its ONNX Runtime twin (``OnnxTextTower`` / ``OnnxImageTower``, s
 Which one is the runtime's choice: ``owner.runtime`` (set by ``--runtime``), else
 ``$UNINOTE_RUNTIME``, else ``auto`` = ONNX Runtime on CPU and torch on CUDA. ``auto`` leaves the
 tiny test towers on torch; ``onnx`` asks for them too. USE-m3 is numpy already and stays as it is;
-backbones that train (``freeze_backbones=False``) stay on torch, whose weights move.
+backbones that train (``freeze_backbones=False``) stay on torch, whose weights move. With
+``image_trained_blocks`` the image twin holds the frozen blocks only (``TowerPrefix``: its export
+key hashes those weights alone, so every checkpoint with that cut shares it) and outputs the
+feature map at the first trained block's input; the trained blocks run in torch after it
+(``FeatureInputs.map_features``), as they do on the feature cache's maps.
 
 The export is made from the torch tower at first use and cached as
 ``$UNINOTE_CACHE/onnx/<backbone>-<key>.onnx``, the key hashing backbone name, weights, input size
@@ -36,7 +40,7 @@ from uninote.config import RUNTIMES
 from uninote.data.loaders import cache_root
 from uninote.errors import ConfigError, UniNoteError
 from uninote.fileio import atomic_write
-from uninote.model.towers import LazyTower, masked_mean
+from uninote.model.towers import LazyTower, TowerPrefix, masked_mean
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -44,7 +48,7 @@ TOLERANCE = 1e-3
 FORMAT = 1
 CHECK_TEXTS = ("Turtle Check Men Navy Blue Shirt", "", "a longer title, with punctuation: Ünïcode ✓ 漢字 and "
                "more words so that the token lengths differ within the batch")
-_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch tower -> {threads: twin or None}
+_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch tower -> {(threads, cut): twin or None}
 
 
 class OnnxMismatchError(UniNoteError):
@@ -77,28 +81,34 @@ def uses_onnx(owner, kind: str) -> bool:
 
 
 def inference_tower(owner, kind: str):
-    """The tower that runs ``owner``'s ``kind`` inputs now: the ONNX twin where it applies, else torch."""
+    """The tower that runs ``owner``'s ``kind`` inputs now: the ONNX twin where it applies, else torch.
+
+    For an image tower with trained last blocks it is the frozen part only (see the module docstring)."""
     tower = getattr(owner, f"{kind}_tower")
+    cut = getattr(owner.config, "image_cut", None) if kind == "image" else None
+    torch_tower = tower if cut is None else TowerPrefix(tower, cut)
     if not uses_onnx(owner, kind):
-        return tower
+        return torch_tower
     real = tower.tower if isinstance(tower, LazyTower) else tower
     threads = torch.get_num_threads()
-    per_threads = _twins.setdefault(real, {})
-    if threads not in per_threads:
+    twins = _twins.setdefault(real, {})
+    if (threads, cut) not in twins:
         cfg = owner.config
         name = getattr(cfg, f"{kind}_tower")
         size = cfg.image_size if kind == "image" else cfg.max_text_tokens
+        graph, graph_name = (real, name) if cut is None else (TowerPrefix(real, cut), f"{name}-blocks0-{cut}")
         try:
-            per_threads[threads] = (OnnxImageTower if kind == "image" else OnnxTextTower)(real, name, size, threads)
+            twin = (OnnxImageTower if kind == "image" else OnnxTextTower)(graph, graph_name, size, threads)
         except OnnxMismatchError as exc:
             warnings.warn(f"{exc}; using the torch tower", RuntimeWarning, stacklevel=2)
             log.warning("%s; using the torch tower", exc)
-            per_threads[threads] = None
+            twin = None
         except Exception as exc:  # an exporter or ORT that cannot handle this backbone
             warnings.warn(f"cannot run {name} through ONNX Runtime ({type(exc).__name__}: {exc}); "
                           "using the torch tower", RuntimeWarning, stacklevel=2)
-            per_threads[threads] = None
-    return per_threads[threads] or tower
+            twin = None
+        twins[(threads, cut)] = twin
+    return twins[(threads, cut)] or torch_tower
 
 
 # --- export cache ------------------------------------------------------------------------------
@@ -227,10 +237,11 @@ class OnnxTextTower(_Twin):
 
 
 class OnnxImageTower(_Twin):
-    """An image tower's feature map (B, F, h, w) from ONNX Runtime, on normalised pixels."""
+    """An image tower's feature map (B, F, h, w) from ONNX Runtime, on normalised pixels (or a
+    ``TowerPrefix``'s map at its cut)."""
 
     def __init__(self, tower: nn.Module, name: str, image_size: int, threads: int):
-        self.tower, self.feature_dim = tower, tower.feature_dim
+        self.tower, self.feature_dim = tower, getattr(tower, "feature_dim", None)
         self.mean, self.std = tower.mean, tower.std
         generator = torch.Generator().manual_seed(0)
         example = {"pixels": torch.rand(2, 3, image_size, image_size, generator=generator) * 4 - 2}

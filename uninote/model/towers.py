@@ -4,6 +4,10 @@ Text towers map ``list[str]`` to pooled features ``(B, F_text)``. Image towers m
 ``(B, 3, S, S)`` to a feature map ``(B, F_img, h, w)``; ``pool_image`` turns the map into one
 pooled vector per photo and an ``n x n`` grid of region vectors. Nothing here is normalised or
 projected: heads and fusion (``uninote.model.fusion``) do that.
+
+The convolutional image towers are also a chain of blocks (``blocks()``: the tower is their
+composition), so the last few can train on feature maps cached at their input
+(``run_blocks``; ``UniNoteConfig.image_trained_blocks``).
 """
 
 from __future__ import annotations
@@ -167,6 +171,23 @@ class EfficientNetLiteTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(pixels)
 
+    def blocks(self) -> list[nn.Module]:
+        """The stem, the 16 MBConv blocks and the head conv, in order (``EFFICIENTNET_BLOCKS``)."""
+        net = self.net
+        return [_Stem(net._conv_stem, net._bn0, net._swish), *net._blocks,
+                _Stem(net._conv_head, net._bn1, net._swish)]
+
+
+class _Stem(nn.Module):
+    """conv -> batch norm -> activation: EfficientNet's stem and its head conv as one block."""
+
+    def __init__(self, conv: nn.Module, norm: nn.Module, act: nn.Module):
+        super().__init__()
+        self.conv, self.norm, self.act = conv, norm, act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
 
 class HFImageTower(nn.Module):
     """Any Hugging Face vision transformer: patch tokens reshaped to a (B, F, g, g) map."""
@@ -217,6 +238,10 @@ class TinyImageTower(nn.Module):
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.net(pixels)
 
+    def blocks(self) -> list[nn.Module]:
+        """Two blocks: the first conv, then the second conv and the pooling."""
+        return [self.net[0:2], self.net[2:5]]
+
 
 def build_image_tower(cfg: UniNoteConfig) -> nn.Module:
     """The image backbone named by ``cfg.image_tower``."""
@@ -252,6 +277,34 @@ def pool_image(feature_map: torch.Tensor, n_regions: int) -> tuple[torch.Tensor,
     pooled = feature_map.mean(dim=(2, 3))
     regions = F.adaptive_avg_pool2d(feature_map, n_regions).flatten(2).transpose(1, 2)
     return pooled, regions
+
+
+def run_blocks(tower: nn.Module, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """``tower``'s blocks ``[start, stop)`` applied to ``x``: pixels when ``start`` is 0, else the
+    feature map at the input of block ``start`` (what the feature cache keeps). The whole chain is
+    the tower's own forward (any tower, also one without blocks)."""
+    if start == 0 and stop is None:
+        return tower(x)
+    for block in tower.blocks()[start:stop]:
+        x = block(x)
+    return x
+
+
+class TowerPrefix(nn.Module):
+    """The first ``stop`` blocks of an image tower as a module of its own: the frozen part that
+    runs before trained blocks, and what the ONNX export of such a model holds. Its state dict
+    holds those blocks' weights only; ``mean`` / ``std`` are the tower's pixel normalisation."""
+
+    def __init__(self, tower: nn.Module, stop: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(tower.blocks()[:stop])
+        self.mean, self.std = tower.mean, tower.std
+        self.train(tower.training)  # not the default train mode: the ONNX export restores it on the shared blocks
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            pixels = block(pixels)
+        return pixels
 
 
 # --- lazy loading of frozen backbones ------------------------------------------------------------

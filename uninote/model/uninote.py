@@ -16,6 +16,11 @@ Text features are the backbone's mean-pooled token states (``text_pooling='mean'
 ``'attention'``, the token states pooled by ``TokenAttentionPool`` (``TEXT_POOL`` is its query). At
 zero (SFT's value) that is the same mean; the RL stage switches it on (``use_token_pooling``) and
 learns which tokens weigh more.
+
+With ``image_trained_blocks`` the last blocks of the image tower train too (frozen backbones
+otherwise): their weights join the trainable state dict (checkpoint keys under ``image_tower.``,
+the frozen rest still referenced by name), and a feature batch may carry ``image_map``, the
+feature map at the first trained block's input, which ``forward_features`` runs through them.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from uninote.model.features import corpus_features, embed_from_features
 from uninote.model.fusion import NoteFusion, ProjectionHead, TokenAttentionPool, mean_by_owner
 from uninote.model.inputs import FeatureInputs
 from uninote.model.towers import (LazyTower, build_image_tower, build_text_tower, known_feature_dim, normalize_pixels,
-                                  pool_image)
+                                  run_blocks)
 
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 SEGMENT_GAIN = "segment_log_gain"
@@ -72,11 +77,15 @@ class UniNoteModel(FeatureInputs, nn.Module):
         if cfg.freeze_backbones:
             for p in list(self.text_tower.parameters()) + list(self.image_tower.parameters()):
                 p.requires_grad_(False)
+            for p in self.trained_image_blocks().parameters():
+                p.requires_grad_(True)
         self.eval()
 
     def _tower(self, build, name: str, kind: str) -> nn.Module:
-        """The backbone; frozen ones with a known width are loaded lazily (see ``LazyTower``)."""
-        dim = known_feature_dim(name, kind) if self.config.freeze_backbones else None
+        """The backbone; frozen ones with a known width are loaded lazily (see ``LazyTower``), except
+        an image tower whose last blocks train (their weights are part of the checkpoint)."""
+        lazy = self.config.freeze_backbones and not (kind == "image" and self.config.image_trained_blocks)
+        dim = known_feature_dim(name, kind) if lazy else None
         if dim is None:
             return build(self.config)
         return LazyTower(lambda: build(self.config), dim, lambda: self.device)
@@ -97,11 +106,26 @@ class UniNoteModel(FeatureInputs, nn.Module):
             self.image_tower.eval()
         return self
 
+    def trained_image_blocks(self) -> nn.ModuleList:
+        """The image tower's blocks that train with frozen backbones (empty unless ``image_trained_blocks``)."""
+        cut = self.config.image_cut
+        return nn.ModuleList([] if cut is None else self.image_tower.blocks()[cut:])
+
+    def _trained_block_keys(self) -> set[str]:
+        """State-dict keys (``image_tower.…``) of the trained image blocks' parameters and buffers."""
+        blocks = self.trained_image_blocks()
+        owned = {id(t) for t in list(blocks.parameters()) + list(blocks.buffers())}
+        named = list(self.image_tower.named_parameters()) + list(self.image_tower.named_buffers())
+        return {f"image_tower.{k}" for k, t in named if id(t) in owned}
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Weights a checkpoint stores: heads + fusion when backbones are frozen, else everything."""
+        """Weights a checkpoint stores: heads + fusion (+ the trained image blocks) when backbones
+        are frozen, else everything."""
         state = self.state_dict()
         if self.config.freeze_backbones:
-            state = {k: v for k, v in state.items() if not k.startswith(("text_tower.", "image_tower."))}
+            trained = self._trained_block_keys()
+            state = {k: v for k, v in state.items()
+                     if not k.startswith(("text_tower.", "image_tower.")) or k in trained}
         return {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
     @property
@@ -109,10 +133,13 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """Short hash of the config and the trainable weights: names an embedding space.
 
         Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
-        pooling are left out, so checkpoints written before they existed keep their version."""
+        pooling and a frozen image tower are left out, so checkpoints written before they existed
+        keep their version."""
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
             del config["text_pooling"]
+        if not config["image_trained_blocks"]:
+            del config["image_trained_blocks"]
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for k, v in sorted(self.trainable_state_dict().items()):
             if k in IDENTITY_AT_ZERO and not v.any():
@@ -160,6 +187,9 @@ class UniNoteModel(FeatureInputs, nn.Module):
           ``region``      (M', R, F_img) region-grid features, optional; one per photo, or
                           one per photo listed in ``region_image`` (M',) when given (a subset,
                           e.g. training computes regions only for the photos a loss uses)
+          ``image_map``   (M, C, h, w) instead of ``image`` and ``region``, for a model with
+                          ``image_trained_blocks``: the frozen part's map per photo (the feature
+                          cache's), which the trained blocks and the pooling turn into both
         Returns (rows L2-normalised when ``normalize``):
           ``note`` (B, D), ``text`` (B, D), ``image`` (M, D), ``region`` (M*R, D),
           ``image_owner`` (M,), ``region_owner`` (M*R,), ``region_image`` (M*R,) the photo row
@@ -171,7 +201,11 @@ class UniNoteModel(FeatureInputs, nn.Module):
         has_text = batch.get("has_text")
         has_text = torch.ones(n, dtype=torch.bool, device=dev) if has_text is None else has_text.to(dev)
         owner = batch.get("image_owner", torch.zeros(0, dtype=torch.long)).to(dev, torch.long)
-        image_feats = batch.get("image")
+        image_feats, region_feats = batch.get("image"), batch.get("region")
+        if "image_map" in batch:  # maps at the first trained block: run the trained blocks, then pool
+            image_feats, region_feats = self.map_features(batch["image_map"])
+            if batch.get("region_image") is not None:
+                region_feats = region_feats[batch["region_image"].to(region_feats.device, torch.long)]
         if image_feats is None:
             image_feats = torch.zeros(0, self.image_tower.feature_dim)
         text = self.text_head(text_feats)
@@ -179,7 +213,6 @@ class UniNoteModel(FeatureInputs, nn.Module):
         image_mean, has_image = mean_by_owner(F.normalize(image, dim=-1), owner, n)
         note = self.fusion(text, has_text, image_mean, has_image)
         out = {"note": note, "text": text, "image": image, "image_owner": owner, "has_image": has_image}
-        region_feats = batch.get("region")
         if region_feats is not None and len(region_feats):
             m, r, _ = region_feats.shape
             photos = batch.get("region_image")
@@ -212,7 +245,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
         if len(pixels):
             pixels = normalize_pixels(pixels, self.image_tower.mean, self.image_tower.std)
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
-                feats["image"], feats["region"] = pool_image(self.image_tower(pixels).float(), self.config.n_regions)
+                maps = run_blocks(self.image_tower, pixels, 0, self.config.image_cut)
+            feats["image"], feats["region"] = self.map_features(maps)  # trained blocks (if any) get gradients
         return self.forward_features(feats)
 
     # --- inference API ---------------------------------------------------------------------------

@@ -129,8 +129,8 @@ class RLTrainer:
         # the identity-at-zero weights train at their own rates, or stay fixed at 0
         own_lr = {SEGMENT_GAIN: self.cfg.segment_gain_lr,
                   TEXT_POOL: self.cfg.text_pool_lr if model.config.text_pooling == "attention" else 0.0}
-        for name, p in model.named_parameters():
-            if name.split(".")[0] in self.cfg.frozen_modules or own_lr.get(name, 1.0) == 0:
+        for name, p in model.named_parameters():  # trained image blocks stay at SFT: RL reads pooled features
+            if name.split(".")[0] in (*self.cfg.frozen_modules, "image_tower", "text_tower") or own_lr.get(name, 1.0) == 0:
                 p.requires_grad_(False)
         named = dict(model.named_parameters())
         groups = [{"params": [p for n, p in named.items() if p.requires_grad and n not in own_lr]}]

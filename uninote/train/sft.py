@@ -3,7 +3,9 @@
 Two paths, one ``SFTConfig``:
 - frozen backbones (default, CPU): backbone features are extracted once per corpus and cached
   (``uninote.model.features``); each step runs heads + fusion on the cached features of the
-  batch's notes (``UniNoteModel.forward_features``);
+  batch's notes (``UniNoteModel.forward_features``). With ``image_trained_blocks`` the cache
+  holds the feature maps at the first trained image block instead, and each step runs those
+  blocks (with gradients) before the heads;
 - ``full_finetune``: texts and photos go through the backbones every step (``UniNoteModel.forward``),
   bf16 autocast on CUDA, DistributedDataParallel when launched with ``torchrun`` (NCCL on GPU,
   gloo on CPU): each rank takes its share of every global batch, gradients are all-reduced, rank 0
@@ -70,17 +72,37 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class FeatureBatches:
-    """Cached-feature batches: (forward_features input, objective index) per step."""
+def random_crops(maps: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """(M, C, h, w) maps -> (M, C, size, size): one random window per map (the whole map when it is
+    not larger than ``size``)."""
+    m, _, h, w = maps.shape
+    if size >= h and size >= w:
+        return maps
+    size_h, size_w = min(size, h), min(size, w)
+    top = torch.randint(0, h - size_h + 1, (m,), generator=generator)
+    left = torch.randint(0, w - size_w + 1, (m,), generator=generator)
+    windows = maps.unfold(2, size_h, 1).unfold(3, size_w, 1)  # (M, C, h', w', size_h, size_w)
+    return windows[torch.arange(m), :, top, left].contiguous()
 
-    def __init__(self, feats, table, n_cells: int, region_pairs: int | None = None):
+
+class FeatureBatches:
+    """Cached-feature batches: (forward_features input, objective index) per step. With ``map_crop``
+    each cached map is cut to a random window (seeded)."""
+
+    def __init__(self, feats, table, n_cells: int, region_pairs: int | None = None, map_crop: int = 0,
+                 seed: int = 0):
         self.feats, self.table, self.n_cells, self.region_pairs = feats, table, n_cells, region_pairs
+        self.map_crop, self.generator = map_crop, torch.Generator().manual_seed(seed)
 
     def __call__(self, pairs: np.ndarray):
         union, idx = pair_index(self.table, pairs)
         batch = self.feats.batch(union)
         photos = add_region_index(idx, batch["image_owner"], len(union), self.n_cells, self.region_pairs)
-        batch["region"], batch["region_image"] = batch["region"][photos], photos
+        if "region" in batch:  # maps: the model pools every photo's regions and keeps these
+            batch["region"] = batch["region"][photos]
+        if self.map_crop and "image_map" in batch:
+            batch["image_map"] = random_crops(batch["image_map"], self.map_crop, self.generator)
+        batch["region_image"] = photos
         return batch, idx
 
 
@@ -156,9 +178,9 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     else:
         t0 = time.perf_counter()
         torch.set_num_threads(cfg.feature_threads)
-        feats = corpus_features(corpus, model, progress=progress)
+        feats = corpus_features(corpus, model, progress=progress, maps=True)
         feature_seconds = time.perf_counter() - t0
-        batches = FeatureBatches(feats, table, model.config.n_region_cells, cfg.region_pairs)
+        batches = FeatureBatches(feats, table, model.config.n_region_cells, cfg.region_pairs, cfg.map_crop, cfg.seed)
     torch.set_num_threads(cfg.threads)
     steps = batch_order(len(table.q), cfg.batch_size, cfg.epochs, cfg.seed, rank, world)[: cfg.max_steps]
     loss_fn = build_loss(cfg)
@@ -168,7 +190,8 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     tower_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("text_tower", "image_tower"))]
     groups = [{"params": head_params, "lr": cfg.lr}]
     if tower_params:
-        groups.append({"params": tower_params, "lr": cfg.lr * cfg.backbone_lr_scale})
+        scale = cfg.backbone_lr_scale if cfg.full_finetune else cfg.image_blocks_lr_scale
+        groups.append({"params": tower_params, "lr": cfg.lr * scale})
     optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(len(steps), cfg.warmup_ratio))
     runner = model

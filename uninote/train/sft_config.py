@@ -21,6 +21,11 @@ class SFTConfig(JsonConfig):
     image_size: int = field(default=224, metadata={"help": "Photo input size in pixels."})
     n_regions: int = field(default=3, metadata={"help": "Region grid side (n x n local vectors per photo)."})
     hidden_dim: int = field(default=512, metadata={"help": "Hidden width of heads and fusion."})
+    image_trained_blocks: int = field(default=0, metadata={"help": (
+        "Last blocks of the image backbone trained with the heads on the CPU path (0 = frozen tower). "
+        "EfficientNet-Lite0: 1 = its head conv, 2 = also the last MBConv block (see UniNoteConfig). "
+        "Their input feature maps are cached once per corpus (float16); --full-finetune trains every "
+        "block instead and needs 0 here.")})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
@@ -42,6 +47,12 @@ class SFTConfig(JsonConfig):
     batch_size: int = field(default=256, metadata={"help": "Pairs per step (per process under DDP)."})
     lr: float = field(default=1e-3, metadata={"help": "Peak AdamW learning rate (heads); backbones get lr * backbone_lr_scale."})
     backbone_lr_scale: float = field(default=0.02, metadata={"help": "Backbone LR multiplier for --full-finetune."})
+    map_crop: int = field(default=0, metadata={"help": (
+        "With --image-trained-blocks: train each photo on a random map_crop x map_crop window of its "
+        "cached feature map (0 = the whole map). A crop of the photo's view that keeps its grade, "
+        "and fewer positions through the trained blocks; serving always sees the whole map.")})
+    image_blocks_lr_scale: float = field(default=0.1, metadata={"help": (
+        "LR multiplier for the trained image blocks of --image-trained-blocks (lr * this).")})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     warmup_ratio: float = field(default=0.05, metadata={"help": "Share of steps with linear LR warm-up (then cosine)."})
     grad_clip: float = field(default=1.0, metadata={"help": "Gradient norm clip (0 = off)."})
@@ -82,6 +93,9 @@ class SFTConfig(JsonConfig):
             raise ConfigError(f"runtime={self.runtime!r}: use one of {RUNTIMES}")
         if self.hard_negatives < 0 or not 0 <= self.warmup_ratio < 1:
             raise ConfigError("hard_negatives >= 0 and 0 <= warmup_ratio < 1 are required")
+        if self.map_crop < 0 or (self.map_crop and not self.image_trained_blocks):
+            raise ConfigError(f"map_crop={self.map_crop}: crops of cached maps need --image-trained-blocks >= 1 "
+                              "(and a size >= 1); 0 trains on whole maps")
         self.model_config()
         return self
 
@@ -90,4 +104,5 @@ class SFTConfig(JsonConfig):
         return UniNoteConfig(text_tower=self.text_tower, image_tower=self.image_tower, embed_dim=self.embed_dim,
                              matryoshka_dims=list(self.matryoshka_dims), n_regions=self.n_regions,
                              image_size=self.image_size, hidden_dim=self.hidden_dim,
-                             freeze_backbones=not self.full_finetune, seed=self.seed).validate()
+                             freeze_backbones=not self.full_finetune, image_trained_blocks=self.image_trained_blocks,
+                             seed=self.seed).validate()

@@ -72,3 +72,20 @@ def test_bundled_backbones_through_onnx_runtime_match_torch(photos, runtimes_agr
     from uninote.model import UniNoteConfig
 
     runtimes_agree(UniNoteConfig(), [t for t, _ in photos] + [""], [im for _, im in photos[:4]], atol=1e-3)
+
+
+def test_trained_last_blocks_serve_real_photos_alike_under_onnx_and_torch(photos):
+    from uninote.model import UniNoteConfig, UniNoteModel
+    from uninote.model.onnx_runtime import OnnxImageTower
+
+    images = [im for _, im in photos]
+    onnx, reference = (UniNoteModel(UniNoteConfig(text_tower="tiny", image_trained_blocks=2)) for _ in range(2))
+    onnx.runtime, reference.runtime = "onnx", "torch"
+    with torch.inference_mode():
+        assert isinstance(onnx.backbone("image"), OnnxImageTower)  # the frozen 16 blocks
+        for a, b in zip(onnx.image_features(images), reference.image_features(images)):
+            assert torch.allclose(a, b, atol=1e-3)
+        frozen = UniNoteModel(UniNoteConfig(text_tower="tiny"))
+        frozen.runtime = "torch"
+        # ImageNet weights in the trained blocks (untrained yet): the frozen tower's features
+        assert torch.allclose(reference.image_features(images)[0], frozen.image_features(images)[0], atol=1e-4)

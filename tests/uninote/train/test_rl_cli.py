@@ -125,3 +125,31 @@ def test_train_rl_help_shows_each_real_default_once():
     text = sub.format_help()
     assert "(default: None)" not in text
     assert "(default: ['image_head'])" in text and "(default: 0.02)" in text
+
+
+def test_train_rl_starts_from_a_checkpoint_with_trained_image_blocks(graded_store, capsys):
+    import shutil
+
+    import torch
+
+    tmp, url, root = graded_store
+    shutil.rmtree(tmp / "sft")
+    sft = UniNoteModel(UniNoteConfig(text_tower="tiny", image_tower="tiny", embed_dim=16, matryoshka_dims=[8, 16],
+                                     hidden_dim=32, tiny_width=16, n_regions=2, image_size=32,
+                                     image_trained_blocks=1))
+    with torch.no_grad():
+        sft.image_tower.net[2].weight.mul_(1.5)  # blocks unlike the tower's init
+    sft.save_pretrained(tmp / "sft")
+    rc = main(["train-rl", "--init", str(tmp / "sft"), "--db", url, "--corpus", str(root), "--out",
+               str(tmp / "rl"), *ARGS])
+    assert rc == 0
+    rl = UniNoteModel.from_pretrained(tmp / "rl")
+    assert rl.config.image_trained_blocks == 1
+    assert torch.equal(rl.image_tower.net[2].weight, sft.image_tower.net[2].weight)  # RL leaves the blocks
+    assert rl.version != sft.version  # its heads moved
+    from uninote.data import load_corpus
+
+    corpus = load_corpus(root)
+    emb = rl.embed_corpus(corpus, progress=False)
+    query = rl.encode_query(corpus.notes[3], corpus.root)
+    assert abs(float(emb.image[3] @ query.images[0]) - 1.0) < 1e-3

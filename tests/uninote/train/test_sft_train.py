@@ -180,3 +180,42 @@ def test_full_finetune_benchmark_runs_and_both_pixel_formats_train_alike(tmp_pat
     assert [r[1].strip() for r in rows] == ["uint8", "float"]
     assert rows[0][-1] == rows[1][-1]  # identical last loss
     assert all(float(r[5]) >= 0 and float(r[6]) > 0 for r in rows)  # waited / building seconds
+
+
+def test_trained_image_blocks_change_and_the_frozen_ones_do_not(corpus, tmp_path):
+    cfg = tiny_sft(image_trained_blocks=1, map_crop=3, image_blocks_lr_scale=1.0)
+    before = UniNoteModel(cfg.model_config())
+    model, metrics = train_sft(corpus, tmp_path / "out", cfg, progress=False)
+    curve = metrics["loss_curve"]
+    assert np.mean(curve[-3:]) < 0.8 * np.mean(curve[:3])
+    after = model.state_dict()
+    trained = {"image_tower.net.2.weight", "image_tower.net.2.bias"}
+    for name, value in before.state_dict().items():
+        if name.startswith(("text_tower", "image_tower")):
+            assert torch.equal(value, after[name]) != (name in trained), name
+    loaded = UniNoteModel.from_pretrained(tmp_path / "out")
+    assert loaded.version == model.version == metrics["version"]
+    assert torch.equal(loaded.image_tower.net[2].weight, model.image_tower.net[2].weight)
+    emb = loaded.embed_corpus(corpus, progress=False)  # serving: the feature cache's maps + trained blocks
+    query = loaded.encode_query(corpus.notes[5], corpus.root)  # an upload: raw photo through the tower
+    assert abs(float(emb.note[5] @ query.note) - 1.0) < 1e-3
+    assert np.abs(emb.region[emb.region_owner == 5] - query.regions).max() < 2e-3
+
+
+def test_map_crops_are_windows_of_the_cached_map():
+    from uninote.train.sft import random_crops
+
+    maps = torch.arange(3 * 2 * 7 * 7, dtype=torch.float32).reshape(3, 2, 7, 7)
+    crops = random_crops(maps, 5, torch.Generator().manual_seed(0))
+    assert crops.shape == (3, 2, 5, 5)
+    for m in range(3):
+        top, left = divmod(int(crops[m, 0, 0, 0] - maps[m, 0, 0, 0]), 7)
+        assert torch.equal(crops[m], maps[m, :, top:top + 5, left:left + 5])
+    assert random_crops(maps, 7, torch.Generator()) is maps
+
+
+def test_map_crop_needs_trained_blocks():
+    with pytest.raises(ConfigError, match="map_crop=3: crops of cached maps need --image-trained-blocks"):
+        tiny_sft(map_crop=3).validate()
+    with pytest.raises(ConfigError, match="full fine-tuning"):
+        tiny_sft(image_trained_blocks=1, full_finetune=True).validate()
