@@ -13,6 +13,10 @@ loopback port with test logins, then measures from outside:
 
 Usage:
     python scripts/bench_app.py --home /tmp/uninote-bench [--corpus PATH] [--fresh] [--n 30]
+
+A big version (``scripts/make_big_version.py``: a million notes from a small home) is measured
+with ``--home <out>/home --corpus <out>/corpus --strategy adaptive --no-load``: the same start
+and Explore numbers, searched with the strategy a version of that size is served with.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from app.browser import VIEWPORT, chromium  # same Chromium flags as the tests
+from app.browser import VIEWPORT, chromium, pick_dropdown  # same Chromium flags as the tests
+from uninote.embeddings import NoteEmbeddings
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-pw"
@@ -76,13 +81,13 @@ def wait_served(url: str, t0: float, timeout: float) -> float:
     raise TimeoutError("page never served")
 
 
-def wait_usable(url: str, t0: float, timeout: float, note_id: str) -> float:
+def wait_usable(url: str, t0: float, timeout: float, note_id: str, strategy: str = "exact") -> float:
     from gradio_client import Client
 
     client = Client(url, auth=(USERS[0], PASSWORD), verbose=False)
     while time.perf_counter() - t0 < timeout:
         try:
-            out = client.predict(note_id, 12, "note", 768, "note", "exact", False, 64, "note", "exact", None,
+            out = client.predict(note_id, 12, "note", 768, "note", strategy, False, 64, "note", "exact", None,
                                  api_name="/explore_note")
             if out and any(isinstance(x, list) and x for x in out):  # neighbours gallery filled
                 return time.perf_counter() - t0
@@ -106,7 +111,7 @@ def rss_mb(proc) -> float:
     return sum(c.memory_info().rss for c in [p] + p.children(recursive=True)) / 2**20
 
 
-def browser_latencies(url: str, n: int) -> dict:
+def browser_latencies(url: str, n: int, strategy: str = "exact", grade: bool = True) -> dict:
     with chromium() as b:
         page = b.new_page(viewport=VIEWPORT)
         page.set_default_timeout(60_000)
@@ -115,6 +120,8 @@ def browser_latencies(url: str, n: int) -> dict:
         page.fill("input[type=password]", PASSWORD)
         page.keyboard.press("Enter")
         page.wait_for_selector("#explore-catalogue img")
+        if strategy != "exact":
+            pick_dropdown(page, "strat-a", strategy)
         page.locator("#explore-catalogue .thumbnail-item").first.click()
         page.wait_for_selector("#results-a .caption-label")
         explore = []
@@ -128,6 +135,8 @@ def browser_latencies(url: str, n: int) -> dict:
                                    " g.every(i => i.complete && i.naturalWidth > 0); }", arg=card,
                                    polling="raf")
             explore.append((time.perf_counter() - t) * 1000)
+        if not grade:
+            return {"explore_click_to_render": summary(explore)}
         page.get_by_role("tab", name="Annotate").click()
         page.wait_for_selector(f"#annotate-progress:has-text('{USERS[-1]}')")
         grade = []
@@ -144,14 +153,14 @@ def browser_latencies(url: str, n: int) -> dict:
     return {"explore_click_to_render": summary(explore), "grade_to_next_pair": summary(grade)}
 
 
-def explore_http(url: str, home: Path, n: int) -> dict:
+def explore_http(url: str, home: Path, n: int, strategy: str = "exact") -> dict:
     """The Explore search alone over HTTP (no browser): POST /gradio_api/run/explore_note."""
-    note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
+    note_ids = NoteEmbeddings.load(next(home.glob("versions/*/embeddings"))).note_ids
     s = requests.Session()
     s.post(f"{url}/login", data={"username": USERS[1], "password": PASSWORD}, timeout=30).raise_for_status()
     total, inside = [], []
     for i in range(n):
-        data = [note_ids[(i * 211) % len(note_ids)], 12, "note", 768, "note", "exact", False, 64, "note", "exact", None]
+        data = [note_ids[(i * 211_117) % len(note_ids)], 12, "note", 768, "note", strategy, False, 64, "note", "exact", None]
         t = time.perf_counter()
         r = s.post(f"{url}/gradio_api/run/explore_note", json={"data": data}, timeout=60)
         r.raise_for_status()
@@ -243,15 +252,19 @@ def run_once(args, label: str) -> dict:
     proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log")
     try:
         served = wait_served(url, t0, args.timeout)
-        usable = wait_usable(url, t0, args.timeout, args.note_id)
-        result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1)}
+        usable = wait_usable(url, t0, args.timeout, args.note_id, args.strategy)
+        result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1),
+                  "rss_mb_usable": round(rss_mb(proc), 0), "strategy": args.strategy}
         if args.measure and label != "first-run":
-            result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
-            result["explore_http"] = explore_http(url, Path(args.home), args.n)
-            result.update(browser_latencies(url, args.n))
-            result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
-            result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
+            if args.load:
+                result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
+            result["explore_http"] = explore_http(url, Path(args.home), args.n, args.strategy)
+            result.update(browser_latencies(url, args.n, args.strategy, grade=args.load))
+            if args.load:
+                result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
+                result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
         result["rss_mb"] = round(rss_mb(proc), 0)
+        result["loadavg"] = open("/proc/loadavg").read().split()[:3]
         return result
     finally:
         proc.terminate()
@@ -268,6 +281,10 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a usable app")
     ap.add_argument("--sft-overrides", default="", help="UNINOTE_SFT_OVERRIDES JSON for the first run")
     ap.add_argument("--no-measure", dest="measure", action="store_false", help="start-up times only")
+    ap.add_argument("--strategy", default="exact", choices=["exact", "adaptive"],
+                    help="Explore search strategy (a big version: adaptive, the 64-d shortlist re-ranked at full dim)")
+    ap.add_argument("--no-load", dest="load", action="store_false",
+                    help="skip the warm-up wait, grading and the 20 concurrent annotators (Explore and start only)")
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()

@@ -45,7 +45,8 @@ class CatalogueMatches:
 
 
 class Catalogue:
-    """A word index of one corpus's notes (built once; searched on every keystroke).
+    """A word index of one corpus's notes (built at the first search with words; searched on
+    every keystroke).
 
     Postings are one sorted int32 array of note positions per word (a slice of one array), so a
     million notes of about 20 words cost about 80 MB, and a search is a few numpy set operations
@@ -53,6 +54,9 @@ class Catalogue:
 
     def __init__(self, notes: list[Note]):
         self.notes = list(notes)
+        self._span: dict[str, tuple[int, int]] | None = None  # built by the first search with words
+
+    def _build(self) -> None:
         vocabulary: dict[str, int] = {}
         word_ids, counts = array("i"), array("i")
         for note in self.notes:
@@ -83,6 +87,8 @@ class Catalogue:
         typed = tuple(dict.fromkeys(words(text)))
         if not typed:
             return CatalogueMatches(self.notes[:limit], len(self.notes), typed)
+        if self._span is None:
+            self._build()
         whole = reduce(np.intersect1d, (self._with(w) for w in typed))
         prefix = np.setdiff1d(reduce(np.intersect1d, (self._starting_with(w) for w in typed)), whole)
         ranked = np.concatenate([whole, prefix])[:limit]
