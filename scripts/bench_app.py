@@ -107,7 +107,8 @@ def wait_warm(home: Path, t0: float, timeout: float) -> float:
 
 
 def rss_mb(proc) -> float:
-    p = psutil.Process(proc.pid)
+    """RSS of ``proc`` (a Popen, or ``os`` for this process) and its children."""
+    p = psutil.Process(proc.getpid() if proc is os else proc.pid)
     return sum(c.memory_info().rss for c in [p] + p.children(recursive=True)) / 2**20
 
 
@@ -216,8 +217,9 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
     return out
 
 
-def service_baseline(home: str, corpus: str, n: int) -> dict:
+def service_baseline(home: str, corpus: str, n: int, strategy: str = "exact") -> dict:
     """The same work in-process, without HTTP, Gradio or a browser: what the app adds on top."""
+    import logging
     import random
 
     os.environ["UNINOTE_HOME"] = home
@@ -225,12 +227,15 @@ def service_baseline(home: str, corpus: str, n: int) -> dict:
         os.environ["UNINOTE_DEMO_CORPUS"] = corpus
     from uninote.service import ServiceConfig, UniNoteService
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the start's steps, timed
+    t0 = time.perf_counter()
     svc = UniNoteService(ServiceConfig.from_env()).start()
+    started = {"start_s": round(time.perf_counter() - t0, 1), "rss_mb_started": round(rss_mb(os), 0)}
     ids = random.Random(0).sample([x.note_id for x in svc.corpus.notes], n)
     search = []
     for note_id in ids:
         t = time.perf_counter()
-        result = svc.neighbours(note_id, k=12)
+        result = svc.neighbours(note_id, k=12, strategy=strategy)
         [svc.thumbnail(x.note_id) for x in result.neighbours]
         search.append((time.perf_counter() - t) * 1000)
     grade = []
@@ -240,8 +245,9 @@ def service_baseline(home: str, corpus: str, n: int) -> dict:
         svc.grade("bench-baseline", task.query_id, task.candidate_id, i % 4, {"task_id": task.id})
         svc.next_pair("bench-baseline")
         grade.append((time.perf_counter() - t) * 1000)
-    return {"run": "in-process baseline", "neighbours_12": summary(search),
-            "grade_then_next_pair": summary(grade)}
+    return {"run": "in-process baseline", **started, "strategy": strategy, "neighbours_12": summary(search),
+            "grade_then_next_pair": summary(grade), "rss_mb": round(rss_mb(os), 0),
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
 
 
 def run_once(args, label: str) -> dict:
@@ -289,7 +295,7 @@ def main() -> None:
                     help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()
     if args.baseline_only:
-        print(json.dumps(service_baseline(args.home, args.corpus, args.n)), flush=True)
+        print(json.dumps(service_baseline(args.home, args.corpus, args.n, args.strategy)), flush=True)
         return
     if args.fresh:
         shutil.rmtree(args.home, ignore_errors=True)
