@@ -55,7 +55,8 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
         waiting = {explore_message: "Search opens when it is ready.",
                    mp["status"]: "The map opens when it is ready.",
                    dash_head: "The dashboard fills in when it is ready."}
-        ready_outputs = [ex.dim_a, ex.dim_b, mp["dim"], mp["field"], ex.catalogue, ex.corpus_ids,
+        strat_a = ex.settings[4]
+        ready_outputs = [ex.dim_a, ex.dim_b, strat_a, mp["dim"], mp["field"], ex.catalogue, ex.corpus_ids,
                          explore_message, mp["status"]] + dash_outputs
 
         def on_status(seen_before, *dash_settings):
@@ -70,6 +71,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
             out = {status: service.status, seen: "ready", status_timer: gr.Timer(active=False),
                    ex.dim_a: gr.update(choices=dims, value=dims[-1]),
                    ex.dim_b: gr.update(choices=dims, value=dims[0]),
+                   strat_a: gr.update(value=service.default_strategy()),
                    mp["dim"]: gr.update(choices=dims, value=dims[-1]),
                    mp["field"]: gr.update(choices=fields, value=fields[0]), ex.catalogue: items,
                    ex.corpus_ids: ids}

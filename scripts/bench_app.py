@@ -17,6 +17,10 @@ loopback port with test logins, then measures from outside:
 Usage:
     python scripts/bench_app.py --home /tmp/uninote-bench [--corpus PATH] [--fresh] [--n 30]
     python scripts/bench_app.py --home /tmp/uninote-bench --no-measure --memory-minutes 30 --out rss.json
+
+A big version (``scripts/make_big_version.py``: a million notes from a small home) is measured
+with ``--home <out>/home --corpus <out>/corpus --strategy adaptive --no-load``: the same start
+and Explore numbers, searched with the strategy a version of that size is served with.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from app.browser import VIEWPORT, chromium  # same Chromium flags as the tests
+from app.browser import VIEWPORT, chromium, pick_dropdown  # same Chromium flags as the tests
+from uninote.embeddings import NoteEmbeddings
 
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "bench-pw"
@@ -81,13 +86,13 @@ def wait_served(url: str, t0: float, timeout: float) -> float:
     raise TimeoutError("page never served")
 
 
-def wait_usable(url: str, t0: float, timeout: float, note_id: str) -> float:
+def wait_usable(url: str, t0: float, timeout: float, note_id: str, strategy: str = "exact") -> float:
     from gradio_client import Client
 
     client = Client(url, auth=(USERS[0], PASSWORD), verbose=False)
     while time.perf_counter() - t0 < timeout:
         try:
-            out = client.predict(note_id, 12, "note", 768, "note", "exact", False, 64, "note", "exact", None,
+            out = client.predict(note_id, 12, "note", 768, "note", strategy, False, 64, "note", "exact", None,
                                  api_name="/explore_note")
             if out and any(isinstance(x, list) and x for x in out):  # neighbours gallery filled
                 return time.perf_counter() - t0
@@ -107,11 +112,12 @@ def wait_warm(home: Path, t0: float, timeout: float) -> float:
 
 
 def rss_mb(proc) -> float:
-    p = psutil.Process(proc.pid)
+    """RSS of ``proc`` (a Popen, or ``os`` for this process) and its children."""
+    p = psutil.Process(proc.getpid() if proc is os else proc.pid)
     return sum(c.memory_info().rss for c in [p] + p.children(recursive=True)) / 2**20
 
 
-def browser_latencies(url: str, n: int) -> dict:
+def browser_latencies(url: str, n: int, strategy: str = "exact", grade: bool = True) -> dict:
     with chromium() as b:
         page = b.new_page(viewport=VIEWPORT)
         page.set_default_timeout(60_000)
@@ -120,6 +126,8 @@ def browser_latencies(url: str, n: int) -> dict:
         page.fill("input[type=password]", PASSWORD)
         page.keyboard.press("Enter")
         page.wait_for_selector("#explore-catalogue img")
+        if strategy != "exact":
+            pick_dropdown(page, "strat-a", strategy)
         page.locator("#explore-catalogue .thumbnail-item").first.click()
         page.wait_for_selector("#results-a .caption-label")
         explore = []
@@ -133,6 +141,8 @@ def browser_latencies(url: str, n: int) -> dict:
                                    " g.every(i => i.complete && i.naturalWidth > 0); }", arg=card,
                                    polling="raf")
             explore.append((time.perf_counter() - t) * 1000)
+        if not grade:
+            return {"explore_click_to_render": summary(explore)}
         page.get_by_role("tab", name="Annotate").click()
         page.wait_for_selector(f"#annotate-progress:has-text('{USERS[-1]}')")
         grade = []
@@ -149,14 +159,14 @@ def browser_latencies(url: str, n: int) -> dict:
     return {"explore_click_to_render": summary(explore), "grade_to_next_pair": summary(grade)}
 
 
-def explore_http(url: str, home: Path, n: int) -> dict:
+def explore_http(url: str, home: Path, n: int, strategy: str = "exact") -> dict:
     """The Explore search alone over HTTP (no browser): POST /gradio_api/run/explore_note."""
-    note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
+    note_ids = NoteEmbeddings.load(next(home.glob("versions/*/embeddings"))).note_ids
     s = requests.Session()
     s.post(f"{url}/login", data={"username": USERS[1], "password": PASSWORD}, timeout=30).raise_for_status()
     total, inside = [], []
     for i in range(n):
-        data = [note_ids[(i * 211) % len(note_ids)], 12, "note", 768, "note", "exact", False, 64, "note", "exact", None]
+        data = [note_ids[(i * 211_117) % len(note_ids)], 12, "note", 768, "note", strategy, False, 64, "note", "exact", None]
         t = time.perf_counter()
         r = s.post(f"{url}/gradio_api/run/explore_note", json={"data": data}, timeout=60)
         r.raise_for_status()
@@ -353,8 +363,9 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
             "at_minute": {str(m): at(m) for m in dict.fromkeys(marks)}, "samples": samples}
 
 
-def service_baseline(home: str, corpus: str, n: int) -> dict:
+def service_baseline(home: str, corpus: str, n: int, strategy: str = "exact") -> dict:
     """The same work in-process, without HTTP, Gradio or a browser: what the app adds on top."""
+    import logging
     import random
 
     os.environ["UNINOTE_HOME"] = home
@@ -362,12 +373,15 @@ def service_baseline(home: str, corpus: str, n: int) -> dict:
         os.environ["UNINOTE_DEMO_CORPUS"] = corpus
     from uninote.service import ServiceConfig, UniNoteService
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the start's steps, timed
+    t0 = time.perf_counter()
     svc = UniNoteService(ServiceConfig.from_env()).start()
+    started = {"start_s": round(time.perf_counter() - t0, 1), "rss_mb_started": round(rss_mb(os), 0)}
     ids = random.Random(0).sample([x.note_id for x in svc.corpus.notes], n)
     search = []
     for note_id in ids:
         t = time.perf_counter()
-        result = svc.neighbours(note_id, k=12)
+        result = svc.neighbours(note_id, k=12, strategy=strategy)
         [svc.thumbnail(x.note_id) for x in result.neighbours]
         search.append((time.perf_counter() - t) * 1000)
     grade = []
@@ -377,8 +391,9 @@ def service_baseline(home: str, corpus: str, n: int) -> dict:
         svc.grade("bench-baseline", task.query_id, task.candidate_id, i % 4, {"task_id": task.id})
         svc.next_pair("bench-baseline")
         grade.append((time.perf_counter() - t) * 1000)
-    return {"run": "in-process baseline", "neighbours_12": summary(search),
-            "grade_then_next_pair": summary(grade)}
+    return {"run": "in-process baseline", **started, "strategy": strategy, "neighbours_12": summary(search),
+            "grade_then_next_pair": summary(grade), "rss_mb": round(rss_mb(os), 0),
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
 
 
 def run_once(args, label: str) -> dict:
@@ -389,19 +404,22 @@ def run_once(args, label: str) -> dict:
     proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log")
     try:
         served = wait_served(url, t0, args.timeout)
-        usable = wait_usable(url, t0, args.timeout, args.note_id)
-        result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1)}
-        if label != "first-run" and (args.measure or args.memory_minutes):
+        usable = wait_usable(url, t0, args.timeout, args.note_id, args.strategy)
+        result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1),
+                  "rss_mb_usable": round(rss_mb(proc), 0), "strategy": args.strategy}
+        if label != "first-run" and args.load and (args.measure or args.memory_minutes):
             result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
         if args.measure and label != "first-run":
-            result["explore_http"] = explore_http(url, Path(args.home), args.n)
-            result.update(browser_latencies(url, args.n))
-            result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
-            result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
+            result["explore_http"] = explore_http(url, Path(args.home), args.n, args.strategy)
+            result.update(browser_latencies(url, args.n, args.strategy, grade=args.load))
+            if args.load:
+                result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
+                result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
         if args.memory_minutes:
             result["memory_session"] = memory_session(url, Path(args.home), proc, args.memory_minutes,
                                                       args.sample_s)
         result["rss_mb"] = round(rss_mb(proc), 0)
+        result["loadavg"] = open("/proc/loadavg").read().split()[:3]
         return result
     finally:
         proc.terminate()
@@ -422,11 +440,15 @@ def main() -> None:
                     help="then run the scripted session this long, sampling RSS (memory_session)")
     ap.add_argument("--sample-s", type=float, default=5, help="seconds between RSS samples")
     ap.add_argument("--out", default="", help="also write the results (samples included) to this JSON file")
+    ap.add_argument("--strategy", default="exact", choices=["exact", "adaptive"],
+                    help="Explore search strategy (a big version: adaptive, the 64-d shortlist re-ranked at full dim)")
+    ap.add_argument("--no-load", dest="load", action="store_false",
+                    help="skip the warm-up wait, grading and the 20 concurrent annotators (Explore and start only)")
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()
     if args.baseline_only:
-        print(json.dumps(service_baseline(args.home, args.corpus, args.n)), flush=True)
+        print(json.dumps(service_baseline(args.home, args.corpus, args.n, args.strategy)), flush=True)
         return
     if args.fresh:
         shutil.rmtree(args.home, ignore_errors=True)

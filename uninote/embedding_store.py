@@ -162,15 +162,16 @@ def costs(directory: str | Path) -> dict[str, dict[str, float]]:
 
 def embed_to_disk(model, corpus, directory: str | Path, batch_size: int = 256, dtypes=None, regions: bool = True,
                   shard_notes: int = DEFAULT_SHARD_NOTES, progress: bool = True,
-                  meta: dict[str, Any] | None = None) -> Path:
+                  meta: dict[str, Any] | None = None, model_version: str | None = None) -> Path:
     """Embed ``corpus`` with ``model.embed_corpus`` one shard of notes at a time, straight to disk.
 
     Peak memory is one shard's embeddings, whatever the corpus size. A folder left by an interrupted
     run (same model, same corpus order, same ``shard_notes``) is resumed at its first missing shard;
     the shards already there are checked first (a corrupt one raises ``CorruptShardError`` by name).
     A corpus that fits in one shard is embedded whole, so its feature cache entry is the usual one.
+    ``model_version`` names the version in the folder (default ``model.version``).
     """
-    writer = EmbeddingWriter(directory, model.version, dtypes, regions, meta=dict(meta or {}, shard_notes=shard_notes),
+    writer = EmbeddingWriter(directory, model_version or model.version, dtypes, regions, meta=dict(meta or {}, shard_notes=shard_notes),
                              resume=True)
     check_resumable(writer, corpus, shard_notes, directory)
     starts = list(range(0, len(corpus), shard_notes))

@@ -17,11 +17,15 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from annotations.planning import QUERY_SELECTIONS, choose_queries
 from annotations.queue import LabelQueue, QueueConfig
 from uninote.data.fashion import fashion_grade
 from uninote.errors import ConfigError
+from uninote.embeddings import truncate
 from uninote.index.scoring import top_k
+from uninote.index.vectors import source_rows
 
 GRADES = (0, 1, 2, 3)
 
@@ -81,16 +85,30 @@ def noisy_grade(grade: int, error_rate: float, rng: random.Random) -> int:
     return grade
 
 
-def neighbour_lists(embeddings, query_ids: list[str], dims: list[int], depth: int) -> dict[str, dict[str, list[str]]]:
-    """``{setting key: {query: [top-depth note ids]}}`` by exact note-to-note cosine at each dim."""
+def neighbour_lists(embeddings, query_ids: list[str], dims: list[int], depth: int,
+                    block_rows: int = 65_536) -> dict[str, dict[str, list[str]]]:
+    """``{setting key: {query: [top-depth note ids]}}`` by exact note-to-note cosine at each dim.
+
+    The notes are scanned ``block_rows`` at a time (memory-mapped versions are never read whole);
+    each block keeps its own top ``depth + 1`` (ties by lower row), so the merge is exact."""
     out = {}
+    rows = [embeddings.row(q) for q in query_ids]
+    n = len(embeddings)
     for dim in sorted({min(d, embeddings.dim) if d else embeddings.dim for d in dims}):
-        emb = embeddings.truncate(dim)
-        rows = [emb.row(q) for q in query_ids]
-        sims = emb.note[rows] @ emb.note.T
+        cut = (lambda x: x) if dim == embeddings.dim else (lambda x: truncate(x, dim))  # noqa: E731
+        queries = cut(source_rows(embeddings.note, np.asarray(rows, np.int64)))
+        found = [([], []) for _ in rows]
+        for start in range(0, n, block_rows):
+            block = cut(source_rows(embeddings.note, slice(start, min(start + block_rows, n))))
+            for (ids, scores), s in zip(found, queries @ block.T):
+                best = top_k(s, depth + 1)
+                ids.append(best + start)
+                scores.append(s[best])
         key = f"dim={'full' if not dim or dim == embeddings.dim else dim}/granularity=note/strategy=exact"
-        out[key] = {q: [emb.note_ids[i] for i in top_k(s, depth, exclude=[r])]
-                    for q, r, s in zip(query_ids, rows, sims)}
+        out[key] = {}
+        for q, r, (ids, scores) in zip(query_ids, rows, found):
+            ids, scores = np.concatenate(ids), np.concatenate(scores)
+            out[key][q] = [embeddings.note_ids[ids[i]] for i in top_k(scores, depth, exclude=np.flatnonzero(ids == r))]
     return out
 
 

@@ -37,7 +37,7 @@ from annotations.errors import JobError
 from uninote.data import corpus_location
 from uninote.errors import ConfigError
 from uninote.eval import evaluate
-from uninote.model.features import embed_from_features
+from uninote.model.features import embed_features_to_disk
 from uninote.service import default_home
 from uninote.service.folders import eval_file, resolve_path, stored_path, write_version
 from uninote.train.rl import StopTraining
@@ -237,15 +237,18 @@ class TrainerWorker:
         """Evaluate, then publish the complete version folder; returns (folder, eval summary)."""
 
         model = run.model.cpu()
-        embeddings = embed_from_features(model, run.features, progress=False)
-        embeddings.model_version = model.version
-        evaluation, summary = None, {}
+        summary: dict = {}
         max_q = int(params.get("eval_max_queries", self.cfg.eval_max_queries))
-        if max_q and run.corpus.qrels:
+
+        def evaluation(embeddings) -> dict:  # on the stored (memory-mapped) embeddings
             report = evaluate(embeddings, run.corpus.qrels, dims=model.config.matryoshka_dims,
                               modalities=("note", "image"), granularities=("note",), max_queries=max_q)
-            evaluation, summary = eval_file(report, run.corpus.name)
+            data, found = eval_file(report, run.corpus.name)
+            summary.update(found)
+            return data
+
         extras = [work / "training_config.json", work / "metrics.json", work / "reward_model"]
-        final = write_version(self.root, model.version, model, embeddings, model_files=extras,
-                              evaluation=evaluation)
+        final = write_version(self.root, model.version, model,
+                              lambda out: embed_features_to_disk(model, run.features, out, progress=False),
+                              model_files=extras, evaluation=evaluation if max_q and run.corpus.qrels else None)
         return final, summary

@@ -126,3 +126,24 @@ def test_coverage_query_selection_grades_every_cluster(tmp_path, monkeypatch):
     assert queries == set(choose_queries(emb.note, list(emb.note_ids), 4, "coverage")[:4])
     with pytest.raises(ConfigError):
         SimulationConfig(query_selection="popular").validate()
+
+
+def test_neighbour_lists_stream_over_a_multi_shard_version(tmp_path):
+    from uninote.embeddings import NoteEmbeddings
+    from uninote.index.scoring import top_k
+    from uninote.index.synthetic import synthetic_embeddings
+    from uninote.shards import ShardedArray
+    from uninote.simulate import neighbour_lists
+
+    emb = synthetic_embeddings(230, dim=32, n_clusters=5, seed=2)
+    emb.save(tmp_path / "e", shard_notes=60)
+    mapped = NoteEmbeddings.load(tmp_path / "e")
+    assert isinstance(mapped.note, ShardedArray) and len(mapped.note.parts) == 4
+    queries = emb.note_ids[::19]
+    lists = neighbour_lists(mapped, queries, [8, 32], depth=12, block_rows=50)
+    for dim, key in ((8, "dim=8/granularity=note/strategy=exact"), (32, "dim=full/granularity=note/strategy=exact")):
+        small = emb.truncate(dim)
+        for q in queries:  # brute force over the whole in-RAM matrix
+            r = small.row(q)
+            expected = [small.note_ids[i] for i in top_k(small.note @ small.note[r], 12, exclude=[r])]
+            assert lists[key][q] == expected

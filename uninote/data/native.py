@@ -55,17 +55,26 @@ def _note_from_record(obj, path, lineno, problems: Problems) -> Note | None:
     return Note.from_json(obj)
 
 
-def _check_images(note: Note, root: Path, path, lineno, problems: Problems, validate: str) -> Note:
-    """Drop (skip mode) or fail on photos that are missing, truncated or unreadable."""
+def _image_problem(file: Path, validate: str) -> str | None:
+    """Why a photo file is unusable, or None."""
+    reason = check_image_file(file)
+    if reason is None and validate == "full":
+        try:
+            load_image(file)
+        except ImageError as exc:
+            reason = str(exc).split(": ", 1)[-1]
+    return reason
+
+
+def _check_images(note: Note, root: Path, path, lineno, problems: Problems, validate: str,
+                  checked: dict[str, str | None]) -> Note:
+    """Drop (skip mode) or fail on photos that are missing, truncated or unreadable; ``checked``
+    remembers each photo's verdict, so a photo shared by many notes is read once."""
     kept = []
     for rel in note.images:
-        file = Path(rel) if Path(rel).is_absolute() else root / rel
-        reason = check_image_file(file)
-        if reason is None and validate == "full":
-            try:
-                load_image(file)
-            except ImageError as exc:
-                reason = str(exc).split(": ", 1)[-1]
+        if rel not in checked:
+            checked[rel] = _image_problem(Path(rel) if Path(rel).is_absolute() else root / rel, validate)
+        reason = checked[rel]
         if reason is None:
             kept.append(rel)
         else:
@@ -94,6 +103,7 @@ def read_notes(root: Path, problems: Problems, validate: str = "cheap", progress
         raise CorpusError("no notes.jsonl here: not a native corpus folder", str(root))
     notes: list[Note] = []
     first_line: dict[str, int] = {}
+    checked: dict[str, str | None] = {}
     for lineno, obj in _json_lines(path, problems, desc="notes" if progress else None):
         note = _note_from_record(obj, path, lineno, problems)
         if note is None:
@@ -104,7 +114,7 @@ def read_notes(root: Path, problems: Problems, validate: str = "cheap", progress
             continue
         first_line[note.note_id] = lineno
         if validate != "none":
-            note = _check_images(note, root, path, lineno, problems, validate)
+            note = _check_images(note, root, path, lineno, problems, validate, checked)
         notes.append(note)
     return notes
 

@@ -8,6 +8,15 @@ indexes likewise (``build`` makes them eagerly). Notes live in slots; ``remove``
 return it), ``add`` appends a slot to every table and index at once. ``compact()`` rebuilds
 without the dead slots.
 
+Memory-mapped versions: when the embeddings are memory maps (``NoteEmbeddings.load`` of a
+sharded folder) or the retriever is ``load``-ed, the full-dim tables read the mapped file and are
+never copied: ``exact`` at full dim scans it in blocks, ``adaptive`` and the exclusion of
+duplicates read only the shortlisted rows. Lower-dim tables up to ``RESIDENT_DIM`` are built in
+RAM by streaming over the blocks (float32, dim*4 bytes per row: the cheap shortlist pass);
+wider prefixes read the mapped rows too. Multi-vector rows that are not stored sorted by owner
+are read through an order index (8 bytes per row). Appended notes live in RAM beside the map;
+``compact()`` gathers the live rows into RAM (a full copy), ``save`` streams.
+
     r = Retriever(embeddings)
     r.search("note-42", k=10, dim=64)                       # note -> neighbours, cheap pass
     r.search(query, strategy="adaptive")                    # 64-d shortlist, full-dim re-rank
@@ -22,13 +31,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from safetensors.numpy import save_file
 
 from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
 from uninote.errors import UniNoteError
 from uninote.index import persist, strategies
-from uninote.index.ann import IndexConfig, build_ann, choose_kind, index_kind
+from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind
 from uninote.index.vectors import VectorTable
 
 DUPLICATE_SIM = 1 - 1e-6  # full-dim similarity at which a candidate counts as the query itself
@@ -53,20 +61,35 @@ def matryoshka_dims(full_dim: int) -> list[int]:
     return sorted({d for d in MATRYOSHKA_DIMS if d < full_dim} | {full_dim})
 
 
+def on_disk(a) -> bool:
+    """True for a memory map or a ``ShardedArray`` (rows read on use), False for an in-RAM array."""
+    return isinstance(a, np.memmap) or hasattr(a, "parts")
+
+
 class Retriever:
     """Search the notes of one embedding pass at any dim, granularity and strategy."""
+
+    RESIDENT_DIM = 128  # mapped versions: lower-dim tables up to this dim are held in RAM
 
     def __init__(self, embeddings: NoteEmbeddings, config: IndexConfig | None = None, *,
                  shortlist: int = 200, shortlist_dim: int = 64, local_granularity: str = "region",
                  local_weight: float = 1.0):
         e = embeddings
-        tables = {"note": VectorTable(e.note, None, len(e)), "text": VectorTable(e.text, None, len(e))}
+        mapped = on_disk(e.note)
+        table = VectorTable.mapped if mapped else VectorTable
+        tables = {"note": table(e.note, None, len(e)), "text": table(e.text, None, len(e))}
         region_image = np.zeros(0, np.int64)
         for g, (vecs, owner) in (("image", (e.image, e.image_owner)), ("region", (e.region, e.region_owner))):
-            order = np.argsort(owner, kind="stable")
-            tables[g] = VectorTable(l2_normalize(vecs[order]) if len(vecs) else vecs, owner[order], len(e))
+            order = None if np.all(owner[1:] >= owner[:-1]) else np.argsort(owner, kind="stable")
+            if mapped and on_disk(vecs):  # read through the order, normalised on read: no copy
+                tables[g] = VectorTable.mapped(vecs, owner if order is None else owner[order], len(e),
+                                               order=order, normalize=True)
+            else:
+                rows = vecs if order is None else vecs[order]
+                tables[g] = VectorTable(l2_normalize(rows) if len(vecs) else vecs,
+                                        owner if order is None else owner[order], len(e))
             if g == "region":
-                region_image = e.region_image[order]
+                region_image = e.region_image if order is None else e.region_image[order]
         self._init(list(e.note_ids), np.ones(len(e), bool), tables, region_image, e.model_version,
                    config, shortlist, shortlist_dim, local_granularity, local_weight)
 
@@ -103,7 +126,10 @@ class Retriever:
         key = (granularity, dim)
         if key not in self._tables:
             full = self._tables[(granularity, self.full_dim)]
-            self._tables[key] = VectorTable(truncate(full.vectors, dim), full.owner, full.n_slots)
+            if full.is_mapped and dim > self.RESIDENT_DIM:
+                self._tables[key] = full.prefix(dim)
+            else:  # streamed block by block from a mapped table
+                self._tables[key] = VectorTable(full.truncated(dim), full.owner, full.n_slots)
         return self._tables[key]
 
     def kind_for(self, granularity: str) -> str:
@@ -113,8 +139,9 @@ class Retriever:
         """The faiss index at (granularity, dim), or None when its kind is ``flat``."""
         key = (granularity, dim)
         if key not in self._ann and build:
-            table = self.table(granularity, dim)
-            self._ann[key] = build_ann(table.vectors, self.kind_for(granularity), self.config)
+            table, kind = self.table(granularity, dim), self.kind_for(granularity)
+            self._ann[key] = build_ann_streaming(table, kind, self.config) if table.is_mapped else \
+                build_ann(table.vectors, kind, self.config)
         return self._ann.get(key)
 
     def build(self, dims: Sequence[int] | None = None, granularities: Sequence[str] = GRANULARITIES) -> None:
@@ -136,17 +163,12 @@ class Retriever:
     def query_embedding(self, note_id: str) -> QueryEmbedding:
         """Everything stored for a note, as a full-dim query."""
         s = self.slot(note_id)
-
-        def rows(g):
-            t = self._tables[(g, self.full_dim)]
-            return np.flatnonzero(t.owner == s)
-
-        img, reg = rows("image"), rows("region")
-        full = lambda g: self._tables[(g, self.full_dim)].vectors  # noqa: E731
+        full = {g: self._tables[(g, self.full_dim)] for g in GRANULARITIES}
+        img, reg = full["image"].slot_rows(s), full["region"].slot_rows(s)
         return QueryEmbedding(
-            note=full("note")[s].copy(), text=full("text")[s].copy(),
-            images=full("image")[img].copy() if len(img) else None,
-            regions=full("region")[reg].copy() if len(reg) else None,
+            note=full["note"].read(np.array([s]))[0], text=full["text"].read(np.array([s]))[0],
+            images=full["image"].read(img) if len(img) else None,
+            regions=full["region"].read(reg) if len(reg) else None,
             region_image=self._region_image[reg].copy() if len(reg) else None)
 
     def search(self, query: QueryEmbedding | str, k: int = 10, dim: int | None = None,
@@ -257,7 +279,8 @@ class Retriever:
         del self._slot[note_id]
 
     def to_embeddings(self) -> NoteEmbeddings:
-        """The live notes as full-dim ``NoteEmbeddings`` (slots renumbered)."""
+        """The live notes as full-dim ``NoteEmbeddings`` in RAM (slots renumbered; a mapped
+        retriever's live rows are gathered from the map: a full copy)."""
         live = np.flatnonzero(self.alive)
         remap = np.full(len(self.alive), -1, np.int64)
         remap[live] = np.arange(len(live))
@@ -265,9 +288,9 @@ class Retriever:
         parts = {}
         for g in ("image", "region"):
             keep = self.alive[t[g].owner]
-            parts[g] = (t[g].vectors[keep], remap[t[g].owner[keep]], keep)
+            parts[g] = (t[g].read(np.flatnonzero(keep)), remap[t[g].owner[keep]], keep)
         return NoteEmbeddings(
-            [self.note_ids[s] for s in live], t["note"].vectors[live], t["text"].vectors[live],
+            [self.note_ids[s] for s in live], t["note"].read(live), t["text"].read(live),
             parts["image"][0], parts["image"][1], parts["region"][0], parts["region"][1],
             self._region_image[parts["region"][2]], self.model_version)
 
@@ -286,16 +309,17 @@ class Retriever:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         full = {g: self._tables[(g, self.full_dim)] for g in GRANULARITIES}
-        tensors = {g: full[g].vectors for g in GRANULARITIES}
-        tensors.update(image_owner=full["image"].owner, region_owner=full["region"].owner,
-                       region_image=self._region_image, alive=self.alive.astype(np.uint8))
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(out / "vectors.safetensors"))
+        whole = lambda a: (a.dtype.name, a.shape, [a])  # noqa: E731
+        tensors = {g: (t.storage_dtype.name, t.shape, (b for _, b in t.blocks())) for g, t in full.items()}
+        tensors.update(image_owner=whole(full["image"].owner), region_owner=whole(full["region"].owner),
+                       region_image=whole(self._region_image), alive=whole(self.alive.astype(np.uint8)))
+        vectors = persist.write_vectors(out / "vectors.safetensors", tensors)
         indexes = []
         for (g, d), table in sorted(self._tables.items()):
             if len(table) == 0:
                 continue
             entry = {"granularity": g, "dim": d, "kind": "flat", "count": len(table),
-                     "vectors_checksum": persist.vectors_checksum(table.vectors, table.owner)}
+                     "vectors_checksum": persist.vectors_checksum(self._as_loaded(full[g], d), table.owner)}
             index = self._ann.get((g, d))
             if index is not None:
                 entry["kind"] = index_kind(index)
@@ -307,23 +331,37 @@ class Retriever:
             "search": {"shortlist": self.shortlist, "shortlist_dim": self.shortlist_dim,
                        "local_granularity": self.local_granularity, "local_weight": self.local_weight},
             "ids": persist.write_json(out / "ids.json", self.note_ids),
-            "vectors": persist.file_entry(out / "vectors.safetensors"),
+            "vectors": vectors,
             "indexes": indexes,
         }
         (out / persist.MANIFEST).write_text(json_dump(manifest))
         return out
 
+    def _as_loaded(self, full: VectorTable, dim: int):
+        """Row blocks of the (granularity, dim) table a loaded copy derives from ``full`` as saved
+        (stored in ``full``'s storage dtype, then truncated): what its checksum is taken of."""
+        for _, block in full.blocks():
+            block = block.astype(full.storage_dtype).astype(np.float32)
+            yield block if dim == self.full_dim else truncate(block, dim)
+
     @classmethod
-    def load(cls, directory: str | Path, model_version: str | None = None) -> "Retriever":
-        """Load a saved retriever; ``ModelMismatchError`` if built by another model version."""
+    def load(cls, directory: str | Path, model_version: str | None = None,
+             verify: bool | None = None) -> "Retriever":
+        """Open a saved retriever, its vectors memory-mapped; ``ModelMismatchError`` if built by
+        another model version. ``verify``: check the vectors file's sha256 and every index's
+        vectors checksum (default: when the vectors file is at most ``persist.VERIFY_MAX_BYTES``;
+        sizes and counts are always checked)."""
         d = Path(directory)
         m = persist.read_manifest(d, model_version)
         try:
             ids = json.loads(persist.verify_file(d, m["ids"]).read_text())
-            t = persist.load_vectors(d, m["vectors"])
-            alive = t["alive"].astype(bool)
-            tables = {g: VectorTable(t[g], None, len(ids)) for g in ("note", "text")}
-            tables.update({g: VectorTable(t[g], t[f"{g}_owner"], len(ids)) for g in ("image", "region")})
+            if verify is None:
+                verify = m["vectors"]["bytes"] <= persist.VERIFY_MAX_BYTES
+            t = persist.map_vectors(d, m["vectors"], verify)
+            alive = np.asarray(t["alive"]).astype(bool)
+            tables = {g: VectorTable.mapped(t[g], None, len(ids)) for g in ("note", "text")}
+            tables.update({g: VectorTable.mapped(t[g], np.asarray(t[f"{g}_owner"]), len(ids))
+                           for g in ("image", "region")})
             config, search = IndexConfig(**m["config"]), dict(m["search"])
             if len(alive) != len(ids):
                 raise ValueError(f"{len(alive)} alive flags for {len(ids)} note ids")
@@ -332,11 +370,14 @@ class Retriever:
                 raise
             raise persist.CorruptIndexError(f"{d}: inconsistent index files ({exc}); rebuild it") from None
         self = cls.__new__(cls)
-        self._init(ids, alive, tables, t["region_image"], m["model_version"], config, **search)
+        self._init(ids, alive, tables, np.asarray(t["region_image"]), m["model_version"], config, **search)
         for entry in m["indexes"]:
             g, dim = entry["granularity"], entry["dim"]
+            if entry["kind"] == "flat" and not verify:
+                continue  # a flat index is its table, derived on first use
             table = self.table(g, dim)
-            if len(table) != entry["count"] or persist.vectors_checksum(table.vectors, table.owner) != entry["vectors_checksum"]:
+            if len(table) != entry["count"] or (verify and persist.vectors_checksum(
+                    (b for _, b in table.blocks()), table.owner) != entry["vectors_checksum"]):
                 raise persist.CorruptIndexError(f"{d}: {g} index at dim {dim} does not match the stored vectors")
             if entry["kind"] != "flat":
                 index = persist.read_faiss(d, entry)

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save
 from tqdm.auto import tqdm
 
+from uninote.embedding_store import DEFAULT_SHARD_NOTES, EmbeddingWriter
 from uninote.embeddings import NoteEmbeddings
 from uninote.fileio import atomic_write
 from uninote.model.images_io import photo_batches
@@ -269,26 +270,41 @@ def _cached_features(corpus, model, progress: bool, use_cache: bool | None) -> C
 
 
 @torch.inference_mode()
-def embed_from_features(model, feats: CorpusFeatures, batch_size: int = 256, progress: bool = True):
-    """``NoteEmbeddings`` computed from backbone features (heads + fusion only)."""
+def embed_from_features(model, feats: CorpusFeatures, batch_size: int = 256, progress: bool = True,
+                        start: int = 0, stop: int | None = None):
+    """``NoteEmbeddings`` computed from backbone features (heads + fusion only), of notes
+    ``start..stop-1`` (default all; owner rows relative to ``start``)."""
+    stop = len(feats) if stop is None else stop
     parts = {k: [] for k in ("note", "text", "image", "image_owner", "region", "region_owner", "region_image")}
     model.eval()
-    for s in tqdm(range(0, len(feats), batch_size), desc="embed", disable=not progress):
-        rows = np.arange(s, min(s + batch_size, len(feats)))
+    for s in tqdm(range(start, stop, batch_size), desc="embed", disable=not progress):
+        rows = np.arange(s, min(s + batch_size, stop))
         batch = feats.batch(rows)
         out = model.forward_features(batch)
         parts["note"].append(out["note"].cpu())
         parts["text"].append(out["text"].cpu())
         parts["image"].append(out["image"].cpu())
-        parts["image_owner"].append(out["image_owner"].cpu() + s)
+        parts["image_owner"].append(out["image_owner"].cpu() + s - start)
         parts["region"].append(out["region"].cpu())
-        parts["region_owner"].append(out["region_owner"].cpu() + s)
+        parts["region_owner"].append(out["region_owner"].cpu() + s - start)
         parts["region_image"].append(feats.image_index[batch["image_rows"]][out["region_image"].cpu()])
     d = parts["note"][0].shape[-1] if parts["note"] else model.embed_dim
     cat = {k: (torch.cat(v).numpy() if v else np.zeros((0, d), np.float32)) for k, v in parts.items()}
     for k in ("image", "region"):
         cat[k] = cat[k].reshape(-1, d).astype(np.float32)
-    return NoteEmbeddings(list(feats.note_ids), cat["note"].astype(np.float32), cat["text"].astype(np.float32),
-                          cat["image"], cat["image_owner"], cat["region"], cat["region_owner"],
-                          cat["region_image"], model_version=model.version,
+    for k in ("image_owner", "region_owner", "region_image"):
+        cat[k] = cat[k].reshape(-1)
+    return NoteEmbeddings(list(feats.note_ids[start:stop]), cat["note"].astype(np.float32).reshape(-1, d),
+                          cat["text"].astype(np.float32).reshape(-1, d), cat["image"], cat["image_owner"],
+                          cat["region"], cat["region_owner"], cat["region_image"], model_version=model.version,
                           meta={"dim": d, "source": "uninote", **feats.info})
+
+
+def embed_features_to_disk(model, feats: CorpusFeatures, directory: str | Path, batch_size: int = 256,
+                           shard_notes: int = DEFAULT_SHARD_NOTES, dtypes=None, progress: bool = True) -> Path:
+    """``embed_from_features`` written shard by shard to ``directory`` (``uninote.embedding_store``):
+    peak memory is one shard's embeddings besides the features, whatever the corpus size."""
+    writer = EmbeddingWriter(directory, model.version, dtypes)
+    for start in range(0, max(len(feats), 1), shard_notes):
+        writer.write(embed_from_features(model, feats, batch_size, progress, start, min(start + shard_notes, len(feats))))
+    return writer.close()

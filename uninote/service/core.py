@@ -177,10 +177,13 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
             raise UniNoteError(self.waiting_for())
 
     def warm_caches(self, umap_dim: int | None = None, umap_granularity: str = "note") -> None:
-        """Background work after start: every thumbnail, then the default map layout."""
+        """Background work after start: every photo's thumbnail, then the default map layout."""
         def work():
+            seen: set[str] = set()
             for n in self.corpus.notes:
-                self.thumbnail(n.note_id)
+                if n.images and n.images[0] not in seen:
+                    seen.add(n.images[0])
+                    self.thumbnail(n.note_id)
             self.precompute_umap(umap_dim, umap_granularity)
             try:
                 self.evaluate_served()

@@ -77,13 +77,19 @@ def eval_file(report, corpus: str, modalities: tuple[str, ...] | None = None) ->
 
 
 def write_version(root: Path, version: str, model, embeddings, *, spec: str | None = None,
-                  model_files: Iterable[Path] = (), evaluation: dict | None = None) -> Path:
+                  model_files: Iterable[Path] = (),
+                  evaluation: dict | Callable[[NoteEmbeddings], dict] | None = None) -> Path:
     """Publish ``<root>/<version>/`` and return it.
 
     model/ holds ``model.save_pretrained`` (or, for a baseline without weights, ``spec.json``
     naming ``spec``) plus copies of ``model_files`` (training config, metrics, reward model);
     then embeddings/, index/, ``evaluation`` as eval.json when given, READY last. An existing
     complete folder of the same version (same weights published before) is kept as it is.
+
+    ``embeddings`` is a ``NoteEmbeddings`` to save, or a function that writes them as shards into
+    the folder it is given (``embed_to_disk``, ``embed_features_to_disk``): the index is then
+    built from the memory-mapped shards and written block by block, so peak RAM does not grow
+    with the corpus. ``evaluation`` may be a function of the stored embeddings.
     """
 
     root = Path(root)
@@ -101,8 +107,14 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
                 shutil.copytree(src, tmp / "model" / src.name)
             elif src.exists():
                 shutil.copy2(src, tmp / "model" / src.name)
-        embeddings.save(tmp / "embeddings")
-        Retriever(embeddings).save(tmp / "index")
+        if callable(embeddings):
+            embeddings(tmp / "embeddings")
+        else:
+            embeddings.save(tmp / "embeddings")
+        stored = NoteEmbeddings.load(tmp / "embeddings")
+        Retriever(stored).save(tmp / "index")
+        if callable(evaluation):
+            evaluation = evaluation(stored)
         if evaluation is not None:
             atomic_write(tmp / "eval.json", json.dumps(evaluation, indent=2).encode())
         (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

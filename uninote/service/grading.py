@@ -32,11 +32,12 @@ class GradingMethods:
             return 0
         # seeded by how many notes were queries already: the first fill is the same on every start
         sample = choose_queries(None, ids, 0, "random", seed=len(done))[: self.config.label_queries]
-        small = self.dims()[0]
+        small, strategy = self.dims()[0], self.default_strategy()
         lists: dict[str, dict[str, list[str]]] = {}
         for dim in sorted({small, served.embeddings.dim}):
-            key = f"dim={dim}/granularity=note/strategy=exact"
-            lists[key] = {q: [h.note_id for h in served.retriever.search(q, k=3 * k, dim=dim)] for q in sample}
+            key = f"dim={dim}/granularity=note/strategy={strategy}"
+            lists[key] = {q: [h.note_id for h in served.retriever.search(q, k=3 * k, dim=dim, strategy=strategy)]
+                          for q in sample}
         log.info("planning label tasks for %d queries from %s", len(sample), served.version)
         self.queue.add_from_neighbours(lists, model_version=served.version)
         return len(sample)

@@ -1,4 +1,5 @@
-"""2-D layouts of a corpus for the Map tab: one vector per note, UMAP, safetensors cache, and the
+"""2-D layouts of a corpus for the Map tab: one vector per note (a sample of a big version), UMAP,
+safetensors cache, and the
 service's map methods (``MapMethods``, mixed into ``UniNoteService``)."""
 
 from __future__ import annotations
@@ -14,19 +15,34 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from uninote.embeddings import truncate
+
 log = logging.getLogger("uninote.service")
+MAP_MAX_NOTES = 20_000  # a bigger version's map is a seeded random sample of this many notes
 
 
-def per_note_vectors(embeddings, granularity: str) -> np.ndarray:
-    """One vector per note: as stored for note/text, the normalised mean of its photos/regions else."""
+def map_rows(n: int, max_notes: int = MAP_MAX_NOTES, seed: int = 0) -> np.ndarray:
+    """The note rows a map shows: all of them, or a sorted seeded sample of ``max_notes``."""
+    if n <= max_notes:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, max_notes, replace=False))
+
+
+def per_note_vectors(embeddings, granularity: str, dim: int | None = None, rows=None) -> np.ndarray:
+    """One vector per note (of ``rows``, default all) at ``dim`` (default full): as stored for
+    note/text, the normalised mean of its photos/regions else. Reads only those notes' rows."""
+    rows = np.arange(len(embeddings)) if rows is None else np.asarray(rows, np.int64)
+    dim = dim or embeddings.dim
+    cut = (lambda x: np.asarray(x, np.float32)) if dim == embeddings.dim else (lambda x: truncate(x, dim))  # noqa: E731
     vectors, owner = embeddings.vectors(granularity)
     if owner is None:
-        return np.asarray(vectors, dtype=np.float32)
-    n = len(embeddings)
-    sums = np.zeros((n, vectors.shape[1]), dtype=np.float32)
-    np.add.at(sums, owner, vectors)
-    empty = np.bincount(owner, minlength=n) == 0
-    sums[empty] = embeddings.note[empty]  # a note without photos falls back to its fused vector
+        return cut(vectors[rows])
+    picked = np.flatnonzero(np.isin(owner, rows))
+    local = np.searchsorted(rows, owner[picked])
+    sums = np.zeros((len(rows), dim), dtype=np.float32)
+    np.add.at(sums, local, cut(vectors[picked]).reshape(len(picked), dim))
+    empty = np.bincount(local, minlength=len(rows)) == 0
+    sums[empty] = cut(embeddings.note[rows[empty]])  # a note without photos falls back to its fused vector
     return sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
 
 
@@ -68,12 +84,13 @@ class MapMethods:
         cache = layout_path(served.path, granularity, dim)
         if cache.exists():
             return load_layout(cache)
+        rows = map_rows(len(served.embeddings))
         if progress:
-            progress(f"computing UMAP of {len(served.embeddings):,} notes ({granularity}, {dim}-d)")
-        vectors = per_note_vectors(served.embeddings.truncate(dim), granularity)
-        layout = umap_2d(vectors)
-        save_layout(cache, served.embeddings.note_ids, layout)
-        return served.embeddings.note_ids, layout
+            progress(f"computing UMAP of {len(rows):,} notes ({granularity}, {dim}-d)")
+        layout = umap_2d(per_note_vectors(served.embeddings, granularity, dim, rows))
+        ids = [served.embeddings.note_ids[i] for i in rows]
+        save_layout(cache, ids, layout)
+        return ids, layout
 
     def precompute_umap(self, dim: int | None = None, granularity: str = "note") -> None:
         """Start computing the layout in the background (no-op when already started or cached)."""

@@ -19,9 +19,10 @@ from uninote.fileio import atomic_write
 log = logging.getLogger("uninote.service")
 
 
-def thumbnail_path(thumbs_dir: Path, corpus_name: str, note_id: str) -> Path:
-    """Where the thumbnail of ``note_id`` lives (hashed, so any note id is a safe file name)."""
-    key = hashlib.sha1(f"{corpus_name}\0{note_id}".encode()).hexdigest()
+def thumbnail_path(thumbs_dir: Path, corpus_name: str, photo: str) -> Path:
+    """Where the thumbnail of a corpus photo lives (hashed, so any path is a safe file name).
+    Keyed by the photo, so notes that share a photo share one thumbnail."""
+    key = hashlib.sha1(f"{corpus_name}\0{photo}".encode()).hexdigest()
     return thumbs_dir / key[:2] / f"{key}.jpg"
 
 

@@ -16,6 +16,10 @@ from uninote.service.config import MAX_UPLOAD_PHOTOS
 from uninote.service.media import make_thumbnail, save_upload, thumbnail_path
 from uninote.service.types import Comparison, Neighbour, SearchResult, ServedVersion, UploadedQuery
 
+# Versions above this many notes are searched with adaptive by default (Explore) and their label
+# queues planned with it: a full-dim exact scan of a million mapped float16 vectors takes seconds.
+EXACT_MAX_NOTES = 200_000
+
 
 class SearchMethods:
     """Search methods of ``UniNoteService``."""
@@ -39,22 +43,23 @@ class SearchMethods:
             self._catalogue = (corpus, Catalogue(corpus.notes))
         return self._catalogue[1].find(text, limit)
 
-    def _thumb_path(self, note_id: str) -> Path:
-        return thumbnail_path(self.config.thumbs_dir, self.corpus.name, note_id)
+    def _thumb_path(self, note: Note) -> Path:
+        return thumbnail_path(self.config.thumbs_dir, self.corpus.name, note.images[0])
 
     def thumbnail(self, note_id: str) -> str | None:
-        """Path of a small JPEG of the note's first photo (made once, under thumbs/)."""
+        """Path of a small JPEG of the note's first photo (made once per photo, under thumbs/)."""
         note = self.note(note_id)
         if not note.images:
             return None
-        path = self._thumb_path(note_id)
+        path = self._thumb_path(note)
         if not path.exists():
             make_thumbnail(self.corpus.image_path(note, 0), path, self.config.thumb_size)
         return str(path) if path.exists() else None
 
     def thumbnail_if_cached(self, note_id: str) -> str | None:
-        path = self._thumb_path(note_id)
-        return str(path) if path.exists() else None
+        note = self.note(note_id)
+        path = self._thumb_path(note) if note.images else None
+        return str(path) if path is not None and path.exists() else None
 
     # --- search -----------------------------------------------------------------------------------
     def neighbours(self, query: str | UploadedQuery, k: int = 12, dim: int | None = None,
@@ -99,6 +104,11 @@ class SearchMethods:
         if version in (None, "", served.version):
             return served
         return self._compared.get(version)
+
+    def default_strategy(self) -> str:
+        """The search strategy Explore starts with: ``exact``, or ``adaptive`` for a version of
+        more than ``EXACT_MAX_NOTES`` notes (the 64-d shortlist re-ranked at the searched dim)."""
+        return "exact" if len(self.served.embeddings) <= EXACT_MAX_NOTES else "adaptive"
 
     def dims(self, version: str | None = None) -> list[int]:
         """Dims the served model (or ``version``) is trained to work at (Matryoshka prefixes)."""

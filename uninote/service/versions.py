@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+from uninote.embedding_store import embed_to_disk
 from uninote.errors import UniNoteError
 from uninote.eval import evaluate
 from uninote.fileio import atomic_write
@@ -36,11 +37,11 @@ class VersionMethods:
         version = "baseline" if str(spec).startswith("baseline:") else model.version
         folder = self.config.versions_root / version
         if not (folder / "READY").exists():
-            self._begin(f"embedding {len(self.corpus):,} notes with {version}")
-            embeddings = model.embed_corpus(self.corpus, progress=True)
-            embeddings.model_version = version
-            self._begin(f"indexing {len(self.corpus):,} notes and writing the version")
-            self._write_version(folder, spec, model, embeddings)
+            def embed(out: Path) -> None:  # streamed into the version folder, one shard at a time
+                self._begin(f"embedding {len(self.corpus):,} notes with {version}")
+                embed_to_disk(model, self.corpus, out, model_version=version)
+                self._begin(f"indexing {len(self.corpus):,} notes and writing the version")
+            self._write_version(folder, spec, model, embed)
         self.store.register_model_version(version, stored_path(self.config.versions_root, folder),
                                           corpus=self.corpus_source, metrics=read_json(folder / "eval.json"))
         self.store.set_active_version(version)

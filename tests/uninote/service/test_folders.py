@@ -75,3 +75,30 @@ def test_paths_are_stored_relative_to_the_versions_root(tmp_path):
     assert stored_path(root, tmp_path / "elsewhere" / "v2") == str((tmp_path / "elsewhere" / "v2").resolve())
     assert resolve_path(root, "v1") == root / "v1"
     assert resolve_path(Path("/other/root"), "/abs/v3") == Path("/abs/v3")  # old absolute rows
+
+
+def test_a_streamed_version_is_the_saved_one(tmp_path, built, synthetic_corpus):
+    """write_version given a writer (what the worker and the first run pass): the embeddings are
+    written shard by shard into the folder, the index is built from the mapped shards, and the
+    evaluation function sees the stored embeddings; same neighbours as saving them from RAM."""
+    from uninote.embedding_store import embed_to_disk
+    from uninote.embeddings import NoteEmbeddings
+    from uninote.model.features import corpus_features, embed_features_to_disk
+
+    model, embeddings = built
+    corpus = synthetic_corpus(12)
+    seen = []
+    streamed = write_version(tmp_path / "a", model.version, model,
+                             lambda out: embed_to_disk(model, corpus, out, shard_notes=5, progress=False),
+                             evaluation=lambda e: seen.append(e) or {"n_queries": len(e)})
+    saved = write_version(tmp_path / "b", model.version, model, embeddings)
+    features = write_version(tmp_path / "c", model.version, model, lambda out: embed_features_to_disk(
+        model, corpus_features(corpus, model, progress=False), out, shard_notes=4, progress=False))
+    assert json.loads((streamed / "eval.json").read_text()) == {"n_queries": 12}
+    assert isinstance(seen[0], NoteEmbeddings) and seen[0].note_ids == embeddings.note_ids
+    assert len(json.loads((streamed / "embeddings" / "manifest.json").read_text())["shards"]) == 3
+    a, b, c = (load_version(model.version, f).retriever for f in (streamed, saved, features))
+    for q in ("n0", "n5", "n11"):
+        for strategy in ("exact", "local"):
+            ids = [[h.note_id for h in r.search(q, k=5, strategy=strategy)] for r in (a, b, c)]
+            assert ids[0] == ids[1] == ids[2]

@@ -17,13 +17,13 @@ def _png(size=(640, 320), colour=(200, 30, 30)) -> bytes:
     return buf.getvalue()
 
 
-def test_thumbnail_fits_the_box_and_paths_are_stable_per_corpus_and_note(tmp_path):
+def test_thumbnail_fits_the_box_and_paths_are_stable_per_corpus_and_photo(tmp_path):
     src = tmp_path / "photo.png"
     src.write_bytes(_png())
-    dst = thumbnail_path(tmp_path / "thumbs", "fashion", "note/with:odd chars")
-    assert dst == thumbnail_path(tmp_path / "thumbs", "fashion", "note/with:odd chars")
-    assert dst != thumbnail_path(tmp_path / "thumbs", "other-corpus", "note/with:odd chars")
-    assert dst.parent.parent == tmp_path / "thumbs"  # hashed: an id never becomes a path
+    dst = thumbnail_path(tmp_path / "thumbs", "fashion", "images/with:odd chars.jpg")
+    assert dst == thumbnail_path(tmp_path / "thumbs", "fashion", "images/with:odd chars.jpg")
+    assert dst != thumbnail_path(tmp_path / "thumbs", "other-corpus", "images/with:odd chars.jpg")
+    assert dst.parent.parent == tmp_path / "thumbs"  # hashed: a photo path never becomes a path
     assert make_thumbnail(src, dst, size=64)
     with Image.open(dst) as im:
         assert im.format == "JPEG" and im.size == (64, 32)
