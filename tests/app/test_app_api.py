@@ -12,7 +12,7 @@ import os
 import pytest
 import requests
 
-from conftest import PASSWORD, free_port
+from conftest import PASSWORD, add_version, free_port
 
 CALL_TIMEOUT = 60  # seconds for one API call, upload encoding included
 
@@ -77,7 +77,6 @@ def test_neighbours_default_to_the_full_dim(api):
 def test_neighbours_at_another_version_leave_the_served_one(api):
     """/neighbours with `version` searches a registered version read-only: its own ranking, its
     name in the answer, and the served version (and what it answers) unchanged."""
-    from conftest import add_version
 
     c, service = api
     served = service.served.version

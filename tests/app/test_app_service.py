@@ -143,7 +143,8 @@ def test_switch_version_without_restart_inflight_search_finishes_on_old(tmp_path
     assert table.loc["v2", "warnings"].startswith("graders disagree") and table.loc[old.version, "warnings"] == ""
 
 
-def test_umap_is_cached_per_version_dim_granularity(service):
+def test_umap_is_cached_per_version_dim_granularity(tmp_path):
+    service = UniNoteService(tiny_service_config(tmp_path)).start()  # no other test drew its maps
     ids, xy = service.umap(16, "note")
     assert xy.shape == (len(service.corpus), 2) and np.isfinite(xy).all()
     assert service.umap_cached(16, "note") and not service.umap_cached(32, "note")
