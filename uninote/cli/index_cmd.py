@@ -14,6 +14,11 @@ full-dim vectors (truncated and re-normalised, never re-encoded). Index kinds fo
 folder holds manifest.json (model version, granularity, dim, kind, count, checksums), the vectors
 (safetensors) and the faiss files; loading refuses another model version and corrupted files.
 
+With --milvus URI the note and text indexes are Milvus collections instead (one per model
+version, granularity and dim; a Milvus server http://host:19530 or a Milvus Lite file *.db): each
+is built under a temporary name and swapped in by alias, so a failed build leaves the one in
+service. --out is then optional (it still writes the local folder the re-rank reads).
+
 Embeddings come from --model + --corpus (embedded now with the model's embed_corpus) or from
 --embeddings, a folder written by `uninote embed`.
 """
@@ -22,6 +27,7 @@ EPILOG = """\
 examples:
   uninote index build --model baseline:text --corpus data/fashion-test --out indexes/fashion
   uninote index build --embeddings emb/fashion --out indexes/fashion --dims 64,128,768 --kind hnsw
+  uninote index build --embeddings emb/fashion --milvus http://milvus:19530 --dims 64,384
   uninote index info --index indexes/fashion
   uninote index search --index indexes/fashion --note 15970 --dim 64 --strategy adaptive
 """
@@ -72,7 +78,8 @@ def register(subparsers) -> None:
     sub.required = True
     b = sub.add_parser("build", help="build every (granularity, dim) index into --out")
     add_embedding_source(b)
-    b.add_argument("--out", required=True, help="index folder to write")
+    b.add_argument("--out", default=None, help="index folder to write (required without --milvus)")
+    add_milvus(b)
     b.add_argument("--dims", type=_ints, default=None, help=f"comma-separated dims (default: those of {','.join(map(str, MATRYOSHKA_DIMS))} below the full dim, "
                    "and the full dim)")
     b.add_argument("--granularities", default="note,text,image,region", help="comma-separated granularities")
@@ -100,24 +107,52 @@ def register(subparsers) -> None:
     s.add_argument("--modality", default="note", choices=["note", "image", "text"])
     s.add_argument("--keep-self", action="store_true", help="keep the query and its exact duplicates")
     s.add_argument("--model-version", default=None, help="refuse the index unless built by this version")
+    add_milvus(s)
     s.set_defaults(func=run_search)
+
+
+def add_milvus(p) -> None:
+    """--milvus/--collection, shared by `index build`, `index search` and `uninote bench`."""
+    p.add_argument("--milvus", default=None, metavar="URI",
+                   help="serve the note/text indexes from Milvus at URI (http://host:19530, or a Milvus Lite file *.db)")
+    p.add_argument("--collection", default="",
+                   help="Milvus collection name prefix (default: derived from the model version)")
 
 
 def run_build(args) -> int:
     import time
 
+    from uninote.errors import ConfigError
     from uninote.index import IndexConfig, Retriever
 
+    if not (args.out or args.milvus):
+        raise ConfigError("give --out DIR (a local index folder) and/or --milvus URI")
     start = time.perf_counter()
-    emb = load_embeddings(args)
     config = IndexConfig(kind=args.kind, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
                          ef_search=args.ef_search)
+    if args.milvus:  # checked before embedding: an unreachable URI fails in seconds
+        from dataclasses import replace
+
+        from uninote.index.milvus import connect
+
+        config = replace(config, kind="milvus", uri=args.milvus, collection=args.collection,
+                         milvus_kind=args.kind).validate()
+        connect(args.milvus, config.milvus_timeout).close()
+    emb = load_embeddings(args)
     retriever = Retriever(emb, config)
-    retriever.build(dims=args.dims, granularities=[g for g in args.granularities.split(",") if g])
-    out = retriever.save(args.out)
-    print(f"wrote {out}: {len(retriever)} notes, model {emb.model_version}, "
+    try:
+        retriever.build(dims=args.dims, granularities=[g for g in args.granularities.split(",") if g])
+        if args.milvus:
+            m = retriever.milvus
+            for g, d in m.collections(args.dims or []):
+                print(f"milvus {args.milvus}: {m.name(g, d)} {m.open(g, d)} {m.row_count(g, d):,} notes")
+        if args.out:
+            retriever.save(args.out)
+    finally:
+        retriever.close()
+    print(f"wrote {args.out or args.milvus}: {len(retriever)} notes, model {emb.model_version}, "
           f"{time.perf_counter() - start:.1f}s")
-    return run_info(argparse.Namespace(index=args.out))
+    return run_info(argparse.Namespace(index=args.out)) if args.out else 0
 
 
 def run_info(args) -> int:
@@ -163,8 +198,13 @@ def run_search(args) -> int:
     from uninote.index import Retriever
 
     r = Retriever.load(args.index, model_version=args.model_version)
-    hits = r.search(args.note, k=args.k, dim=args.dim, granularity=args.granularity, strategy=args.strategy,
-                    modality=args.modality, exclude_self=not args.keep_self)
+    if args.milvus:
+        r.use_milvus(args.milvus, args.collection)
+    try:
+        hits = r.search(args.note, k=args.k, dim=args.dim, granularity=args.granularity, strategy=args.strategy,
+                        modality=args.modality, exclude_self=not args.keep_self)
+    finally:
+        r.close()
     for h in hits:
         print(f"{h.rank:>3}  {h.score:.4f}  {h.note_id}")
     return 0

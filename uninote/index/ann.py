@@ -16,6 +16,10 @@ at every search, so ``retriever.config = retriever.config.tuned(ivf_nprobe=64)``
 without a rebuild (also on a loaded index).
 
 ``kind="auto"`` picks by vector count: flat up to ``flat_max``, hnsw up to ``hnsw_max``, else ivfpq.
+
+``kind="milvus"`` (with ``uri``) serves the single-vector granularities from Milvus collections
+(``uninote.index.milvus``: their kind is ``milvus_kind``, chosen like ``auto`` by default); the
+multi-vector granularities keep in-process faiss indexes of the ``auto`` kind.
 """
 
 from __future__ import annotations
@@ -29,14 +33,15 @@ import numpy as np
 from uninote.embeddings import truncate
 from uninote.errors import ConfigError
 
-KINDS = ("auto", "flat", "hnsw", "ivfpq")
+KINDS = ("auto", "flat", "hnsw", "ivfpq", "milvus")
+FAISS_KINDS = KINDS[:4]
 
 
 @dataclass
 class IndexConfig:
     """How indexes are built and searched. Every field has a default that suits ~6k to ~1M notes."""
 
-    kind: str = "auto"  # auto | flat | hnsw | ivfpq: index kind; auto picks by vector count
+    kind: str = "auto"  # auto | flat | hnsw | ivfpq | milvus: index kind; auto picks by vector count
     flat_max: int = 50_000  # auto: exact flat index up to this many vectors
     hnsw_max: int = 5_000_000  # auto: HNSW up to this many vectors, IVF-PQ beyond
     hnsw_m: int = 32  # HNSW links per node (memory ~ M*8 bytes/vector on top of the vectors)
@@ -51,6 +56,11 @@ class IndexConfig:
     rerank_factor: int = 10  # IVF-PQ shortlist = k * rerank_factor, re-ranked exactly at full dim (query-time)
     local_candidates: int = 32  # multi-vector ANN: vectors fetched per query vector before rescoring
     seed: int = 0  # training seed for IVF-PQ k-means
+    # kind="milvus": the note/text indexes live in Milvus collections (uninote/index/milvus.py)
+    uri: str = ""  # Milvus URI: http://host:19530, or a Milvus Lite file path ending in .db
+    collection: str = ""  # collection name prefix; "" = derived from the model version
+    milvus_kind: str = "auto"  # auto | flat | hnsw | ivfpq: the Milvus index of each collection
+    milvus_timeout: float = 5.0  # seconds to reach Milvus before failing with the URI named
 
     def validate(self) -> "IndexConfig":
         if self.kind not in KINDS:
@@ -61,6 +71,12 @@ class IndexConfig:
                 raise ConfigError(f"index config {name} must be >= 1, got {getattr(self, name)}")
         if self.ivf_nlist < 0 or self.pq_m < 0 or self.ivf_train_size < 0:
             raise ConfigError("ivf_nlist, ivf_train_size and pq_m must be >= 0 (0 = automatic)")
+        if self.milvus_kind not in FAISS_KINDS:
+            raise ConfigError(f"milvus_kind {self.milvus_kind!r} unknown; expected one of {FAISS_KINDS}")
+        if self.kind == "milvus" and not self.uri:
+            raise ConfigError("index kind 'milvus' needs uri (http://host:19530, or a Milvus Lite file *.db)")
+        if self.milvus_timeout <= 0:
+            raise ConfigError(f"milvus_timeout must be > 0 seconds, got {self.milvus_timeout}")
         return self
 
     def tuned(self, **changes) -> "IndexConfig":
@@ -76,12 +92,18 @@ QUERY_FIELDS = ("ef_search", "ivf_nprobe", "rerank_factor", "local_candidates")
 
 
 def choose_kind(n_vectors: int, config: IndexConfig) -> str:
-    """The index kind for a table of ``n_vectors`` (``config.kind`` unless it is ``auto``)."""
-    if config.kind != "auto":
+    """The faiss index kind for a table of ``n_vectors`` (``config.kind`` unless it is ``auto``;
+    ``milvus`` picks like ``auto`` for the tables kept in-process)."""
+    if config.kind not in ("auto", "milvus"):
         return config.kind
     if n_vectors <= config.flat_max:
         return "flat"
     return "hnsw" if n_vectors <= config.hnsw_max else "ivfpq"
+
+
+def milvus_kind(n_vectors: int, config: IndexConfig) -> str:
+    """The Milvus index kind of a collection of ``n_vectors`` (``config.milvus_kind``, ``auto`` by count)."""
+    return choose_kind(n_vectors, replace(config, kind=config.milvus_kind))
 
 
 def _pq_m(dim: int, config: IndexConfig) -> int:

@@ -21,6 +21,16 @@ are read through an order index (8 bytes per row). Appended notes live in RAM be
     r.search("note-42", k=10, dim=64)                       # note -> neighbours, cheap pass
     r.search(query, strategy="adaptive")                    # 64-d shortlist, full-dim re-rank
     r.search(query, granularity="region", strategy="local") # fine-grained late interaction
+
+Milvus (``IndexConfig(kind="milvus", uri=...)``, ``uninote.index.milvus``): the ``note`` and
+``text`` indexes are Milvus collections, one per (model version, granularity, dim), opened (model
+version checked) or built from the local tables on first use; ``build`` (re)builds them, swapping
+each in by alias. ``exact`` searches a FLAT collection (a collection of another kind leaves
+``exact`` to the local scan, the reference), ``ann`` the collection whatever its kind, ``adaptive``
+takes its shortlist from the ``shortlist_dim`` collection and re-ranks it from the local tables,
+``global+local`` its global shortlist likewise. ``add`` and ``remove`` write through to every
+existing collection of the version. The local tables still answer the re-rank, duplicate
+exclusion, and the multi-vector granularities. ``close()`` closes the Milvus client.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
 from uninote.errors import UniNoteError
 from uninote.index import persist, strategies
-from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind
+from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind, milvus_kind
 from uninote.index.vectors import VectorTable
 
 DUPLICATE_SIM = 1 - 1e-6  # full-dim similarity at which a candidate counts as the query itself
@@ -109,6 +119,35 @@ class Retriever:
         self._ann: dict[tuple[str, int], object] = {}
         self.shortlist, self.shortlist_dim = shortlist, shortlist_dim
         self.local_granularity, self.local_weight = local_granularity, local_weight
+        self._milvus = None
+        if self.config.kind == "milvus":
+            from uninote.index.milvus import MilvusIndex  # pymilvus only when Milvus is asked for
+
+            self._milvus = MilvusIndex(self.config.uri, model_version, self.config.collection,
+                                       self.config.milvus_timeout)
+
+    @property
+    def milvus(self):
+        """The ``MilvusIndex`` of this retriever (``kind="milvus"``), else None."""
+        return self._milvus
+
+    def close(self) -> None:
+        """Close the Milvus client, if any (a no-op for in-process indexes)."""
+        if self._milvus is not None:
+            self._milvus.close()
+
+    def use_milvus(self, uri: str, collection: str = "") -> "Retriever":
+        """Serve the note/text indexes from Milvus at ``uri`` from now on (e.g. a loaded folder
+        in an app given ``UNINOTE_INDEX_URI``); collections missing there are built on first use."""
+        from dataclasses import replace
+
+        config = replace(self.config, kind="milvus", uri=uri, collection=collection).validate()
+        from uninote.index.milvus import MilvusIndex
+
+        milvus = MilvusIndex(uri, self.model_version, collection, config.milvus_timeout)
+        self.close()
+        self.config, self._milvus = config, milvus
+        return self
 
     # --- tables and indexes ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -145,13 +184,58 @@ class Retriever:
         return self._ann.get(key)
 
     def build(self, dims: Sequence[int] | None = None, granularities: Sequence[str] = GRANULARITIES) -> None:
-        """Build every table and index now (default: all Matryoshka dims, all granularities)."""
+        """Build every table and index now (default: all Matryoshka dims, all granularities).
+        With Milvus, the note/text collections are rebuilt from the local tables and swapped in."""
         for g in granularities:
             if len(self._tables[(g, self.full_dim)]) == 0:
                 continue
             for d in dims or matryoshka_dims(self.full_dim):
                 self.table(g, d)
-                self.ann_index(g, d)
+                if self._milvus is not None and g in strategies.SINGLE:
+                    self.build_collection(g, d)
+                else:
+                    self.ann_index(g, d)
+
+    # --- Milvus ---------------------------------------------------------------------------------
+    def _live_blocks(self, granularity: str, dim: int):
+        """(note ids, unit vectors at ``dim``) of the live notes, block by block."""
+        for start, block in self.table(granularity, dim).blocks():
+            live = np.flatnonzero(self.alive[start:start + len(block)])
+            yield [self.note_ids[start + i] for i in live], block[live]
+
+    def build_collection(self, granularity: str, dim: int) -> int:
+        """(Re)build the Milvus collection at (granularity, dim) from the local table; its rows."""
+        kind = milvus_kind(len(self), self.config)
+        return self._milvus.build(granularity, dim, kind, self._live_blocks(granularity, dim), self.config)
+
+    def collection_kind(self, granularity: str, dim: int) -> str | None:
+        """The kind of the Milvus collection at (granularity, dim), opened (model version checked)
+        or built on first use; None when this retriever does not search Milvus there."""
+        if self._milvus is None or granularity not in strategies.SINGLE:
+            return None
+        kind = self._milvus.open(granularity, dim)
+        if kind is None:
+            self.build_collection(granularity, dim)
+            kind = self._milvus.open(granularity, dim)
+        return kind
+
+    def milvus_search(self, query: np.ndarray, granularity: str, dim: int, want: int, exact: bool = False):
+        """(slots, scores) of the best ``want`` live notes from the Milvus collection at
+        (granularity, dim), or None where Milvus is not searched (not configured, a multi-vector
+        granularity, or ``exact`` on a collection that is not FLAT). ``query`` is full-dim."""
+        kind = self.collection_kind(granularity, dim)
+        if kind is None or (exact and kind != "flat"):
+            return None
+        q = truncate(np.atleast_2d(query), dim)
+        q = q.mean(axis=0)  # several query vectors: the mean of their inner products, as score_all
+        fetch = want * self.config.rerank_factor if kind == "ivfpq" else want
+        ids, scores = self._milvus.search(granularity, dim, q, fetch, self.config)
+        slots = np.array([self._slot.get(i, -1) for i in ids], np.int64)
+        known = slots >= 0  # a row this retriever does not hold (added elsewhere) is skipped
+        slots, scores = slots[known], scores[known]
+        if kind == "ivfpq":  # PQ scores are lossy: re-rank with exact full-dim vectors
+            scores = self.table(granularity, self.full_dim).score_slots(query, slots)
+        return strategies.ranked(slots, scores, want)
 
     # --- queries --------------------------------------------------------------------------------
     def slot(self, note_id: str) -> int:
@@ -270,10 +354,15 @@ class Retriever:
         self.note_ids.append(note_id)
         self.alive = np.append(self.alive, True)
         self._slot[note_id] = slot
+        if self._milvus is not None:
+            keys = self._milvus.collections(matryoshka_dims(self.full_dim))
+            self._milvus.upsert(note_id, {(g, dim): truncate(new[g], dim)[0] for g, dim in keys})
 
     def remove(self, note_id: str) -> None:
         """Never return this note again (tombstone; ``compact()`` drops its vectors)."""
         s = self.slot(note_id)
+        if self._milvus is not None:  # first, so a failed delete leaves both sides as they were
+            self._milvus.delete(note_id, list(self._milvus.collections(matryoshka_dims(self.full_dim))))
         self.alive[s] = False
         self.dead_slots = np.flatnonzero(~self.alive)
         del self._slot[note_id]

@@ -3,14 +3,18 @@
 Every strategy returns ``(slots, scores)`` (numpy, best first, dead notes already dropped); the
 ``Retriever`` then removes the query itself and its exact duplicates and cuts to k.
 
-- ``exact``        brute-force scan of the table at ``dim`` (the reference; matches scoring.py).
+- ``exact``        brute-force scan of the table at ``dim`` (the reference; matches scoring.py);
+                   with Milvus, the FLAT collection at ``dim`` (note/text).
 - ``ann``          the table's faiss index at ``dim`` (HNSW: exact scores at ``dim``; IVF-PQ:
                    shortlist of ``want * rerank_factor`` re-scored with exact full-dim vectors;
                    multi-vector: ``local_candidates`` vectors per query vector, then exact max-sim
-                   of their notes). A ``flat`` index kind makes ``ann`` exact.
+                   of their notes). A ``flat`` index kind makes ``ann`` exact. With Milvus, the
+                   collection at ``dim`` (note/text), whatever its kind.
 - ``adaptive``     Matryoshka adaptive retrieval: exact shortlist of ``shortlist`` (K', default 200)
                    notes at ``shortlist_dim`` (default 64), re-ranked exactly at ``dim`` (default
                    full). Reads shortlist_dim/dim of the bytes of an exact scan (plus K'*dim*4).
+                   With Milvus, the shortlist comes from the collection at ``shortlist_dim``
+                   (note/text) and the re-rank reads the local tables.
 - ``local``        late interaction over a multi-vector granularity (``image`` or ``region``;
                    a single-vector ``granularity`` means ``local_granularity``): note score =
                    Chamfer mean over query vectors of the max cosine to the note's vectors, exactly
@@ -43,19 +47,29 @@ SINGLE = ("note", "text")
 MULTI = ("image", "region")
 
 
-def _ranked(slots: np.ndarray, scores: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
+def ranked(slots: np.ndarray, scores: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``want`` of (slots, scores), best first, ties by lower slot, non-finite dropped."""
     order = np.lexsort((slots, -scores))[:want]
     order = order[np.isfinite(scores[order])]
     return slots[order], scores[order]
 
 
+_ranked = ranked
+
+
 def exact(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: int):
+    found = r.milvus_search(query, granularity, dim, want, exact=True)
+    if found is not None:
+        return found
     scores = r.table(granularity, dim).score_all(truncate(query, dim))
     slots = top_slots(scores, want, r.dead_slots)
     return slots, scores[slots]
 
 
 def ann(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: int):
+    found = r.milvus_search(query, granularity, dim, want)
+    if found is not None:
+        return found
     index = r.ann_index(granularity, dim)
     if index is None:  # flat kind: the exact scan is the index
         return exact(r, query, granularity, dim, want)
@@ -83,7 +97,8 @@ def adaptive(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want
     low = min(r.shortlist_dim, dim)
     if low >= dim:
         return exact(r, query, granularity, dim, want)
-    slots, _ = exact(r, query, granularity, low, max(r.shortlist, want))
+    found = r.milvus_search(query, granularity, low, max(r.shortlist, want))
+    slots, _ = found if found is not None else exact(r, query, granularity, low, max(r.shortlist, want))
     scores = r.table(granularity, dim).score_slots(truncate(query, dim), slots)
     return _ranked(slots, scores, want)
 

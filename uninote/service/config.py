@@ -78,6 +78,10 @@ class ServiceConfig:
     reviewers: tuple = field(default=(), metadata={"help": (
         "Annotators who may adjudicate disagreements ($UNINOTE_REVIEWERS, comma-separated; "
         "default empty: every signed-in annotator).")})
+    index_uri: str = field(default_factory=lambda: os.environ.get("UNINOTE_INDEX_URI", "").strip(), metadata={
+        "help": ("Milvus URI the note/text searches go to ($UNINOTE_INDEX_URI: http://host:19530, or a Milvus "
+                 "Lite file *.db); a version's collections missing there are built from its embeddings on "
+                 "first use. Default empty: in-process FAISS.")})
     min_view_s: float = field(default=0.4, metadata={"help": (
         "A grade from the Annotate tab that arrives sooner after its pair was shown (or changes the "
         "pair's grade sooner after it was given) is refused as a double key press; 0 turns it off "
@@ -107,6 +111,7 @@ class ServiceConfig:
         cfg.worker_device = os.environ.get("UNINOTE_WORKER_DEVICE", cfg.worker_device)
         cfg.guidelines = os.environ.get("UNINOTE_GUIDELINES", cfg.guidelines)
         cfg.reviewers = tuple(os.environ.get("UNINOTE_REVIEWERS", "").split(","))
+        cfg.index_uri = os.environ.get("UNINOTE_INDEX_URI", "").strip()
         for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
             if os.environ.get(env):
                 try:

@@ -70,7 +70,8 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
                                   "loading the model version"])
         self.corpus_source: str | None = None  # where the corpus is: absolute path or Hub id
         self.worker: WorkerProcess | None = None
-        self._compared = SecondVersion(lambda v: load_version(v, self._version_path(self._known(v))))
+        self._compared = SecondVersion(lambda v: load_version(v, self._version_path(self._known(v)),
+                                                              self.config.index_uri))
         self._catalogue: tuple[Any, Catalogue] | None = None  # (corpus, its word index)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -163,9 +164,13 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
                                         device=self.config.worker_device).start()
 
     def close(self) -> None:
-        """Stop the trainer worker this service started (if any)."""
+        """Stop the trainer worker this service started (if any); close the served version's
+        Milvus client (``UNINOTE_INDEX_URI``)."""
         if self.worker is not None:
             self.worker.stop()
+        served = self._served
+        if served is not None and hasattr(served.retriever, "close"):
+            served.retriever.close()
 
     def worker_hint(self) -> str:
         """The command that runs a trainer worker elsewhere on this store and versions root."""

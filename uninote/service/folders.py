@@ -127,8 +127,9 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
     return final
 
 
-def load_version(version: str, folder: Path) -> ServedVersion:
-    """Everything a search needs from a complete (READY) version folder."""
+def load_version(version: str, folder: Path, index_uri: str = "") -> ServedVersion:
+    """Everything a search needs from a complete (READY) version folder; with ``index_uri``
+    its note/text searches go to the version's Milvus collections there."""
 
     if not (folder / "READY").exists():
         raise UniNoteError(f"{folder}: model version {version} is incomplete (no READY file)")
@@ -142,4 +143,6 @@ def load_version(version: str, folder: Path) -> ServedVersion:
         retriever = Retriever.load(folder / "index", model_version=embeddings.model_version)
     else:
         retriever = Retriever(embeddings)
+    if index_uri:
+        retriever.use_milvus(index_uri)
     return ServedVersion(version, folder, model, embeddings, retriever)

@@ -61,7 +61,7 @@ class VersionMethods:
     def _load_version(self, version: str) -> ServedVersion:
         if not self.ready:
             self._begin(f"loading model version {version}")
-        return load_version(version, self._version_path(version))
+        return load_version(version, self._version_path(version), self.config.index_uri)
 
     def _version_path(self, version: str) -> Path:
         for v in self.store.list_model_versions():

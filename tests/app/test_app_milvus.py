@@ -1,0 +1,68 @@
+"""The app with ``UNINOTE_INDEX_URI`` pointing at a Milvus Lite file: Explore's searches go to the
+served version's Milvus collections and answer what the in-process index answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import free_port, tiny_service_config
+
+pytest.importorskip("pymilvus")
+
+
+@pytest.fixture(scope="module")
+def milvus_service(tmp_path_factory):
+    from uninote.index.milvus import release_lite
+    from uninote.service import UniNoteService
+
+    tmp = tmp_path_factory.mktemp("app-milvus")
+    uri = str(tmp / "index.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNINOTE_INDEX_URI", uri)
+        config = tiny_service_config(tmp)  # reads $UNINOTE_INDEX_URI
+    assert config.index_uri == uri
+    svc = UniNoteService(config).start()
+    yield svc, uri
+    svc.close()
+    release_lite(uri)
+
+
+def test_explore_searches_the_versions_milvus_collections(milvus_service):
+    from uninote.index import Retriever
+
+    svc, uri = milvus_service
+    r = svc.served.retriever
+    assert r.config.kind == "milvus" and r.config.uri == uri
+    local = Retriever(svc.served.embeddings)
+    for strategy in ("exact", "adaptive", "global+local"):
+        for dim in (32, 64):
+            got = svc.neighbours("n3", k=6, dim=dim, strategy=strategy)
+            want = local.search("n3", k=6, dim=dim, strategy=strategy)
+            assert [n.note_id for n in got.neighbours] == [h.note_id for h in want], (strategy, dim)
+            np.testing.assert_allclose([n.score for n in got.neighbours], [h.score for h in want], atol=1e-5)
+    m = r.milvus
+    assert m.row_count("note", 64) == len(svc.corpus) and m.row_count("note", 32) == len(svc.corpus)
+    assert m.open("note", 64) == "flat"  # the tiny catalogue: FLAT, exact
+
+
+def test_the_program_api_answers_explore_from_milvus(milvus_service):
+    from gradio_client import Client
+
+    from app.factory import build_demo, launch_settings
+
+    svc, _ = milvus_service
+    demo = build_demo(svc)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_settings(svc))
+    try:
+        c = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=False, analytics_enabled=False)
+        got = c.submit("n5", k=5, dim=32, granularity="note", strategy="exact",
+                       api_name="/neighbours").result(timeout=60)
+        c.close()
+    finally:
+        demo.close()
+    want = svc.neighbours("n5", k=5, dim=32)
+    assert [n["note_id"] for n in got["neighbours"]] == [n.note_id for n in want.neighbours]
+    assert got["model_version"] == svc.served.version
