@@ -30,6 +30,7 @@ examples:
   uninote bench --synthetic 1000000,10000000 --on-disk --ef-search 200,400 --queries 200 --out ondisk.json
   uninote bench --scale synthetic --synthetic 100000,1000000 --dim 64 --shortlist-dim 16 --ef-search 64
   uninote bench --scale embed --corpus ../shared/data/fashion-product-images-small --scale-notes 600
+  uninote bench --embeddings emb/fashion --milvus $W/milvus.db --milvus-kinds auto,hnsw --queries 200
 """
 
 
@@ -108,6 +109,11 @@ def register(subparsers) -> None:
     p.add_argument("--time-blocks", type=int, default=5,
                    help="scale synthetic: query blocks timed where the whole table is not computed")
     p.add_argument("--recall-sample", type=int, default=1000, help="scale synthetic: notes whose lists are checked")
+    p.add_argument("--milvus", default=None, metavar="URI",
+                   help="real embeddings: Milvus at URI (a server, or a Milvus Lite file *.db) against in-process FAISS "
+                        "(uninote/bench/milvus.py): build time, latency p50/p95 per strategy, overlap of the lists")
+    p.add_argument("--milvus-kinds", default="auto",
+                   help="--milvus: comma-separated index kinds, each built on both sides (auto = flat at catalogue size)")
     p.add_argument("--out", default=None, help="write the records as a JSON list here")
     p.add_argument("--chart", default="docs/bench_quality_vs_cost.html", help="plotly chart path ('' skips)")
     p.add_argument("--seed", type=int, default=0, help="query sampling / synthetic generation seed")
@@ -141,6 +147,27 @@ def run_scale(args) -> int:
     return 0
 
 
+def run_milvus(args) -> int:
+    import json
+    from pathlib import Path
+
+    from uninote.bench.milvus import STRATEGIES, bench_milvus, markdown
+    from uninote.cli.index_cmd import load_embeddings
+    from uninote.errors import ConfigError
+
+    if not (args.embeddings or args.model):
+        raise ConfigError("--milvus benchmarks real embeddings: give --embeddings DIR (or --model + --corpus)")
+    strategies = [s for s in (args.strategies or ",".join(STRATEGIES)).split(",") if s]
+    rows = bench_milvus(load_embeddings(args), args.milvus, kinds=[k for k in args.milvus_kinds.split(",") if k],
+                        strategies=strategies, dims=args.dims, n_queries=args.queries,
+                        shortlist_dim=args.shortlist_dim, seed=args.seed)
+    print(markdown(rows))
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def run(args) -> int:
     import logging
     import os
@@ -156,6 +183,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     if args.scale:
         return run_scale(args)
+    if args.milvus:
+        return run_milvus(args)
     if args.synthetic is None and not (args.embeddings or args.model):
         raise ConfigError("give --synthetic SIZES, or real embeddings with --embeddings / --model + --corpus")
     if args.synthetic and args.on_disk:
