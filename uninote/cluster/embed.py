@@ -2,8 +2,13 @@
 
 The corpus is read on the driver by ``load_corpus`` (native folders as they are; the fashion
 parquet and Qilin tables materialised once into a native folder, as for a local run) and cut
-into blocks of ``shard_notes`` notes, the shards of the one-machine path. A Ray Data dataset of
-those blocks goes through ``map_batches`` with ``ShardEmbedder``, a callable class run by a
+into blocks of ``shard_notes`` notes, the shards of the one-machine path. Each block's notes are
+written, one block at a time, to ``<out>/.parts/blocks/shard-NNNNN.json`` (on the storage every
+node reads), so the driver and the object store hold one small row per shard (its index and
+that file's path), not the records: their memory does not grow with the corpus beyond the
+corpus itself (the block files are written before the job starts, one sequential pass, and each
+is deleted once its shard is adopted). A Ray Data dataset of those rows goes through ``map_batches`` with
+``ShardEmbedder``, a callable class run by a
 fixed pool of ``workers`` actors: each loads the model once (``num_gpus=1`` and CUDA when the
 cluster has GPUs; else CPU, where ``--runtime auto`` runs the frozen backbones through ONNX
 Runtime) and embeds one block per call, exactly as ``embed_to_disk`` embeds one shard.
@@ -34,6 +39,7 @@ from uninote.shards import CorruptShardError, shard_name, verify, write_shard_fi
 
 STAGING = ".parts"
 ENTRY = "entry.json"
+BLOCKS = "blocks"  # under STAGING: the notes of each shard still to embed, one JSON file per shard
 
 
 def staged_shard(directory: Path, index: int) -> Path:
@@ -70,10 +76,11 @@ class ShardEmbedder:
         from uninote.data.corpus import Corpus
 
         done = []
-        for index, root, name, notes in zip(batch["shard"], batch["root"], batch["name"], batch["notes"]):
+        for index, path in zip(batch["shard"], batch["path"]):
             index = int(index)
             if read_staged(self.directory, index) is None:
-                corpus = Corpus(str(root), [Note.from_json(n) for n in json.loads(notes)], name=str(name))
+                block = json.loads(Path(str(path)).read_text())
+                corpus = Corpus(block["root"], [Note.from_json(n) for n in block["notes"]], name=block["name"])
                 emb = self.model.embed_corpus(corpus, batch_size=self.batch_size, progress=False)
                 self._stage(index, emb)
             done.append(index)
@@ -91,12 +98,20 @@ class ShardEmbedder:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _blocks(corpus, todo: list[int], shard_notes: int) -> list[dict]:
+def write_blocks(corpus, todo: list[int], shard_notes: int, directory: Path) -> list[dict]:
+    """Write the notes of each shard in ``todo`` to its block file under ``<directory>/.parts/blocks``
+    (one block in memory at a time); the rows Ray Data carries: ``{"shard", "path"}``."""
+    folder = directory / STAGING / BLOCKS
+    folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for index in todo:
         part = shard_corpus(corpus, index * shard_notes, shard_notes)
-        rows.append({"shard": index, "root": str(Path(part.root).resolve()), "name": part.name,
-                     "notes": json.dumps([n.to_json() for n in part.notes], ensure_ascii=False)})
+        path = folder / f"{shard_name(index)}.json"
+        tmp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(json.dumps({"root": str(Path(part.root).resolve()), "name": part.name,
+                                   "notes": [n.to_json() for n in part.notes]}, ensure_ascii=False))
+        os.replace(tmp, path)
+        rows.append({"shard": index, "path": str(path.resolve())})
     return rows
 
 
@@ -128,10 +143,11 @@ def embed_on_cluster(address: str, model_spec: str, corpus, directory: str | Pat
                 return
             writer.adopt(staged_shard(directory, writer.done), record["entry"], record["dim"], record["meta"])
             staged.pop(writer.done - 1, None)
+            (directory / STAGING / BLOCKS / f"{shard_name(writer.done - 1)}.json").unlink(missing_ok=True)
 
     adopt_ready()
     if todo:
-        dataset = ray.data.from_items(_blocks(corpus, todo, shard_notes), override_num_blocks=len(todo))
+        dataset = ray.data.from_items(write_blocks(corpus, todo, shard_notes, directory), override_num_blocks=len(todo))
         embedded = dataset.map_batches(
             ShardEmbedder, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=gpus, num_cpus=0 if gpus else 1,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from typing import Iterable, Iterator
 
@@ -95,6 +96,7 @@ class MilvusIndex:
         self.uri, self.model_version = uri, model_version
         self.base = collection_base(model_version, collection)
         self._kinds: dict[tuple[str, int], str] = {}  # opened collections -> their kind
+        self.lock = threading.RLock()  # one first-use build per collection in this process
         self.client = connect(uri, timeout)
 
     # --- names ------------------------------------------------------------------------------------
@@ -178,6 +180,9 @@ class MilvusIndex:
                 log.warning("could not drop the half-built Milvus collection %s", physical)
             if isinstance(exc, UniNoteError):
                 raise
+            if old is None and c.has_collection(name):  # another process built it first: serve that
+                self._check_version(name, self._properties(name))
+                return n
             raise UniNoteError(f"building Milvus collection {name!r} at {self.uri} failed "
                                f"({_first_line(exc)}); the collection in service is unchanged") from exc
         if old is not None and old != physical:
@@ -201,8 +206,12 @@ class MilvusIndex:
         kind = self._kinds.get((granularity, int(dim)), "flat")
         limit = max(1, min(int(limit), MAX_LIMIT))
         params = {"metric_type": "IP", "params": _search_params(kind, limit, config)}
-        res = self.client.search(name, data=[np.asarray(query, np.float32).tolist()], limit=limit,
-                                 anns_field="vec", search_params=params, output_fields=["id"])
+        try:
+            res = self.client.search(name, data=[np.asarray(query, np.float32).tolist()], limit=limit,
+                                     anns_field="vec", search_params=params, output_fields=["id"])
+        except Exception as exc:  # dropped under us, server gone: say which collection where
+            raise UniNoteError(f"Milvus search of collection {name!r} at {self.uri} failed "
+                               f"({_first_line(exc)})") from None
         hits = res[0] if len(res) else []
         return [h["id"] for h in hits], np.array([h["distance"] for h in hits], np.float32)
 

@@ -213,10 +213,11 @@ class Retriever:
         or built on first use; None when this retriever does not search Milvus there."""
         if self._milvus is None or granularity not in strategies.SINGLE:
             return None
-        kind = self._milvus.open(granularity, dim)
-        if kind is None:
-            self.build_collection(granularity, dim)
+        with self._milvus.lock:  # concurrent first searches build it once
             kind = self._milvus.open(granularity, dim)
+            if kind is None:
+                self.build_collection(granularity, dim)
+                kind = self._milvus.open(granularity, dim)
         return kind
 
     def milvus_search(self, query: np.ndarray, granularity: str, dim: int, want: int, exact: bool = False):

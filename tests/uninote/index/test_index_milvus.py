@@ -174,3 +174,32 @@ def test_hnsw_collections_serve_ann_and_adaptive_and_leave_exact_local(small, ur
         assert len(got & {h.note_id for h in exact}) >= 8  # HNSW at 120 notes: near exact
     finally:
         r.close()
+
+
+def test_concurrent_first_searches_build_the_collection_once(small, uri):
+    import threading
+
+    r = Retriever(small, IndexConfig(kind="milvus", uri=uri))
+    try:
+        results, errors = [], []
+
+        def search():
+            try:
+                results.append([h.note_id for h in r.search(N1, k=5, dim=24)])
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+        threads = [threading.Thread(target=search) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors and len(results) == 4 and all(x == results[0] for x in results)
+        name = r.milvus.name("note", 24)
+        assert [c for c in r.milvus.client.list_collections() if c.startswith(name)] == \
+            [r.milvus.client.describe_collection(name)["collection_name"]]
+        # a collection dropped under a running app: the error names it and the URI
+        r.milvus.client.drop_alias(name)
+        with pytest.raises(UniNoteError, match=f"{name}.*{uri}"):
+            r.search(N1, k=5, dim=24)
+    finally:
+        r.close()
