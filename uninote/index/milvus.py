@@ -33,11 +33,17 @@ import logging
 import re
 import threading
 import time
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 
+from uninote.embeddings import truncate
 from uninote.errors import ConfigError, ModelMismatchError, UniNoteError
+from uninote.index.ann import _pq_m, ivf_nlist, milvus_kind
+from uninote.index.strategies import ranked
+
+if TYPE_CHECKING:
+    from uninote.index.retriever import Retriever
 
 log = logging.getLogger("uninote.index.milvus")
 
@@ -274,8 +280,6 @@ def _index_params(kind: str, n: int, dim: int, config) -> dict:
     if kind == "hnsw":
         return {"M": config.hnsw_m, "efConstruction": config.ef_construction}
     if kind == "ivfpq":
-        from uninote.index.ann import _pq_m, ivf_nlist
-
         return {"nlist": ivf_nlist(max(n, 39), config), "m": _pq_m(dim, config), "nbits": 8}
     return {}
 
@@ -286,3 +290,44 @@ def _search_params(kind: str, limit: int, config) -> dict:
     if kind == "ivfpq":
         return {"nprobe": config.ivf_nprobe}
     return {}
+
+
+# --- the Retriever's side: its collections, built from and read against its local tables ----------
+def live_blocks(r: "Retriever", granularity: str, dim: int):
+    """(note ids, unit vectors at ``dim``) of the retriever's live notes, block by block."""
+    for start, block in r.table(granularity, dim).blocks():
+        live = np.flatnonzero(r.alive[start:start + len(block)])
+        yield [r.note_ids[start + i] for i in live], block[live]
+
+
+def build_collection(r: "Retriever", granularity: str, dim: int) -> int:
+    kind = milvus_kind(len(r), r.config)
+    return r.milvus.build(granularity, dim, kind, live_blocks(r, granularity, dim), r.config)
+
+
+def collection_kind(r: "Retriever", granularity: str, dim: int) -> str | None:
+    m = r.milvus
+    if m is None or granularity not in SINGLE:
+        return None
+    with m.lock:  # concurrent first searches build it once
+        kind = m.open(granularity, dim)
+        if kind is None:
+            build_collection(r, granularity, dim)
+            kind = m.open(granularity, dim)
+    return kind
+
+
+def search(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: int, exact: bool = False):
+    """``Retriever.milvus_search``: ranked (slots, scores), or None where Milvus is not searched."""
+    kind = collection_kind(r, granularity, dim)
+    if kind is None or (exact and kind != "flat"):
+        return None
+    q = truncate(np.atleast_2d(query), dim).mean(axis=0)  # several query vectors: mean inner product
+    fetch = want * r.config.rerank_factor if kind == "ivfpq" else want
+    ids, scores = r.milvus.search(granularity, dim, q, fetch, r.config)
+    slots = np.array([r._slot.get(i, -1) for i in ids], np.int64)
+    known = slots >= 0  # a row this retriever does not hold (added by another process) is skipped
+    slots, scores = slots[known], scores[known]
+    if kind == "ivfpq":  # PQ scores are lossy: re-rank with exact full-dim vectors
+        scores = r.table(granularity, r.full_dim).score_slots(query, slots)
+    return ranked(slots, scores, want)

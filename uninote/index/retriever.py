@@ -46,7 +46,8 @@ from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
 from uninote.errors import UniNoteError
 from uninote.index import persist, strategies
-from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind, milvus_kind
+from uninote.index import milvus as milvus_side
+from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind
 from uninote.index.vectors import VectorTable
 
 DUPLICATE_SIM = 1 - 1e-6  # full-dim similarity at which a candidate counts as the query itself
@@ -119,12 +120,10 @@ class Retriever:
         self._ann: dict[tuple[str, int], object] = {}
         self.shortlist, self.shortlist_dim = shortlist, shortlist_dim
         self.local_granularity, self.local_weight = local_granularity, local_weight
-        self._milvus = None
+        self._milvus = None  # pymilvus is imported only when Milvus is asked for
         if self.config.kind == "milvus":
-            from uninote.index.milvus import MilvusIndex  # pymilvus only when Milvus is asked for
-
-            self._milvus = MilvusIndex(self.config.uri, model_version, self.config.collection,
-                                       self.config.milvus_timeout)
+            self._milvus = milvus_side.MilvusIndex(self.config.uri, model_version, self.config.collection,
+                                                   self.config.milvus_timeout)
 
     @property
     def milvus(self):
@@ -142,9 +141,7 @@ class Retriever:
         from dataclasses import replace
 
         config = replace(self.config, kind="milvus", uri=uri, collection=collection).validate()
-        from uninote.index.milvus import MilvusIndex
-
-        milvus = MilvusIndex(uri, self.model_version, collection, config.milvus_timeout)
+        milvus = milvus_side.MilvusIndex(uri, self.model_version, collection, config.milvus_timeout)
         self.close()
         self.config, self._milvus = config, milvus
         return self
@@ -196,47 +193,21 @@ class Retriever:
                 else:
                     self.ann_index(g, d)
 
-    # --- Milvus ---------------------------------------------------------------------------------
-    def _live_blocks(self, granularity: str, dim: int):
-        """(note ids, unit vectors at ``dim``) of the live notes, block by block."""
-        for start, block in self.table(granularity, dim).blocks():
-            live = np.flatnonzero(self.alive[start:start + len(block)])
-            yield [self.note_ids[start + i] for i in live], block[live]
-
+    # --- Milvus (uninote/index/milvus.py) -------------------------------------------------------
     def build_collection(self, granularity: str, dim: int) -> int:
         """(Re)build the Milvus collection at (granularity, dim) from the local table; its rows."""
-        kind = milvus_kind(len(self), self.config)
-        return self._milvus.build(granularity, dim, kind, self._live_blocks(granularity, dim), self.config)
+        return milvus_side.build_collection(self, granularity, dim)
 
     def collection_kind(self, granularity: str, dim: int) -> str | None:
         """The kind of the Milvus collection at (granularity, dim), opened (model version checked)
         or built on first use; None when this retriever does not search Milvus there."""
-        if self._milvus is None or granularity not in strategies.SINGLE:
-            return None
-        with self._milvus.lock:  # concurrent first searches build it once
-            kind = self._milvus.open(granularity, dim)
-            if kind is None:
-                self.build_collection(granularity, dim)
-                kind = self._milvus.open(granularity, dim)
-        return kind
+        return milvus_side.collection_kind(self, granularity, dim)
 
     def milvus_search(self, query: np.ndarray, granularity: str, dim: int, want: int, exact: bool = False):
         """(slots, scores) of the best ``want`` live notes from the Milvus collection at
         (granularity, dim), or None where Milvus is not searched (not configured, a multi-vector
         granularity, or ``exact`` on a collection that is not FLAT). ``query`` is full-dim."""
-        kind = self.collection_kind(granularity, dim)
-        if kind is None or (exact and kind != "flat"):
-            return None
-        q = truncate(np.atleast_2d(query), dim)
-        q = q.mean(axis=0)  # several query vectors: the mean of their inner products, as score_all
-        fetch = want * self.config.rerank_factor if kind == "ivfpq" else want
-        ids, scores = self._milvus.search(granularity, dim, q, fetch, self.config)
-        slots = np.array([self._slot.get(i, -1) for i in ids], np.int64)
-        known = slots >= 0  # a row this retriever does not hold (added elsewhere) is skipped
-        slots, scores = slots[known], scores[known]
-        if kind == "ivfpq":  # PQ scores are lossy: re-rank with exact full-dim vectors
-            scores = self.table(granularity, self.full_dim).score_slots(query, slots)
-        return strategies.ranked(slots, scores, want)
+        return milvus_side.search(self, query, granularity, dim, want, exact)
 
     # --- queries --------------------------------------------------------------------------------
     def slot(self, note_id: str) -> int:

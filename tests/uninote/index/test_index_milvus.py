@@ -203,3 +203,14 @@ def test_concurrent_first_searches_build_the_collection_once(small, uri):
             r.search(N1, k=5, dim=24)
     finally:
         r.close()
+
+
+def test_pymilvus_is_imported_only_when_milvus_is_asked_for():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom uninote.index import Retriever\nfrom uninote.index.synthetic import synthetic_embeddings\n"
+            "r = Retriever(synthetic_embeddings(30, dim=16))\nr.search('n00001', k=3, strategy='ann')\n"
+            "print('pymilvus' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
