@@ -84,7 +84,8 @@ def register(subparsers) -> None:
                    "and the full dim)")
     b.add_argument("--granularities", default="note,text,image,region", help="comma-separated granularities")
     b.add_argument("--kind", choices=["auto", "flat", "hnsw", "ivfpq"], default="auto",
-                   help="index kind (default: auto, by vector count)")
+                   help="index kind (default: auto, by vector count); with --milvus, the kind of the Milvus "
+                   "collections (image/region indexes then stay auto)")
     b.add_argument("--hnsw-m", type=int, default=32, help="HNSW links per vector")
     b.add_argument("--ef-construction", type=int, default=40, help="HNSW build beam width")
     b.add_argument("--ef-search", type=int, default=64, help="HNSW query beam width (stored in the manifest)")
