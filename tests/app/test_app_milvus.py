@@ -66,3 +66,36 @@ def test_the_program_api_answers_explore_from_milvus(milvus_service):
     want = svc.neighbours("n5", k=5, dim=32)
     assert [n["note_id"] for n in got["neighbours"]] == [n.note_id for n in want.neighbours]
     assert got["model_version"] == svc.served.version
+
+
+@pytest.mark.browser
+def test_explore_in_the_browser_shows_the_milvus_neighbours(milvus_service, browser):
+    import os
+
+    from app.browser import captions, login
+    from app.factory import build_demo, launch_settings
+    from conftest import PASSWORD
+    from uninote.index import Retriever
+
+    svc, _ = milvus_service
+    os.environ["UNINOTE_USERS"] = f"ann1:{PASSWORD}"
+    try:
+        demo = build_demo(svc)
+        port = free_port()
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                    **launch_settings(svc))
+    finally:
+        os.environ.pop("UNINOTE_USERS", None)
+    try:
+        page = login(browser, f"http://127.0.0.1:{port}", "ann1", PASSWORD, 30_000)
+        page.locator("#explore-catalogue .thumbnail-item").first.click()
+        page.wait_for_selector("#results-a .caption-label", timeout=30_000)
+        shown = captions(page, "#results-a")
+        assert "n0" in page.inner_text("#query-card")
+        want = Retriever(svc.served.embeddings).search("n0", k=12, dim=64)  # in-process FAISS
+        parts = [c.split(" · ") for c in shown]  # "#rank · score · title"
+        assert [p[-1] for p in parts] == [svc.note(h.note_id).title for h in want]
+        assert [float(p[1]) for p in parts] == pytest.approx([h.score for h in want], abs=1e-3)
+        page.close()
+    finally:
+        demo.close()
