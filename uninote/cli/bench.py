@@ -49,7 +49,7 @@ def run_on_disk(args) -> int:
     cfg = OnDiskBenchConfig(sizes=args.synthetic, work=Path(args.work) if args.work else _cache_dir(),
                             dtype=args.store_dtype, shortlists=args.shortlist, shortlist_dim=args.shortlist_dim,
                             index=args.shortlist_index, ef_search=args.ef_search, nprobe=args.nprobe or [64],
-                            n_queries=args.queries,
+                            n_queries=args.queries, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
                             in_ram_baseline=not args.no_ram_baseline, seed=args.seed)
     rows = run_ondisk(cfg, args.out)
     print(markdown(rows))
@@ -94,6 +94,8 @@ def register(subparsers) -> None:
     p.add_argument("--shortlist-dim", type=int, default=64, help="on-disk: dim of the shortlist index")
     p.add_argument("--shortlist-index", default="hnsw", choices=["hnsw", "ivf", "flat"],
                    help="on-disk: shortlist index on the prefix (its --ef-search or --nprobe are swept)")
+    p.add_argument("--hnsw-m", type=int, default=16, help="on-disk: HNSW links per vector of the shortlist index")
+    p.add_argument("--ef-construction", type=int, default=40, help="on-disk: HNSW build beam of the shortlist index")
     p.add_argument("--no-ram-baseline", action="store_true",
                    help="on-disk: skip the float32-in-RAM baseline (it needs N * 768 * 4 bytes of RAM)")
     p.add_argument("--scale", choices=("embed", "i2i", "synthetic"), default=None,

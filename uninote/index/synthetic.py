@@ -63,11 +63,40 @@ def centres_block(seed: int, clusters: int, col: int, width: int) -> np.ndarray:
     return np.random.default_rng([seed, 9, col]).standard_normal((clusters, width), np.float32)
 
 
-def _block(spec: SyntheticSpec, stream: int, chunk: int, col: int, rows: int, assign: np.ndarray) -> np.ndarray:
-    width = min(BLOCK, spec.full_dim - col)
+def _block(spec: SyntheticSpec, stream: int, chunk: int, col: int, rows: int, assign: np.ndarray,
+           out: np.ndarray) -> None:
+    """Columns ``col..col+64`` of one row chunk, computed into ``out`` (rows, width) in place:
+    ``(centres[assign] + noise * z) * scale`` with no temporaries beyond the draw."""
+    width = out.shape[1]
     centres = centres_block(spec.seed, spec.clusters, col, width)
     z = np.random.default_rng([spec.seed, stream, chunk, col]).standard_normal((rows, width), np.float32)
-    return (centres[assign] + spec.noise * z) * spec.scale(col + width)[col:]
+    np.multiply(z, spec.noise, out=out)
+    out += centres[assign]
+    out *= spec.scale(col + width)[col:]
+
+
+def chunk_into(spec: SyntheticSpec, dim: int, start: int, out: np.ndarray, stream: str = "corpus",
+               normalize: bool = True) -> np.ndarray:
+    """Rows ``start..start+len(out)`` (``start`` a multiple of ``CHUNK``, at most ``CHUNK`` rows) of
+    the (dim)-d table, written into ``out`` (any float dtype: a float16 ``out`` is the float32
+    row rounded once). Returns ``out``."""
+    if dim > spec.full_dim:
+        raise ValueError(f"dim {dim} exceeds the synthetic full dim {spec.full_dim}")
+    if start % CHUNK or not 0 < len(out) <= CHUNK:
+        raise ValueError(f"a chunk starts at a multiple of {CHUNK} and has 1..{CHUNK} rows (got {start}, {len(out)})")
+    sid, chunk, rows = STREAMS[stream], start // CHUNK, len(out)
+    assign = np.random.default_rng([spec.seed, sid, chunk, 10**6]).integers(0, spec.clusters, rows)
+    full = -(-dim // BLOCK) * BLOCK  # blocks are drawn whole; a dim inside a block is cut after
+    x = np.empty((rows, min(full, spec.full_dim)), np.float32)
+    for c in range(0, x.shape[1], BLOCK):
+        _block(spec, sid, chunk, c, rows, assign, x[:, c:c + BLOCK])
+    x = x[:, :dim]
+    if normalize:  # the same arithmetic as l2_normalize: the norm of the float32 row, one division
+        norms = np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=True))
+        np.divide(x, np.maximum(norms, 1e-12), out=out, casting="same_kind")
+    else:
+        out[...] = x
+    return out
 
 
 def iter_chunks(spec: SyntheticSpec, dim: int, stream: str = "corpus", n: int | None = None,
@@ -81,14 +110,9 @@ def iter_chunks(spec: SyntheticSpec, dim: int, stream: str = "corpus", n: int | 
     if first % CHUNK:
         raise ValueError(f"first row {first} must be a multiple of {CHUNK}")
     n = spec.n if n is None else n
-    sid = STREAMS[stream]
     for start in range(first, n, CHUNK):
-        chunk = start // CHUNK
-        rows = min(CHUNK, n - start)
-        assign = np.random.default_rng([spec.seed, sid, chunk, 10**6]).integers(0, spec.clusters, rows)
-        cols = [_block(spec, sid, chunk, c, rows, assign) for c in range(0, dim, BLOCK)]
-        x = np.concatenate(cols, axis=1)[:, :dim]
-        yield start, (l2_normalize(x) if normalize else x)
+        yield start, chunk_into(spec, dim, start, np.empty((min(CHUNK, n - start), dim), np.float32), stream,
+                                normalize)
 
 
 def synthetic_vectors(spec: SyntheticSpec, dim: int, stream: str = "corpus", n: int | None = None) -> np.ndarray:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from uninote.bench.ondisk import OnDiskBenchConfig, rerank, run_ondisk
 from uninote.cli.main import main
@@ -40,3 +41,65 @@ def test_flat_shortlist_is_exact_at_the_prefix(tmp_path):
     cfg = OnDiskBenchConfig(sizes=[2000], work=tmp_path, index="flat", shortlists=[2000], n_queries=10)
     rows = run_ondisk(cfg)
     assert all(r["recall@10"] == 1.0 for r in rows)  # the whole corpus re-ranked at full dim
+
+
+def _documented_rows(spec, rows):
+    """The generator as its docstring states it, written naively (one 64-column block at a time)."""
+    from uninote.index.synthetic import BLOCK, STREAMS
+
+    assign = np.random.default_rng([spec.seed, STREAMS["corpus"], 0, 10**6]).integers(0, spec.clusters, rows)
+    cols = []
+    for col in range(0, spec.full_dim, BLOCK):
+        width = min(BLOCK, spec.full_dim - col)
+        mu = np.random.default_rng([spec.seed, 9, col]).standard_normal((spec.clusters, width), np.float32)
+        z = np.random.default_rng([spec.seed, 0, 0, col]).standard_normal((rows, width), np.float32)
+        cols.append((mu[assign] + spec.noise * z) * spec.scale(spec.full_dim)[col:col + width])
+    x = np.concatenate(cols, axis=1)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_generator_writes_the_documented_rows_in_any_dtype():
+    from uninote.index.synthetic import chunk_into
+
+    spec = SyntheticSpec(5000, full_dim=100, seed=4)
+    want = _documented_rows(spec, 700)
+    np.testing.assert_array_equal(chunk_into(spec, 100, 0, np.empty((700, 100), np.float32)), want)
+    np.testing.assert_array_equal(chunk_into(spec, 100, 0, np.empty((700, 100), np.float16)), want.astype(np.float16))
+    assert np.array_equal(synthetic_vectors(spec, 100, n=700), want)
+    with pytest.raises(ValueError, match="multiple of"):
+        chunk_into(spec, 100, 5, np.empty((10, 100), np.float32))
+
+
+def test_parallel_shard_write_equals_the_serial_one(tmp_path):
+    from uninote.bench.ondisk import AnonPeak, write_synthetic_shards
+
+    spec = SyntheticSpec(140_000, full_dim=16, seed=2)
+    sums = []
+    for workers in (1, 2):
+        cfg = OnDiskBenchConfig(work=tmp_path / f"w{workers}", shard_rows=65_536, full_dim=16)
+        with AnonPeak() as peak:
+            folder, seconds = write_synthetic_shards(cfg, spec, workers=workers)
+        manifest = open_shards(folder).manifest
+        assert [s["rows"]["note"] for s in manifest["shards"]] == [65_536, 65_536, 8_928] and peak.peak > 0
+        sums.append([s["files"]["note.npy"]["sha256"] for s in manifest["shards"]])
+    assert sums[0] == sums[1]
+    x = open_shards(folder).array("note")
+    np.testing.assert_array_equal(x[70_000:70_010], synthetic_vectors(spec, 16)[70_000:70_010].astype(np.float16))
+
+
+def test_truth_pass_is_the_exact_top10_across_blocks():
+    from uninote.bench.ondisk import fill_and_truth
+
+    spec = SyntheticSpec(70_000, full_dim=24, seed=1)
+    x = synthetic_vectors(spec, 24)
+    q = synthetic_vectors(spec, 24, "query", 7)
+    truth, _, _ = fill_and_truth(x, q, None, 8)
+    scores = q @ x.T
+    want = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(np.take_along_axis(scores, truth, 1), np.take_along_axis(scores, want, 1))
+
+
+def test_ram_baseline_is_skipped_when_the_float32_table_is_too_big(tmp_path):
+    cfg = OnDiskBenchConfig(sizes=[2000], work=tmp_path, index="flat", n_queries=5, ram_baseline_max_gb=0.001)
+    rows = run_ondisk(cfg)
+    assert {r["store"] for r in rows} == {"memmap float16"} and all(r["loadavg"] >= 0 for r in rows)
