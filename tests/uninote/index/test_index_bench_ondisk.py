@@ -103,3 +103,17 @@ def test_ram_baseline_is_skipped_when_the_float32_table_is_too_big(tmp_path):
     cfg = OnDiskBenchConfig(sizes=[2000], work=tmp_path, index="flat", n_queries=5, ram_baseline_max_gb=0.001)
     rows = run_ondisk(cfg)
     assert {r["store"] for r in rows} == {"memmap float16"} and all(r["loadavg"] >= 0 for r in rows)
+
+
+def test_rerank_reads_rows_across_shards(tmp_path):
+    from uninote.shards import ShardWriter
+
+    x = synthetic_vectors(SyntheticSpec(900, full_dim=32, seed=5), 32)
+    writer = ShardWriter(tmp_path / "s", {"note": "float32"})
+    for s in range(0, 900, 250):
+        writer.write({"note": x[s:s + 250]})
+    mapped = open_shards(writer.close()).array("note")
+    rows = np.array([899, 3, 250, 249, 500, 751, -1])
+    for q in (x[250], x[899] + 0.01, x[3]):
+        assert list(rerank(mapped, rows, q)) == list(rerank(x, rows, q))
+    assert rerank(mapped, rows, x[751])[0] == 751
