@@ -87,7 +87,8 @@ def register(subparsers) -> None:
     p.add_argument("--no-cache", action="store_true", help="synthetic: do not cache HNSW under $UNINOTE_CACHE/bench")
     p.add_argument("--on-disk", action="store_true",
                    help="synthetic: store the full-dim vectors as shards on disk (uninote.bench.ondisk) and run "
-                        "adaptive search = IVF shortlist on the --shortlist-dim prefix + re-rank from the memory maps")
+                        "adaptive search = HNSW, IVF or flat shortlist on the --shortlist-dim prefix + re-rank from the "
+                        "memory maps")
     p.add_argument("--work", default=None, help="on-disk: folder for the cached shards (default $UNINOTE_CACHE/bench)")
     p.add_argument("--store-dtype", default="float16", choices=["float16", "float32"], help="on-disk: vector dtype")
     p.add_argument("--shortlist", type=_ints, default=[200], help="on-disk: shortlist sizes K' to sweep")
