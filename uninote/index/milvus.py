@@ -1,20 +1,33 @@
 """The online index in Milvus: one collection per (model version, granularity, dim), through ``pymilvus``.
 
-``IndexConfig(kind="milvus", uri=...)`` makes a ``Retriever`` search its single-vector
-granularities (``note``, ``text``) in a Milvus deployment (``http://host:19530``) or in Milvus Lite
+``IndexConfig(kind="milvus", uri=...)`` makes a ``Retriever`` search every granularity (``note``,
+``text``, ``image``, ``region``) in a Milvus deployment (``http://host:19530``) or in Milvus Lite
 (a local file URI ending in ``.db``, the embedded Milvus with the same client API). The retriever
-keeps its local tables (the memory-mapped shards): they answer the re-rank of ``adaptive``, the
-exclusion of the query's duplicates, and the multi-vector granularities (``image``, ``region``:
-several vectors per note, searched in-process as before).
+keeps its local tables (the memory-mapped shards): they answer the re-rank of ``adaptive`` and of
+approximate multi-vector searches, and the exclusion of the query's duplicates.
 
 Collections. ``<base>_<granularity>_d<dim>``, where ``<base>`` is ``IndexConfig.collection`` or,
 by default, ``uninote_<version tag>`` (the model version made safe for a Milvus name, plus 8 hex
 digits of its sha1): one set per model version, so versions live side by side and switching the
-served version switches collections. Each row is one live note: the primary key ``id`` (the note
-id, VARCHAR) and ``vec``, the re-normalised ``dim`` prefix of its full-dim vector (FLOAT_VECTOR,
-inner product = cosine). The collection properties record ``uninote.model_version`` and
-``uninote.kind``; opening a collection written by another model version raises
-``ModelMismatchError`` (as the FAISS manifest does).
+served version switches collections. In a ``note``/``text`` collection each row is one live note:
+the primary key ``id`` (the note id, VARCHAR) and ``vec``, the re-normalised ``dim`` prefix of its
+full-dim vector (FLOAT_VECTOR, inner product = cosine). In an ``image``/``region`` collection each
+row is one vector of a live note: ``id`` is ``"<note id>#<k>"`` (its k-th vector, in table order),
+the scalar ``note_id`` (VARCHAR) names the note, and ``vec`` as above. The collection properties
+record ``uninote.model_version`` and ``uninote.kind``; opening a collection written by another
+model version raises ``ModelMismatchError`` (as the FAISS manifest does).
+
+Multi-vector searches (``image``, ``region``) keep the in-process meaning (``scoring.py``): a
+note's score is the mean over the query vectors of the max inner product to its vectors. They use
+Milvus grouping search (``group_by_field="note_id"``, one hit per note: its best vector), which
+Milvus Lite serves too: one batched call gives, for every query vector, the ``L`` notes with the
+best max. On a FLAT collection the result is exact: with one query vector those lists are the
+answer; with several, the notes found in any list get their missing per-vector maxima from a
+second grouping search filtered to them (``note_id in [...]``), are scored by the mean, and the
+result stands once the ``want``-th score beats the bound ``mean_i(L-th score of list i)`` that no
+unseen note can exceed; otherwise ``L`` grows (x4) and the search repeats (past Milvus's topk
+cap of 16,384 the retriever falls back to its local scan). On HNSW/IVF-PQ the union of the lists
+is re-ranked with exact max-sim from the local tables, as the in-process ``ann`` does.
 
 Index kinds follow ``IndexConfig.milvus_kind`` (default ``auto``: by vector count like the FAISS
 indexes, ``flat`` up to ``flat_max``, then ``hnsw``, then ``ivfpq``): ``flat`` is Milvus FLAT (exact),
@@ -29,6 +42,7 @@ replaced. A failed build drops its physical collection; searches read the alias 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import threading
@@ -48,6 +62,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("uninote.index.milvus")
 
 SINGLE = ("note", "text")  # one vector per note: one row per note, the note id as primary key
+MULTI = ("image", "region")  # several vectors per note: one row per vector, "<note id>#<k>", note_id field
+GRANULARITIES = SINGLE + MULTI
 VERSION_KEY, KIND_KEY = "uninote.model_version", "uninote.kind"
 MAX_LIMIT = 16_384  # Milvus caps topk here
 INSERT_ROWS = 2_048  # rows per insert call (2048 x 768 x 4 bytes = 6 MB, under the gRPC message cap)
@@ -107,8 +123,8 @@ class MilvusIndex:
 
     # --- names ------------------------------------------------------------------------------------
     def name(self, granularity: str, dim: int) -> str:
-        if granularity not in SINGLE:
-            raise ValueError(f"Milvus holds the single-vector granularities {SINGLE}, not {granularity!r}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"Milvus holds the granularities {GRANULARITIES}, not {granularity!r}")
         return f"{self.base}_{granularity}_d{int(dim)}"
 
     def exists(self, granularity: str, dim: int) -> bool:
@@ -143,8 +159,9 @@ class MilvusIndex:
 
     def build(self, granularity: str, dim: int, kind: str, rows: Iterable[tuple[list[str], np.ndarray]],
               config) -> int:
-        """(Re)build the (granularity, dim) collection from ``rows`` (blocks of note ids and their
-        unit vectors at ``dim``) under a fresh physical name, then swap the alias onto it. Refuses
+        """(Re)build the (granularity, dim) collection from ``rows`` (blocks of note ids, one per
+        row, and their unit vectors at ``dim``; a multi-vector note's rows consecutive within a
+        block, in table order) under a fresh physical name, then swap the alias onto it. Refuses
         (``ModelMismatchError``) to replace a collection of another model version. Returns the rows."""
         from pymilvus import DataType, MilvusClient
 
@@ -161,14 +178,17 @@ class MilvusIndex:
                 c.drop_collection(stale)
         physical = f"{name}__b{time.time_ns():x}"
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
+        multi = granularity in MULTI
+        schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH + 12 * multi)
+        if multi:
+            schema.add_field("note_id", DataType.VARCHAR, max_length=MAX_ID_LENGTH)
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=dim)
         n = 0
         try:
             c.create_collection(physical, schema=schema, consistency_level="Strong",
                                 properties={VERSION_KEY: self.model_version, KIND_KEY: kind})
             for ids, vecs in rows:
-                n += self._insert(physical, ids, vecs)
+                n += self._insert(physical, ids, vecs, multi)
             c.flush(physical)
             params = c.prepare_index_params()
             params.add_index(field_name="vec", index_type=_MILVUS_TYPES[kind], metric_type="IP",
@@ -196,13 +216,20 @@ class MilvusIndex:
         self._kinds[(granularity, dim)] = kind
         return n
 
-    def _insert(self, name: str, ids: list[str], vecs: np.ndarray) -> int:
+    def _insert(self, name: str, ids: list[str], vecs: np.ndarray, multi: bool = False) -> int:
+        """Insert rows: ``ids`` are note ids, one per row (``multi``: a note's rows consecutive,
+        numbered ``#0, #1, ...`` in the order given)."""
         vecs = np.ascontiguousarray(vecs, dtype=np.float32)
-        for nid in ids:
+        for nid in set(ids):
             if len(nid.encode()) > MAX_ID_LENGTH:
                 raise UniNoteError(f"note id {nid[:40]!r}... is longer than {MAX_ID_LENGTH} bytes (Milvus primary key)")
-        for s in range(0, len(ids), INSERT_ROWS):
-            self.client.insert(name, [{"id": i, "vec": v} for i, v in zip(ids[s:s + INSERT_ROWS], vecs[s:s + INSERT_ROWS])])
+        if multi:
+            ks = _rank_in_run(ids)
+            rows = [{"id": f"{i}#{k}", "note_id": i, "vec": v} for i, k, v in zip(ids, ks, vecs)]
+        else:
+            rows = [{"id": i, "vec": v} for i, v in zip(ids, vecs)]
+        for s in range(0, len(rows), INSERT_ROWS):
+            self.client.insert(name, rows[s:s + INSERT_ROWS])
         return len(ids)
 
     # --- queries and updates ------------------------------------------------------------------------
@@ -221,23 +248,55 @@ class MilvusIndex:
         hits = res[0] if len(res) else []
         return [h["id"] for h in hits], np.array([h["distance"] for h in hits], np.float32)
 
+    def search_groups(self, granularity: str, dim: int, queries: np.ndarray, limit: int, config,
+                      among: list[str] | None = None) -> list[tuple[list[str], np.ndarray]]:
+        """Grouping search of a multi-vector collection: for each query vector (one batched call),
+        (note ids, max inner product over the note's rows) of its ``limit`` best notes, best first;
+        ``among``: only those notes (a filter on ``note_id``)."""
+        name = self.name(granularity, dim)
+        kind = self._kinds.get((granularity, int(dim)), "flat")
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        params = {"metric_type": "IP", "params": _search_params(kind, limit, config)}
+        extra = {} if among is None else {"filter": f"note_id in {_literal(list(among))}"}
+        try:
+            res = self.client.search(name, data=np.asarray(queries, np.float32).tolist(), limit=limit,
+                                     anns_field="vec", search_params=params, output_fields=["note_id"],
+                                     group_by_field="note_id", **extra)
+        except Exception as exc:
+            raise UniNoteError(f"Milvus search of collection {name!r} at {self.uri} failed "
+                               f"({_first_line(exc)})") from None
+        return [([h["note_id"] for h in hits], np.array([h["distance"] for h in hits], np.float32))
+                for hits in res]
+
     def collections(self, dims: Iterable[int]) -> Iterator[tuple[str, int]]:
         """The (granularity, dim) collections of this version that exist, among ``dims``."""
         for d in sorted({int(d) for d in dims} | {d for _, d in self._kinds}):
-            for g in SINGLE:
+            for g in GRANULARITIES:
                 if (g, d) in self._kinds or self.exists(g, d):
                     yield g, d
 
     def upsert(self, note_id: str, vectors: dict[tuple[str, int], np.ndarray]) -> None:
-        """Write one note's row into each given (granularity, dim) collection (replacing it)."""
+        """Write one note's rows into each given (granularity, dim) collection, replacing what it
+        had there (``note``/``text``: one vector; ``image``/``region``: all its vectors, maybe none)."""
         for (g, d), vec in vectors.items():
-            name = self.name(g, d)
-            self.client.delete(name, ids=[note_id])
-            self._insert(name, [note_id], np.atleast_2d(vec))
+            name, vec = self.name(g, d), np.atleast_2d(vec)
+            self._delete_rows(g, name, note_id)
+            if g in MULTI:
+                if len(vec):
+                    self._insert(name, [note_id] * len(vec), vec, multi=True)
+            else:
+                self._insert(name, [note_id], vec[:1])
 
     def delete(self, note_id: str, keys: Iterable[tuple[str, int]]) -> None:
+        """Remove every row of the note from each (granularity, dim) collection."""
         for g, d in keys:
-            self.client.delete(self.name(g, d), ids=[note_id])
+            self._delete_rows(g, self.name(g, d), note_id)
+
+    def _delete_rows(self, granularity: str, name: str, note_id: str) -> None:
+        if granularity in MULTI:
+            self.client.delete(name, filter=f"note_id == {_literal(note_id)}")
+        else:
+            self.client.delete(name, ids=[note_id])
 
     def row_count(self, granularity: str, dim: int) -> int:
         name = self.name(granularity, dim)
@@ -259,6 +318,22 @@ class MilvusIndex:
         client, self.client = getattr(self, "client", None), None
         if client is not None:
             client.close()
+
+
+def _literal(value) -> str:
+    """A string (or list of strings) as a Milvus filter literal: JSON's double-quoted escapes are
+    the ones the Milvus expression parser reads."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _rank_in_run(ids: list[str]) -> list[int]:
+    """0, 1, 2, ... within each run of equal consecutive ids."""
+    out, prev, k = [], None, 0
+    for i in ids:
+        k = k + 1 if i == prev else 0
+        out.append(k)
+        prev = i
+    return out
 
 
 def is_lite(uri: str) -> bool:
@@ -294,24 +369,36 @@ def _search_params(kind: str, limit: int, config) -> dict:
 
 # --- the Retriever's side: its collections, built from and read against its local tables ----------
 def live_blocks(r: "Retriever", granularity: str, dim: int):
-    """(note ids, unit vectors at ``dim``) of the retriever's live notes, block by block."""
-    for start, block in r.table(granularity, dim).blocks():
-        live = np.flatnonzero(r.alive[start:start + len(block)])
-        yield [r.note_ids[start + i] for i in live], block[live]
+    """(note id per row, unit vectors at ``dim``) of the retriever's live notes, block by block
+    (a multi-vector table's blocks cut between notes, so a note's rows come in one block)."""
+    table = r.table(granularity, dim)
+    for start, block in table.blocks():
+        slots = table.row_owner(np.arange(start, start + len(block)))
+        live = np.flatnonzero(r.alive[slots])
+        yield [r.note_ids[s] for s in slots[live]], block[live]
+
+
+def live_rows(r: "Retriever", granularity: str) -> int:
+    table = r.table(granularity, r.full_dim)
+    if not table.multi:
+        return len(r)
+    return int(np.count_nonzero(r.alive[table.owner])) if len(table) else 0
 
 
 def build_collection(r: "Retriever", granularity: str, dim: int) -> int:
-    kind = milvus_kind(len(r), r.config)
+    kind = milvus_kind(live_rows(r, granularity), r.config)
     return r.milvus.build(granularity, dim, kind, live_blocks(r, granularity, dim), r.config)
 
 
 def collection_kind(r: "Retriever", granularity: str, dim: int) -> str | None:
     m = r.milvus
-    if m is None or granularity not in SINGLE:
+    if m is None or granularity not in GRANULARITIES:
         return None
     with m.lock:  # concurrent first searches build it once
         kind = m.open(granularity, dim)
         if kind is None:
+            if granularity in MULTI and live_rows(r, granularity) == 0:
+                return None  # no vectors at all: nothing to search (the local scan finds none)
             build_collection(r, granularity, dim)
             kind = m.open(granularity, dim)
     return kind
@@ -322,6 +409,8 @@ def search(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: 
     kind = collection_kind(r, granularity, dim)
     if kind is None or (exact and kind != "flat"):
         return None
+    if granularity in MULTI:
+        return search_multi(r, query, granularity, dim, want, kind)
     q = truncate(np.atleast_2d(query), dim).mean(axis=0)  # several query vectors: mean inner product
     fetch = want * r.config.rerank_factor if kind == "ivfpq" else want
     ids, scores = r.milvus.search(granularity, dim, q, fetch, r.config)
@@ -331,3 +420,71 @@ def search(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: 
     if kind == "ivfpq":  # PQ scores are lossy: re-rank with exact full-dim vectors
         scores = r.table(granularity, r.full_dim).score_slots(query, slots)
     return ranked(slots, scores, want)
+
+
+CERTIFY_MARGIN = 1e-6  # the want-th mean must beat the unseen notes' bound by this much
+
+
+def search_multi(r: "Retriever", query: np.ndarray, granularity: str, dim: int, want: int, kind: str):
+    """Late interaction (mean over query vectors of the per-note max) through grouping search.
+
+    FLAT: exact, the scores Milvus's (see the module docstring for the bound that certifies the
+    top ``want``); None (the local scan) when the bound needs more than Milvus's topk cap.
+    HNSW / IVF-PQ: the union of the per-vector lists, re-ranked exactly from the local tables."""
+    m, cfg = r.milvus, r.config
+    q = truncate(np.atleast_2d(query), dim)
+    if kind != "flat":  # as the in-process ann: at least local_candidates per query vector
+        limit = max(want, cfg.local_candidates)
+    else:
+        limit = max(want, 1) * (1 if len(q) == 1 else 2)
+    limit = min(limit, MAX_LIMIT)  # a list shorter than limit must mean "no more notes"
+    while True:
+        lists = m.search_groups(granularity, dim, q, limit, cfg)
+        if kind != "flat":
+            ids = sorted({i for found, _ in lists for i in found})
+            slots = np.array([r._slot[i] for i in ids if i in r._slot], np.int64)
+            table = r.table(granularity, r.full_dim if kind == "ivfpq" else dim)
+            scores = table.score_slots(query if kind == "ivfpq" else q, slots)
+            return ranked(slots, scores, want)
+        ids, scores = _mean_of_maxima(m, granularity, dim, q, lists, cfg)
+        slots = np.array([r._slot.get(i, -1) for i in ids], np.int64)
+        known = slots >= 0  # rows of notes this retriever does not hold are skipped
+        slots, scores = ranked(slots[known], scores[known], want)
+        full = [len(found) >= limit for found, _ in lists]
+        if len(q) == 1 or not all(full):  # one query vector: its list is the exact top;
+            # a list shorter than asked holds every note with rows, so no note is unseen
+            return slots, scores
+        bound = float(np.mean([s[-1] for _, s in lists]))
+        if len(slots) >= want and scores[want - 1] > bound + CERTIFY_MARGIN:
+            return slots, scores
+        if limit >= MAX_LIMIT:
+            log.info("Milvus %s search at dim %d: top %d not certified within topk %d; local scan",
+                     granularity, dim, want, MAX_LIMIT)
+            return None
+        limit = min(limit * 4, MAX_LIMIT)
+
+
+FILL_IDS = 4_096  # note ids per filtered grouping search
+
+
+def _mean_of_maxima(m: MilvusIndex, granularity: str, dim: int, q: np.ndarray, lists, config):
+    """(note ids, mean over query vectors of each note's max) for every note in any list; the
+    maxima a list lacks come from a grouping search filtered to those notes."""
+    ids = list(dict.fromkeys(i for found, _ in lists for i in found))
+    if len(q) == 1:
+        return ids, lists[0][1]
+    col = {i: j for j, i in enumerate(ids)}
+    maxima = np.full((len(q), len(ids)), np.nan, np.float64)
+    for qi, (found, s) in enumerate(lists):
+        maxima[qi, [col[i] for i in found]] = s
+    missing = np.flatnonzero(np.isnan(maxima).any(axis=0))
+    step = min(FILL_IDS, MAX_LIMIT)
+    for start in range(0, len(missing), step):
+        among = [ids[j] for j in missing[start:start + step]]
+        filled = m.search_groups(granularity, dim, q, len(among), config, among=among)
+        for qi, (found, s) in enumerate(filled):
+            for i, v in zip(found, s):
+                if np.isnan(maxima[qi, col[i]]):
+                    maxima[qi, col[i]] = v
+    maxima[np.isnan(maxima)] = -np.inf  # cannot happen on a FLAT collection: every row is scored
+    return ids, maxima.mean(axis=0).astype(np.float32)

@@ -22,15 +22,17 @@ are read through an order index (8 bytes per row). Appended notes live in RAM be
     r.search(query, strategy="adaptive")                    # 64-d shortlist, full-dim re-rank
     r.search(query, granularity="region", strategy="local") # fine-grained late interaction
 
-Milvus (``IndexConfig(kind="milvus", uri=...)``, ``uninote.index.milvus``): the ``note`` and
-``text`` indexes are Milvus collections, one per (model version, granularity, dim), opened (model
-version checked) or built from the local tables on first use; ``build`` (re)builds them, swapping
-each in by alias. ``exact`` searches a FLAT collection (a collection of another kind leaves
-``exact`` to the local scan, the reference), ``ann`` the collection whatever its kind, ``adaptive``
+Milvus (``IndexConfig(kind="milvus", uri=...)``, ``uninote.index.milvus``): every index is a
+Milvus collection, one per (model version, granularity, dim), opened (model version checked) or
+built from the local tables on first use; ``build`` (re)builds them, swapping each in by alias.
+``image``/``region`` collections hold one row per vector with the note id as a field, searched by
+grouping on it (one max per note per query vector, aggregated into the same late-interaction
+score). ``exact`` searches a FLAT collection (a collection of another kind leaves ``exact`` to the
+local scan, the reference), ``ann`` and ``local`` the collection whatever its kind, ``adaptive``
 takes its shortlist from the ``shortlist_dim`` collection and re-ranks it from the local tables,
 ``global+local`` its global shortlist likewise. ``add`` and ``remove`` write through to every
-existing collection of the version. The local tables still answer the re-rank, duplicate
-exclusion, and the multi-vector granularities. ``close()`` closes the Milvus client.
+existing collection of the version (all of a note's rows). The local tables still answer the
+re-rank and duplicate exclusion. ``close()`` closes the Milvus client.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ class Retriever:
             self._milvus.close()
 
     def use_milvus(self, uri: str, collection: str = "") -> "Retriever":
-        """Serve the note/text indexes from Milvus at ``uri`` from now on (e.g. a loaded folder
+        """Serve the indexes from Milvus at ``uri`` from now on (e.g. a loaded folder
         in an app given ``UNINOTE_INDEX_URI``); collections missing there are built on first use."""
         from dataclasses import replace
 
@@ -182,13 +184,13 @@ class Retriever:
 
     def build(self, dims: Sequence[int] | None = None, granularities: Sequence[str] = GRANULARITIES) -> None:
         """Build every table and index now (default: all Matryoshka dims, all granularities).
-        With Milvus, the note/text collections are rebuilt from the local tables and swapped in."""
+        With Milvus, the collections are rebuilt from the local tables and swapped in."""
         for g in granularities:
             if len(self._tables[(g, self.full_dim)]) == 0:
                 continue
             for d in dims or matryoshka_dims(self.full_dim):
                 self.table(g, d)
-                if self._milvus is not None and g in strategies.SINGLE:
+                if self._milvus is not None:
                     self.build_collection(g, d)
                 else:
                     self.ann_index(g, d)
@@ -206,7 +208,8 @@ class Retriever:
     def milvus_search(self, query: np.ndarray, granularity: str, dim: int, want: int, exact: bool = False):
         """(slots, scores) of the best ``want`` live notes from the Milvus collection at
         (granularity, dim), or None where Milvus is not searched (not configured, a multi-vector
-        granularity, or ``exact`` on a collection that is not FLAT). ``query`` is full-dim."""
+        granularity without vectors, or ``exact`` on a collection that is not FLAT). ``query`` is
+        full-dim (several rows: late interaction, as ``scoring.maxsim_scores``)."""
         return milvus_side.search(self, query, granularity, dim, want, exact)
 
     # --- queries --------------------------------------------------------------------------------
@@ -328,7 +331,7 @@ class Retriever:
         self._slot[note_id] = slot
         if self._milvus is not None:
             keys = self._milvus.collections(matryoshka_dims(self.full_dim))
-            self._milvus.upsert(note_id, {(g, dim): truncate(new[g], dim)[0] for g, dim in keys})
+            self._milvus.upsert(note_id, {(g, dim): truncate(new[g], dim) for g, dim in keys})
 
     def remove(self, note_id: str) -> None:
         """Never return this note again (tombstone; ``compact()`` drops its vectors)."""

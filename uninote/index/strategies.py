@@ -4,21 +4,24 @@ Every strategy returns ``(slots, scores)`` (numpy, best first, dead notes alread
 ``Retriever`` then removes the query itself and its exact duplicates and cuts to k.
 
 - ``exact``        brute-force scan of the table at ``dim`` (the reference; matches scoring.py);
-                   with Milvus, the FLAT collection at ``dim`` (note/text).
+                   with Milvus, the FLAT collection at ``dim`` (image/region: grouping search
+                   per query vector, aggregated per note; ``uninote.index.milvus``).
 - ``ann``          the table's faiss index at ``dim`` (HNSW: exact scores at ``dim``; IVF-PQ:
                    shortlist of ``want * rerank_factor`` re-scored with exact full-dim vectors;
                    multi-vector: ``local_candidates`` vectors per query vector, then exact max-sim
                    of their notes). A ``flat`` index kind makes ``ann`` exact. With Milvus, the
-                   collection at ``dim`` (note/text), whatever its kind.
+                   collection at ``dim``, whatever its kind (image/region on HNSW: the notes of
+                   the per-query-vector grouping searches, re-ranked by exact max-sim locally).
 - ``adaptive``     Matryoshka adaptive retrieval: exact shortlist of ``shortlist`` (K', default 200)
                    notes at ``shortlist_dim`` (default 64), re-ranked exactly at ``dim`` (default
                    full). Reads shortlist_dim/dim of the bytes of an exact scan (plus K'*dim*4).
                    With Milvus, the shortlist comes from the collection at ``shortlist_dim``
-                   (note/text) and the re-rank reads the local tables.
+                   and the re-rank reads the local tables.
 - ``local``        late interaction over a multi-vector granularity (``image`` or ``region``;
                    a single-vector ``granularity`` means ``local_granularity``): note score =
                    Chamfer mean over query vectors of the max cosine to the note's vectors, exactly
                    as ``scoring.maxsim_scores``; uses ANN candidates when the table is large.
+                   With Milvus, the collection at ``dim`` (as ``exact``/``ann`` above).
 - ``global+local`` exact global shortlist (K' notes at ``granularity`` note/text, at ``dim``)
                    re-ranked by the weighted mean ``(global + w * local) / (1 + w)`` (``w`` is
                    ``local_weight``, default 1: the plain mean of the two cosines), local being the

@@ -1,6 +1,6 @@
 """The Milvus backend of ``Retriever`` against Milvus Lite (a file URI under tmp_path): the same
-neighbours as the in-process indexes, add/remove written through, model versions refused,
-unreachable URIs named, nothing half-built after a failure."""
+neighbours as the in-process indexes (single- and multi-vector granularities), add/remove written
+through, model versions refused, unreachable URIs named, nothing half-built after a failure."""
 
 import socket
 import time
@@ -56,9 +56,6 @@ def test_milvus_exact_equals_faiss_exact_for_every_strategy(small, uri):
             same_hits(r.search(q, k=5, dim=16, strategy="exact"), local.search(q, k=5, dim=16, strategy="exact"))
             r.shortlist_dim = local.shortlist_dim = 16
             same_hits(r.search(q, k=10, strategy="adaptive"), local.search(q, k=10, strategy="adaptive"))
-            # region search stays in-process
-            same_hits(r.search(q, k=5, granularity="region", strategy="local"),
-                      local.search(q, k=5, granularity="region", strategy="local"))
         m = r.milvus
         names = {m.name("note", 32), m.name("note", 16), m.name("text", 32)}
         assert all(m.client.has_collection(n) for n in names)
@@ -69,6 +66,122 @@ def test_milvus_exact_equals_faiss_exact_for_every_strategy(small, uri):
         assert m.client.describe_index(m.name("note", 32), "vec")["index_type"] == "FLAT"
     finally:
         r.close()
+
+
+def test_image_and_region_collections_equal_faiss_in_process(small, uri):
+    """Multi-vector granularities: one row per vector, grouped by note id; exact/FLAT gives the
+    in-process late-interaction lists and scores, with one query vector and with several."""
+    local = Retriever(small)
+    r = Retriever(small, IndexConfig(kind="milvus", uri=uri))
+    queries = small.note_ids[:2] + small.note_ids[-1:]
+    n_vectors = {g: {len(local.query_embedding(q).vectors("note", g)) for q in queries} for g in ("image", "region")}
+    assert n_vectors["image"] == {1} and min(n_vectors["region"]) > 1  # one query vector and several
+    try:
+        for q in queries:
+            for g in ("image", "region"):
+                for strategy in ("exact", "local", "ann"):
+                    for dim in (16, 32):
+                        same_hits(r.search(q, k=10, dim=dim, granularity=g, strategy=strategy),
+                                  local.search(q, k=10, dim=dim, granularity=g, strategy=strategy))
+                # an image query: its first photo (and that photo's regions)
+                same_hits(r.search(q, k=10, granularity=g, modality="image"),
+                          local.search(q, k=10, granularity=g, modality="image"))
+                r.shortlist_dim = local.shortlist_dim = 16  # a 16-d Milvus shortlist, local re-rank
+                same_hits(r.search(q, k=10, granularity=g, strategy="adaptive"),
+                          local.search(q, k=10, granularity=g, strategy="adaptive"))
+            # a text query ranks images by its text vector (one query vector, other modality)
+            same_hits(r.search(local.query_embedding(q), k=8, granularity="image", modality="text"),
+                      local.search(local.query_embedding(q), k=8, granularity="image", modality="text"))
+        m = r.milvus
+        assert m.row_count("image", 32) == len(small.image) and m.row_count("region", 16) == len(small.region)
+        rows = m.client.query(m.name("image", 32), filter=f'note_id == "{N0}"', output_fields=["id", "note_id"])
+        assert sorted(x["id"] for x in rows) == [f"{N0}#{k}" for k in range(int(np.sum(small.image_owner == 0)))]
+        assert m.client.describe_collection(m.name("region", 32))["properties"]["uninote.kind"] == "flat"
+        assert m.client.describe_index(m.name("region", 32), "vec")["index_type"] == "FLAT"
+    finally:
+        r.close()
+
+
+def test_multi_vector_search_is_certified_or_left_to_the_local_scan(small, uri, monkeypatch):
+    """Several query vectors: the grouping lists grow until no unseen note can beat the k-th score;
+    where Milvus's topk cap stops that, the local scan answers (same lists either way)."""
+    from uninote.index import milvus as milvus_mod
+
+    local = Retriever(small)
+    r = Retriever(small, IndexConfig(kind="milvus", uri=uri))
+    q = max(small.note_ids[:20], key=lambda i: int(np.sum(small.region_owner == small.note_ids.index(i))))
+    calls = []
+    search_groups = milvus_mod.MilvusIndex.search_groups
+
+    def counted(self, *a, **kw):
+        calls.append((a[3], kw.get("among") is not None))
+        return search_groups(self, *a, **kw)
+    monkeypatch.setattr(milvus_mod.MilvusIndex, "search_groups", counted)
+    try:
+        want = local.search(q, k=5, granularity="region")
+        same_hits(r.search(q, k=5, granularity="region"), want)
+        assert any(among for _, among in calls)  # maxima missing from a list were filled in Milvus
+        calls.clear()
+        monkeypatch.setattr(milvus_mod, "MAX_LIMIT", 8)  # no certificate possible within topk 8
+        same_hits(r.search(q, k=5, granularity="region"), want)
+        assert calls and all(limit <= 8 for limit, _ in calls)  # lists and fills within the cap
+        assert r.milvus_search(local.query_embedding(q).regions, "region", 32, 13) is None
+    finally:
+        r.close()
+
+
+def test_add_and_remove_write_every_row_of_a_multi_vector_note(small, uri):
+    r = Retriever(small, IndexConfig(kind="milvus", uri=uri))
+    try:
+        r.build(dims=[16, 32], granularities=["image", "region"])
+        photo = small.image[small.image_owner == 3][0]  # an image query searches with the first photo
+        images = np.stack([photo / np.linalg.norm(photo) + 0.1 * np.random.default_rng(0).standard_normal(32),
+                           small.image[0]])
+        regions = np.stack([small.region[0], small.region[1], small.region[2]])
+        new = QueryEmbedding(note=small.note[7], text=small.text[7], images=images,
+                             regions=regions, region_image=np.array([0, 0, 1]))
+        r.add("fresh#1", new)  # '#' in a note id: the row ids stay unique
+        for d in (16, 32):
+            assert r.milvus.row_count("image", d) == len(small.image) + 2
+            assert r.milvus.row_count("region", d) == len(small.region) + 3
+        assert r.search(N3, k=3, granularity="image", modality="image")[0].note_id == "fresh#1"
+        # replaced with one photo and no regions: the rows it no longer has are gone
+        images = images[:1]
+        r.add("fresh#1", QueryEmbedding(note=small.note[7], text=small.text[7], images=images), replace=True)
+        assert r.milvus.row_count("image", 32) == len(small.image) + 1
+        assert r.milvus.row_count("region", 32) == len(small.region)
+        victim = next(h.note_id for h in r.search(N3, k=3, granularity="image", modality="image") if h.note_id != "fresh#1")
+        r.remove(victim)
+        lost = int(np.sum(small.image_owner == small.note_ids.index(victim)))
+        assert lost and r.milvus.row_count("image", 16) == len(small.image) + 1 - lost
+        # a second client on the same file sees the update
+        other = Retriever(small, IndexConfig(kind="milvus", uri=uri))
+        found = other.milvus.search_groups("image", 32, images, 200, other.config)[0][0]
+        assert "fresh#1" in found and victim not in found
+        other.close()
+        local = Retriever(small)
+        local.add("fresh#1", QueryEmbedding(note=small.note[7], text=small.text[7], images=images))
+        local.remove(victim)
+        for g in ("image", "region"):
+            for strategy in ("exact", "local"):
+                for modality in ("note", "image"):
+                    same_hits(r.search(N3, k=10, granularity=g, strategy=strategy, modality=modality),
+                              local.search(N3, k=10, granularity=g, strategy=strategy, modality=modality))
+    finally:
+        r.close()
+
+
+def test_a_multi_vector_collection_of_another_model_version_is_refused(small, uri):
+    r = Retriever(small, IndexConfig(kind="milvus", uri=uri, collection="shared_mv"))
+    r.build(dims=[32], granularities=["image"])
+    r.close()
+    other = synthetic_embeddings(120, dim=32, n_clusters=5, seed=3, model_version="other-model")
+    s = Retriever(other, IndexConfig(kind="milvus", uri=uri, collection="shared_mv"))
+    try:
+        with pytest.raises(ModelMismatchError, match="shared_mv_image_d32.*'synthetic'.*'other-model'"):
+            s.search(N0, k=5, granularity="image")
+    finally:
+        s.close()
 
 
 def test_add_and_remove_go_through_to_the_collections(small, uri):
@@ -172,6 +285,15 @@ def test_hnsw_collections_serve_ann_and_adaptive_and_leave_exact_local(small, ur
         same_hits(r.search(N1, k=10, strategy="exact"), exact)  # the local scan
         got = {h.note_id for h in r.search(N1, k=10, strategy="ann")}
         assert len(got & {h.note_id for h in exact}) >= 8  # HNSW at 120 notes: near exact
+        # multi-vector HNSW: grouping lists, re-ranked with exact max-sim from the local tables
+        assert r.collection_kind("region", 32) == "hnsw"
+        exact = local.search(N1, k=10, granularity="region", strategy="exact")
+        got = r.search(N1, k=10, granularity="region", strategy="ann")
+        assert len({h.note_id for h in got} & {h.note_id for h in exact}) >= 8
+        exact_scores = {h.note_id: h.score for h in exact}
+        for h in got:  # the re-rank's scores are the exact ones
+            if h.note_id in exact_scores:
+                assert h.score == pytest.approx(exact_scores[h.note_id], abs=1e-5)
     finally:
         r.close()
 
