@@ -1,5 +1,6 @@
-"""The app with ``UNINOTE_INDEX_URI`` pointing at a Milvus Lite file: Explore's searches go to the
-served version's Milvus collections and answer what the in-process index answers."""
+"""The app with ``UNINOTE_INDEX_URI`` pointing at a Milvus Lite file: Explore's searches (note,
+image and region granularities) go to the served version's Milvus collections and answer what
+the in-process index answers."""
 
 from __future__ import annotations
 
@@ -44,6 +45,24 @@ def test_explore_searches_the_versions_milvus_collections(milvus_service):
     m = r.milvus
     assert m.row_count("note", 64) == len(svc.corpus) and m.row_count("note", 32) == len(svc.corpus)
     assert m.open("note", 64) == "flat"  # the tiny catalogue: FLAT, exact
+
+
+def test_explore_serves_image_and_region_queries_from_milvus(milvus_service):
+    """Best photo per note and region max-sim: the version's image/region collections in Milvus
+    (one row per vector) answer what the in-process index answers."""
+    from uninote.index import Retriever
+
+    svc, _ = milvus_service
+    r = svc.served.retriever
+    local = Retriever(svc.served.embeddings)
+    for granularity, strategy, modality in (("image", "exact", "note"), ("image", "exact", "image"),
+                                            ("region", "local", "note")):
+        got = svc.neighbours("n3", k=6, dim=32, granularity=granularity, strategy=strategy, modality=modality)
+        want = local.search("n3", k=6, dim=32, granularity=granularity, strategy=strategy, modality=modality)
+        assert got.neighbours and [n.note_id for n in got.neighbours] == [h.note_id for h in want], granularity
+        np.testing.assert_allclose([n.score for n in got.neighbours], [h.score for h in want], atol=1e-5)
+    emb = svc.served.embeddings
+    assert r.milvus.row_count("image", 32) == len(emb.image) and r.milvus.row_count("region", 32) == len(emb.region)
 
 
 def test_the_program_api_answers_explore_from_milvus(milvus_service):
