@@ -31,6 +31,7 @@ examples:
   uninote bench --scale synthetic --synthetic 100000,1000000 --dim 64 --shortlist-dim 16 --ef-search 64
   uninote bench --scale embed --corpus ../shared/data/fashion-product-images-small --scale-notes 600
   uninote bench --embeddings emb/fashion --milvus $W/milvus.db --milvus-kinds auto,hnsw --queries 200
+  uninote bench --embeddings emb/fashion-image --milvus $W/milvus.db --milvus-kinds flat --milvus-granularities image,region
 """
 
 
@@ -117,6 +118,9 @@ def register(subparsers) -> None:
                         "(uninote/bench/milvus.py): build time, latency p50/p95 per strategy, overlap of the lists")
     p.add_argument("--milvus-kinds", default="auto",
                    help="--milvus: comma-separated index kinds, each built on both sides (auto = flat at catalogue size)")
+    p.add_argument("--milvus-granularities", default="note",
+                   help="--milvus: comma-separated granularities searched (note,text,image,region; image/region: "
+                        "one row per vector, grouped by note)")
     p.add_argument("--out", default=None, help="write the records as a JSON list here")
     p.add_argument("--chart", default="docs/bench_quality_vs_cost.html", help="plotly chart path ('' skips)")
     p.add_argument("--seed", type=int, default=0, help="query sampling / synthetic generation seed")
@@ -163,7 +167,8 @@ def run_milvus(args) -> int:
     strategies = [s for s in (args.strategies or ",".join(STRATEGIES)).split(",") if s]
     rows = bench_milvus(load_embeddings(args), args.milvus, kinds=[k for k in args.milvus_kinds.split(",") if k],
                         strategies=strategies, dims=args.dims, n_queries=args.queries,
-                        shortlist_dim=args.shortlist_dim, seed=args.seed)
+                        shortlist_dim=args.shortlist_dim, seed=args.seed,
+                        granularities=[g for g in args.milvus_granularities.split(",") if g])
     print(markdown(rows))
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

@@ -14,10 +14,10 @@ full-dim vectors (truncated and re-normalised, never re-encoded). Index kinds fo
 folder holds manifest.json (model version, granularity, dim, kind, count, checksums), the vectors
 (safetensors) and the faiss files; loading refuses another model version and corrupted files.
 
-With --milvus URI the note and text indexes are Milvus collections instead (one per model
-version, granularity and dim; a Milvus server http://host:19530 or a Milvus Lite file *.db): each
-is built under a temporary name and swapped in by alias, so a failed build leaves the one in
-service. --out is then optional (it still writes the local folder the re-rank reads).
+With --milvus URI the indexes are Milvus collections instead (one per model version,
+granularity and dim, image/region with one row per vector and the note id as a field; a Milvus
+server http://host:19530 or a Milvus Lite file *.db): each is built under a temporary name and
+swapped in by alias, so a failed build leaves the one in service. --out is then optional (it still writes the local folder the re-rank reads).
 
 Embeddings come from --model + --corpus (embedded now with the model's embed_corpus) or from
 --embeddings, a folder written by `uninote embed`.
@@ -115,7 +115,7 @@ def register(subparsers) -> None:
 def add_milvus(p) -> None:
     """--milvus/--collection, shared by `index build`, `index search` and `uninote bench`."""
     p.add_argument("--milvus", default=None, metavar="URI",
-                   help="serve the note/text indexes from Milvus at URI (http://host:19530, or a Milvus Lite file *.db)")
+                   help="serve the indexes from Milvus at URI (http://host:19530, or a Milvus Lite file *.db)")
     p.add_argument("--collection", default="",
                    help="Milvus collection name prefix (default: derived from the model version)")
 
@@ -146,7 +146,7 @@ def run_build(args) -> int:
         if args.milvus:
             m = retriever.milvus
             for g, d in m.collections(args.dims or []):
-                print(f"milvus {args.milvus}: {m.name(g, d)} {m.open(g, d)} {m.row_count(g, d):,} notes")
+                print(f"milvus {args.milvus}: {m.name(g, d)} {m.open(g, d)} {m.row_count(g, d):,} rows")
         if args.out:
             retriever.save(args.out)
     finally:

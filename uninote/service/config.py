@@ -79,7 +79,7 @@ class ServiceConfig:
         "Annotators who may adjudicate disagreements ($UNINOTE_REVIEWERS, comma-separated; "
         "default empty: every signed-in annotator).")})
     index_uri: str = field(default_factory=lambda: os.environ.get("UNINOTE_INDEX_URI", "").strip(), metadata={
-        "help": ("Milvus URI the note/text searches go to ($UNINOTE_INDEX_URI: http://host:19530, or a Milvus "
+        "help": ("Milvus URI the searches go to ($UNINOTE_INDEX_URI: http://host:19530, or a Milvus "
                  "Lite file *.db); a version's collections missing there are built from its embeddings on "
                  "first use. Default empty: in-process FAISS.")})
     min_view_s: float = field(default=0.4, metadata={"help": (

@@ -129,7 +129,7 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
 
 def load_version(version: str, folder: Path, index_uri: str = "") -> ServedVersion:
     """Everything a search needs from a complete (READY) version folder; with ``index_uri``
-    its note/text searches go to the version's Milvus collections there."""
+    its searches go to the version's Milvus collections there."""
 
     if not (folder / "READY").exists():
         raise UniNoteError(f"{folder}: model version {version} is incomplete (no READY file)")

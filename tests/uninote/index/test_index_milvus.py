@@ -336,3 +336,13 @@ def test_pymilvus_is_imported_only_when_milvus_is_asked_for():
             "print('pymilvus' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_milvus_benchmark_compares_image_and_region_lists(small, uri):
+    from uninote.bench.milvus import bench_milvus, markdown
+
+    rows = bench_milvus(small, uri, kinds=["flat"], strategies=["exact"], dims=[16], n_queries=3,
+                        granularities=["image", "region"], log=lambda *_: None)
+    assert [(r["granularity"], r["milvus_index"]) for r in rows] == [("image", "flat"), ("region", "flat")]
+    assert all(r["overlap_at_k"] == 1.0 and r["same_scores"] == 1.0 for r in rows)
+    assert "| flat | region | exact | 16 | flat |" in markdown(rows)
