@@ -1,5 +1,6 @@
 """Milvus Lite against FAISS on a slice of the real catalogue, through the CLI: the FLAT collections
-give the exact neighbours (ids and scores) of the in-process index built from the same shards."""
+(every granularity) give the exact neighbours (ids and scores) of the in-process index built from
+the same shards."""
 
 import os
 from pathlib import Path
@@ -39,16 +40,17 @@ def test_milvus_flat_equals_faiss_exact_on_the_catalogue(shards, tmp_path, capsy
     uri = str(tmp_path / "milvus.db")
     try:
         assert main(["index", "build", "--embeddings", str(shards), "--out", str(tmp_path / "index"),
-                     "--milvus", uri, "--dims", "16,64", "--granularities", "note,text,region"]) == 0
+                     "--milvus", uri, "--dims", "16,64", "--granularities", "note,text,image,region"]) == 0
         out = capsys.readouterr().out
-        assert "_note_d64 flat 160 notes" in out and "_text_d16 flat 160 notes" in out
         emb = NoteEmbeddings.load(shards)
+        assert "_note_d64 flat 160 rows" in out and "_text_d16 flat 160 rows" in out
+        assert f"_image_d16 flat {len(emb.image)} rows" in out and f"_region_d64 flat {len(emb.region)} rows" in out
         faiss_r = Retriever(emb)
         milvus_r = Retriever.load(tmp_path / "index")  # the folder remembers its Milvus
         assert milvus_r.config.uri == uri
         try:
             for q in emb.note_ids[::7]:
-                for g in ("note", "text"):
+                for g in ("note", "text", "image", "region"):  # image/region: grouped by note in Milvus
                     for dim in (16, 64):
                         a = milvus_r.search(q, k=10, dim=dim, granularity=g, strategy="exact")
                         b = faiss_r.search(q, k=10, dim=dim, granularity=g, strategy="exact")
