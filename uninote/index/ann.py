@@ -17,9 +17,10 @@ without a rebuild (also on a loaded index).
 
 ``kind="auto"`` picks by vector count: flat up to ``flat_max``, hnsw up to ``hnsw_max``, else ivfpq.
 
-``kind="milvus"`` (with ``uri``) serves the single-vector granularities from Milvus collections
-(``uninote.index.milvus``: their kind is ``milvus_kind``, chosen like ``auto`` by default); the
-multi-vector granularities keep in-process faiss indexes of the ``auto`` kind.
+``kind="milvus"`` (with ``uri``) serves every granularity from Milvus collections
+(``uninote.index.milvus``: their kind is ``milvus_kind``, chosen like ``auto`` by default, by row
+count); a search Milvus does not answer (``exact`` on a non-FLAT collection, a multi-vector
+granularity with no vectors) uses the local tables, with faiss indexes of the ``auto`` kind.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class IndexConfig:
     rerank_factor: int = 10  # IVF-PQ shortlist = k * rerank_factor, re-ranked exactly at full dim (query-time)
     local_candidates: int = 32  # multi-vector ANN: vectors fetched per query vector before rescoring
     seed: int = 0  # training seed for IVF-PQ k-means
-    # kind="milvus": the note/text indexes live in Milvus collections (uninote/index/milvus.py)
+    # kind="milvus": the indexes live in Milvus collections (uninote/index/milvus.py)
     uri: str = ""  # Milvus URI: http://host:19530, or a Milvus Lite file path ending in .db
     collection: str = ""  # collection name prefix; "" = derived from the model version
     milvus_kind: str = "auto"  # auto | flat | hnsw | ivfpq: the Milvus index of each collection
