@@ -17,7 +17,8 @@ folder holds manifest.json (model version, granularity, dim, kind, count, checks
 With --milvus URI the indexes are Milvus collections instead (one per model version,
 granularity and dim, image/region with one row per vector and the note id as a field; a Milvus
 server http://host:19530 or a Milvus Lite file *.db): each is built under a temporary name and
-swapped in by alias, so a failed build leaves the one in service. --out is then optional (it still writes the local folder the re-rank reads).
+swapped in by alias, so a failed build leaves the one in service. --out is then optional (it
+still writes the local folder the re-rank reads).
 
 Embeddings come from --model + --corpus (embedded now with the model's embed_corpus) or from
 --embeddings, a folder written by `uninote embed`.

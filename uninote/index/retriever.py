@@ -48,7 +48,8 @@ from uninote import MATRYOSHKA_DIMS
 from uninote.embeddings import GRANULARITIES, NoteEmbeddings, QueryEmbedding, l2_normalize, truncate
 from uninote.errors import UniNoteError
 from uninote.index import persist, strategies
-from uninote.index import milvus as milvus_side
+from uninote.index import milvus as milvus_store
+from uninote.index import milvus_search as milvus_side
 from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind
 from uninote.index.vectors import VectorTable
 
@@ -124,7 +125,7 @@ class Retriever:
         self.local_granularity, self.local_weight = local_granularity, local_weight
         self._milvus = None  # pymilvus is imported only when Milvus is asked for
         if self.config.kind == "milvus":
-            self._milvus = milvus_side.MilvusIndex(self.config.uri, model_version, self.config.collection,
+            self._milvus = milvus_store.MilvusIndex(self.config.uri, model_version, self.config.collection,
                                                    self.config.milvus_timeout)
 
     @property
@@ -143,7 +144,7 @@ class Retriever:
         from dataclasses import replace
 
         config = replace(self.config, kind="milvus", uri=uri, collection=collection).validate()
-        milvus = milvus_side.MilvusIndex(uri, self.model_version, collection, config.milvus_timeout)
+        milvus = milvus_store.MilvusIndex(uri, self.model_version, collection, config.milvus_timeout)
         self.close()
         self.config, self._milvus = config, milvus
         return self
@@ -195,7 +196,7 @@ class Retriever:
                 else:
                     self.ann_index(g, d)
 
-    # --- Milvus (uninote/index/milvus.py) -------------------------------------------------------
+    # --- Milvus (uninote/index/milvus.py: the client; milvus_search.py: the searches) ---------
     def build_collection(self, granularity: str, dim: int) -> int:
         """(Re)build the Milvus collection at (granularity, dim) from the local table; its rows."""
         return milvus_side.build_collection(self, granularity, dim)
