@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("uninote.index.milvus")
 
+
 def live_blocks(r: "Retriever", granularity: str, dim: int):
     """(note id per row, unit vectors at ``dim``) of the retriever's live notes, block by block
     (a multi-vector table's blocks cut between notes, so a note's rows come in one block)."""
