@@ -72,6 +72,19 @@ class EmbeddingWriter:
         info = {"kind": KIND, "model_version": model_version, "regions": regions, "meta": dict(meta or {})}
         self.shards = ShardWriter(directory, {**self.dtypes, **OWNERS}, meta=info, resume=resume)
 
+    @classmethod
+    def append_to(cls, directory: str | Path) -> "EmbeddingWriter":
+        """A writer that adds notes to a complete folder as new shards, with the folder's own dtypes
+        and region setting; the folder stays loadable after every ``write`` (no ``close`` needed)."""
+        manifest = read_manifest(directory)
+        if manifest["meta"].get("kind") != KIND:
+            raise ValueError(f"{directory}: not an embeddings folder (kind {manifest['meta'].get('kind')!r})")
+        self = cls.__new__(cls)
+        self.dtypes = {g: manifest["arrays"][g] for g in VECTORS}
+        self.regions = bool(manifest["meta"].get("regions", True))
+        self.shards = ShardWriter(directory, manifest["arrays"], append=True)
+        return self
+
     @property
     def done(self) -> int:
         """Shards already written (a resumed write continues with this shard)."""
