@@ -136,10 +136,6 @@ class CompletionMethods:
 
     def _complete_safely(self, served) -> None:
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # searches first (Linux: per thread)
-        except (AttributeError, OSError):
-            pass
-        try:
             self._complete(served)
         except Exception as exc:  # the served version keeps what it has; the next start resumes
             log.exception("adding the rest of the corpus failed")
