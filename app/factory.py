@@ -60,15 +60,15 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
                          explore_message, mp["status"]] + dash_outputs
 
         def on_status(seen_before, *dash_settings):
-            if seen_before == "ready":
-                return {status: service.status, status_timer: gr.Timer(active=False)}
+            if seen_before == "ready":  # ticks on while the rest of a big corpus is being added
+                return {status: service.status, status_timer: gr.Timer(active=service.completing)}
             if not service.ready:
                 return {status: service.status, seen: "waiting",
                         **{box: waiting_box(service, what) for box, what in waiting.items()}}
             dims = service.dims()
             items, ids = _catalogue(service, "")
             fields = map_tab.meta_fields(service)
-            out = {status: service.status, seen: "ready", status_timer: gr.Timer(active=False),
+            out = {status: service.status, seen: "ready", status_timer: gr.Timer(active=service.completing),
                    ex.dim_a: gr.update(choices=dims, value=dims[-1]),
                    ex.dim_b: gr.update(choices=dims, value=dims[0]),
                    strat_a: gr.update(value=service.default_strategy()),

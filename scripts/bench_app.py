@@ -3,8 +3,12 @@
 Starts the real app (`python app.py`, exactly what `make demo` runs) as a subprocess on a free
 loopback port with test logins, then measures from outside:
 
-- start:    seconds from process start to the page being served, and to "usable" (an Explore
-            search answers through the API), for a first run (empty UNINOTE_HOME) and a cached run;
+- start:    seconds from process start to the page being served, and to "usable" (the
+            ``/neighbours`` API answers with neighbours), for a first run (``--fresh``: an empty
+            UNINOTE_HOME and an empty UNINOTE_CACHE, so no backbone features, ONNX exports or
+            converted corpora are reused) and a cached run; beside each wall time, the CPU seconds
+            (user + sys) of the app's process tree, children included: on a shared machine the
+            wall time is set by the load, the CPU seconds by the work;
 - explore:  browser click-to-render (click a neighbour in headless Chromium until the new query's
             neighbours are on screen), p50/p95;
 - grade:    browser key press "2" until the next pair is shown, p50/p95;
@@ -15,7 +19,8 @@ loopback port with test logins, then measures from outside:
             grading) with the RSS sampled every ``--sample-s`` seconds.
 
 Usage:
-    python scripts/bench_app.py --home /tmp/uninote-bench [--corpus PATH] [--fresh] [--n 30]
+    python scripts/bench_app.py --home /tmp/uninote-bench [--corpus PATH --note-id ID] [--fresh] [--n 30]
+    python scripts/bench_app.py --home /tmp/uninote-bench --fresh --no-measure   # the cold start only
     python scripts/bench_app.py --home /tmp/uninote-bench --no-measure --memory-minutes 30 --out rss.json
 
 A big version (``scripts/make_big_version.py``: a million notes from a small home) is measured
@@ -78,28 +83,50 @@ def start_app(env_extra: dict, log_path: Path):
 def wait_served(url: str, t0: float, timeout: float) -> float:
     while time.perf_counter() - t0 < timeout:
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=10).status_code == 200:
                 return time.perf_counter() - t0
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or too busy building to answer in time
             pass
         time.sleep(0.2)
     raise TimeoutError("page never served")
 
 
 def wait_usable(url: str, t0: float, timeout: float, note_id: str, strategy: str = "exact") -> float:
-    from gradio_client import Client
-
-    client = Client(url, auth=(USERS[0], PASSWORD), verbose=False)
+    """Seconds until ``/neighbours`` (the program API, full dim) answers with neighbours of ``note_id``;
+    until the version is ready it answers 'not ready yet'. A note the corpus lacks fails at once."""
+    s = requests.Session()
+    last = ""
     while time.perf_counter() - t0 < timeout:
         try:
-            out = client.predict(note_id, 12, "note", 768, "note", strategy, False, 64, "note", "exact", None,
-                                 api_name="/explore_note")
-            if out and any(isinstance(x, list) and x for x in out):  # neighbours gallery filled
+            if not s.cookies:
+                s.post(f"{url}/login", data={"username": USERS[0], "password": PASSWORD}, timeout=30)
+            r = s.post(f"{url}/gradio_api/run/neighbours", json={"data": [note_id, 12, None, "note", "note", strategy, None]},
+                       timeout=60)
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            data = body.get("data") if isinstance(body, dict) else None
+            if r.status_code == 200 and data and data[0].get("neighbours"):
                 return time.perf_counter() - t0
-        except Exception:
+            last = str(body.get("error", r.status_code) if isinstance(body, dict) else r.status_code)
+            if "no note with id" in last:
+                raise SystemExit(f"--note-id {note_id}: {last}")
+        except (requests.RequestException, ValueError):
             pass
         time.sleep(1.0)
-    raise TimeoutError("app never became usable")
+    raise TimeoutError(f"app never became usable (last answer: {last})")
+
+
+def cpu_seconds(proc) -> dict:
+    """User and system CPU seconds of ``proc`` and every process below it, finished children included."""
+    user = system = 0.0
+    p = psutil.Process(proc.pid)
+    for q in [p] + p.children(recursive=True):
+        try:
+            t = q.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        user += t.user + t.children_user
+        system += t.system + t.children_system
+    return {"cpu_user_s": round(user, 1), "cpu_sys_s": round(system, 1), "cpu_s": round(user + system, 1)}
 
 
 def wait_warm(home: Path, t0: float, timeout: float) -> float:
@@ -109,6 +136,19 @@ def wait_warm(home: Path, t0: float, timeout: float) -> float:
             return time.perf_counter() - t0
         time.sleep(1.0)
     raise TimeoutError("background warm-up (thumbnails, default map) never finished")
+
+
+def wait_complete(home: Path, t0: float, timeout: float) -> float | None:
+    """A first version built on part of a big corpus (UNINOTE_FIRST_BUILD_NOTES): seconds until its
+    background completion says done (None: the version was built on the whole corpus)."""
+    while time.perf_counter() - t0 < timeout:
+        states = [json.loads(p.read_text()) for p in home.glob("versions/*/completion.json")]
+        if not states:
+            return None
+        if all(s.get("done") for s in states):
+            return time.perf_counter() - t0
+        time.sleep(2.0)
+    raise TimeoutError("the background completion never finished")
 
 
 def rss_mb(proc) -> float:
@@ -399,14 +439,25 @@ def service_baseline(home: str, corpus: str, n: int, strategy: str = "exact") ->
 def run_once(args, label: str) -> dict:
     env = {"UNINOTE_HOME": args.home, "UNINOTE_DEMO_CORPUS": args.corpus} if args.corpus else \
         {"UNINOTE_HOME": args.home}
+    if args.cache:
+        env["UNINOTE_CACHE"] = args.cache
     if args.sft_overrides:
         env["UNINOTE_SFT_OVERRIDES"] = args.sft_overrides
+    load_start = open("/proc/loadavg").read().split()[:3]
     proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log")
     try:
         served = wait_served(url, t0, args.timeout)
         usable = wait_usable(url, t0, args.timeout, args.note_id, args.strategy)
+        cpu = cpu_seconds(proc)
         result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1),
-                  "rss_mb_usable": round(rss_mb(proc), 0), "strategy": args.strategy}
+                  **{f"{k}_usable": v for k, v in cpu.items()},
+                  "rss_mb_usable": round(rss_mb(proc), 0), "strategy": args.strategy,
+                  "cache": env.get("UNINOTE_CACHE", "default"), "loadavg_start": load_start}
+        if args.wait_complete and label == "first-run":
+            complete = wait_complete(Path(args.home), t0, args.timeout)
+            if complete is not None:
+                result.update(complete_s=round(complete, 1),
+                              **{f"{k}_complete": v for k, v in cpu_seconds(proc).items()})
         if label != "first-run" and args.load and (args.measure or args.memory_minutes):
             result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
         if args.measure and label != "first-run":
@@ -419,6 +470,7 @@ def run_once(args, label: str) -> dict:
             result["memory_session"] = memory_session(url, Path(args.home), proc, args.memory_minutes,
                                                       args.sample_s)
         result["rss_mb"] = round(rss_mb(proc), 0)
+        result.update(cpu_seconds(proc))
         result["loadavg"] = open("/proc/loadavg").read().split()[:3]
         return result
     finally:
@@ -430,7 +482,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", required=True, help="UNINOTE_HOME for the benchmark (versions, db, caches)")
     ap.add_argument("--corpus", default="", help="UNINOTE_DEMO_CORPUS (default: the app's default)")
-    ap.add_argument("--fresh", action="store_true", help="delete --home first: measure a first run")
+    ap.add_argument("--fresh", action="store_true",
+                    help="delete --home first and use an empty UNINOTE_CACHE (default <home>/cache): "
+                         "measure a real first run")
+    ap.add_argument("--cache", default="", help="UNINOTE_CACHE for the app (default: <home>/cache with "
+                    "--fresh, else the environment's)")
+    ap.add_argument("--wait-complete", action="store_true",
+                    help="first run on a corpus bigger than UNINOTE_FIRST_BUILD_NOTES: also time the "
+                         "background completion (every note added)")
     ap.add_argument("--note-id", default="15970", help="a note id of the corpus for the usability probe")
     ap.add_argument("--n", type=int, default=30, help="browser repetitions per latency")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds to wait for a usable app")
@@ -452,6 +511,9 @@ def main() -> None:
         return
     if args.fresh:
         shutil.rmtree(args.home, ignore_errors=True)
+        args.cache = args.cache or str(Path(args.home) / "cache")
+        if Path(args.cache).exists():
+            shutil.rmtree(args.cache)
     Path(args.home).mkdir(parents=True, exist_ok=True)
     results = []
     if args.fresh:

@@ -16,8 +16,10 @@ shards already there (a corrupt one is reported by name) and says which note com
 ``load_sharded`` maps every matrix (``np.memmap``, or a ``ShardedArray`` over several shards): no
 vector is read until it is used. Owners and ids are small and read into RAM.
 
-Storage dtype per granularity: ``float32`` (default) or ``float16`` (half the bytes; vectors are
-read back as float32 by every scoring path). Embedding without regions writes zero region rows.
+Storage dtype per granularity: ``float16`` (the default: half the bytes; fashion-test ndcg@10
+moves by less than 0.001 at every dim, docs/results/model.md) or ``float32``; vectors are read
+back as float32 by every scoring path, and float32 folders load as they are. Embedding without
+regions writes zero region rows.
 
 The previous format (``embeddings.safetensors`` + ``embeddings.json``) still loads, into RAM;
 ``uninote embed --migrate DIR`` rewrites such a folder as shards.
@@ -38,7 +40,7 @@ from uninote.shards import MANIFEST, ShardWriter, open_shards, read_manifest
 KIND = "uninote-embeddings/2"
 VECTORS = ("note", "text", "image", "region")
 OWNERS = {"image_owner": "int64", "region_owner": "int64", "region_image": "int64"}
-DEFAULT_DTYPES = {g: "float32" for g in VECTORS}
+DEFAULT_DTYPES = {g: "float16" for g in VECTORS}  # measured: docs/results/model.md, "Storage dtype"
 DEFAULT_SHARD_NOTES = 100_000
 
 
@@ -71,6 +73,19 @@ class EmbeddingWriter:
                                  f"{model_version} (regions={regions}); write to a new folder")
         info = {"kind": KIND, "model_version": model_version, "regions": regions, "meta": dict(meta or {})}
         self.shards = ShardWriter(directory, {**self.dtypes, **OWNERS}, meta=info, resume=resume)
+
+    @classmethod
+    def append_to(cls, directory: str | Path) -> "EmbeddingWriter":
+        """A writer that adds notes to a complete folder as new shards, with the folder's own dtypes
+        and region setting; the folder stays loadable after every ``write`` (no ``close`` needed)."""
+        manifest = read_manifest(directory)
+        if manifest["meta"].get("kind") != KIND:
+            raise ValueError(f"{directory}: not an embeddings folder (kind {manifest['meta'].get('kind')!r})")
+        self = cls.__new__(cls)
+        self.dtypes = {g: manifest["arrays"][g] for g in VECTORS}
+        self.regions = bool(manifest["meta"].get("regions", True))
+        self.shards = ShardWriter(directory, manifest["arrays"], append=True)
+        return self
 
     @property
     def done(self) -> int:

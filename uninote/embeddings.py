@@ -176,8 +176,8 @@ class NoteEmbeddings:
     # --- persistence: shards of .npy files (memory-mapped on load), never pickle ----------------
     def save(self, directory: str | Path, dtypes: dict[str, str] | str | None = None,
              shard_notes: int | None = None, regions: bool = True) -> Path:
-        """Write shards (``uninote.embedding_store``): ``dtypes`` per granularity (float32 default,
-        or float16), ``shard_notes`` notes per shard, ``regions=False`` stores no region vectors."""
+        """Write shards (``uninote.embedding_store``): ``dtypes`` per granularity (float16 default,
+        or float32), ``shard_notes`` notes per shard, ``regions=False`` stores no region vectors."""
         return save_sharded(self, directory, dtypes, shard_notes or DEFAULT_SHARD_NOTES, regions)
 
     @classmethod

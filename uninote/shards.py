@@ -11,6 +11,8 @@ A sharded folder holds named arrays (``note``, ``note_owner``, ...) cut into sha
 renamed into place, then the manifest is rewritten atomically, so a crash leaves either a complete
 shard listed in the manifest or nothing. Reopening the folder with ``ShardWriter(..., resume=True)``
 keeps the listed shards (after checking their checksums) and continues at the first missing one.
+``ShardWriter(..., append=True)`` adds shards to a complete folder that readers may have open:
+the manifest says complete after every write, so a reader (or a crash) sees the shards listed so far.
 
 ``open_shards`` checks every file's existence and byte size (cheap) and maps the arrays;
 ``verify`` reads every file and compares its sha256 with the manifest. Both raise
@@ -169,10 +171,16 @@ class ShardWriter:
     """
 
     def __init__(self, directory: str | Path, arrays: dict[str, str], meta: dict[str, Any] | None = None,
-                 resume: bool = False):
+                 resume: bool = False, append: bool = False):
         self.directory = Path(directory)
         self.arrays = {k: np.dtype(v).name for k, v in arrays.items()}
-        if resume and (self.directory / MANIFEST).is_file():
+        if append:  # add shards to a folder readers may have open: it stays complete after every write
+            self.manifest = read_manifest(self.directory)
+            if self.manifest["arrays"] != self.arrays:
+                raise ValueError(f"{self.directory}: existing shards store {self.manifest['arrays']}, "
+                                 f"this write asks for {self.arrays}")
+            _check_sizes(self.directory, self.manifest)
+        elif resume and (self.directory / MANIFEST).is_file():
             self.manifest = read_manifest(self.directory)
             if self.manifest["arrays"] != self.arrays:
                 raise ValueError(f"{self.directory}: existing shards store {self.manifest['arrays']}, "

@@ -41,7 +41,8 @@ def test_explore_searches_the_versions_milvus_collections(milvus_service):
             got = svc.neighbours("n3", k=6, dim=dim, strategy=strategy)
             want = local.search("n3", k=6, dim=dim, strategy=strategy)
             assert [n.note_id for n in got.neighbours] == [h.note_id for h in want], (strategy, dim)
-            np.testing.assert_allclose([n.score for n in got.neighbours], [h.score for h in want], atol=1e-5)
+            # float16 storage (the default): the two sides agree to its precision, not float32's
+            np.testing.assert_allclose([n.score for n in got.neighbours], [h.score for h in want], atol=1e-4)
     m = r.milvus
     assert m.row_count("note", 64) == len(svc.corpus) and m.row_count("note", 32) == len(svc.corpus)
     assert m.open("note", 64) == "flat"  # the tiny catalogue: FLAT, exact

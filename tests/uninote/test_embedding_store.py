@@ -27,7 +27,7 @@ def _anon_bytes() -> int:
 
 def test_sharded_round_trip_maps_every_matrix(tmp_path):
     emb = synthetic_embeddings(250, dim=32, seed=1)
-    emb.save(tmp_path / "e", shard_notes=100)
+    emb.save(tmp_path / "e", shard_notes=100, dtypes="float32")
     back = NoteEmbeddings.load(tmp_path / "e", verify=True)
     _same(emb, back)
     for g in ("note", "text", "image", "region"):
@@ -41,11 +41,16 @@ def test_sharded_round_trip_maps_every_matrix(tmp_path):
 
 def test_float16_storage_halves_bytes_and_stays_close(tmp_path):
     emb = synthetic_embeddings(120, dim=64, seed=2)
-    emb.save(tmp_path / "f32")
-    emb.save(tmp_path / "f16", dtypes={"region": "float16", "image": "float16", "note": "float16", "text": "float16"})
+    emb.save(tmp_path / "f32", dtypes="float32")
+    emb.save(tmp_path / "f16")  # the default
     back = NoteEmbeddings.load(tmp_path / "f16")
     assert isinstance(back.note, np.memmap) and back.note.dtype == np.float16
+    assert set(open_shards(tmp_path / "f16").manifest["arrays"][g] for g in ("note", "text", "image", "region")) \
+        == {"float16"}
     _same(emb, back, atol=1e-3)
+    old = NoteEmbeddings.load(tmp_path / "f32")  # float32 folders keep loading, exactly
+    assert old.note.dtype == np.float32
+    _same(emb, old)
     c32, c16 = costs(tmp_path / "f32"), costs(tmp_path / "f16")
     assert c16["region"]["disk_bytes"] < 0.6 * c32["region"]["disk_bytes"]
     assert c32["region"]["vectors_per_note"] == len(emb.region) / len(emb)
@@ -53,7 +58,7 @@ def test_float16_storage_halves_bytes_and_stays_close(tmp_path):
 
 def test_without_regions_stores_none(tmp_path):
     emb = synthetic_embeddings(40, dim=16, seed=3)
-    emb.save(tmp_path / "e", regions=False)
+    emb.save(tmp_path / "e", regions=False, dtypes="float32")
     back = NoteEmbeddings.load(tmp_path / "e")
     assert back.region.shape == (0, 16) and len(back.region_owner) == 0
     cost = costs(tmp_path / "e")["region"]
@@ -62,7 +67,7 @@ def test_without_regions_stores_none(tmp_path):
 
 
 def _write_big(folder, n: int, dim: int, shard: int = 50_000) -> None:
-    writer = EmbeddingWriter(folder, "m", regions=False)
+    writer = EmbeddingWriter(folder, "m", "float32", regions=False)
     empty, none = np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
     for start in range(0, n, shard):
         block = np.full((shard, dim), start, np.float32)
@@ -118,7 +123,7 @@ def test_old_single_file_folders_still_load(tmp_path):
     _same(emb, NoteEmbeddings.load(d))
     from uninote.cli.main import main
 
-    assert main(["embed", "--migrate", str(d)]) == 0
+    assert main(["embed", "--migrate", str(d), "--dtype", "float32"]) == 0
     assert (d / "manifest.json").is_file() and not (d / "embeddings.safetensors").exists()
     _same(emb, NoteEmbeddings.load(d))
 
@@ -143,15 +148,15 @@ def test_resumed_embed_writes_the_same_shards(tmp_path):
 
     corpus = load_corpus(make_synthetic_corpus(tmp_path / "corpus", n_notes=30))
     model = UniNoteModel(tiny_config()).eval()
-    embed_to_disk(model, corpus, tmp_path / "whole", shard_notes=8, progress=False)
+    embed_to_disk(model, corpus, tmp_path / "whole", shard_notes=8, progress=False, dtypes="float32")
     flaky = _Interrupting(model, fail_at=3)
     with pytest.raises(KeyboardInterrupt):
-        embed_to_disk(flaky, corpus, tmp_path / "resumed", shard_notes=8, progress=False)
+        embed_to_disk(flaky, corpus, tmp_path / "resumed", shard_notes=8, progress=False, dtypes="float32")
     assert len(open_shards(tmp_path / "resumed", allow_incomplete=True).manifest["shards"]) == 2
     with pytest.raises(CorruptShardError, match="interrupted after 2 shards"):
         NoteEmbeddings.load(tmp_path / "resumed")
     again = _Interrupting(model, fail_at=None)
-    embed_to_disk(again, corpus, tmp_path / "resumed", shard_notes=8, progress=False)
+    embed_to_disk(again, corpus, tmp_path / "resumed", shard_notes=8, progress=False, dtypes="float32")
     assert again.calls == 2  # shards 2 and 3 only
     def checksums(folder):
         return [{f: e["sha256"] for f, e in s["files"].items()} for s in open_shards(folder).manifest["shards"]]
@@ -165,7 +170,7 @@ def test_index_info_prints_cost_per_note(tmp_path, capsys):
     from uninote.cli.main import main
 
     emb = synthetic_embeddings(50, dim=32, regions_per_image=9, seed=6)
-    emb.save(tmp_path / "e", dtypes={"region": "float16"})
+    emb.save(tmp_path / "e", dtypes={"note": "float32", "text": "float32", "image": "float32", "region": "float16"})
     assert main(["index", "info", "--embeddings", str(tmp_path / "e")]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
     per_note = len(emb.region) / len(emb)

@@ -22,9 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", help="output folder for the embeddings")
     p.add_argument("--batch-size", type=int, default=256, help="notes per forward pass")
     p.add_argument("--shard-notes", type=int, default=100_000, help="notes per shard on disk")
-    p.add_argument("--dtype", default="float32",
-                   help="storage dtype: float32 or float16 for every granularity, or per granularity, "
-                        "e.g. note=float32,region=float16")
+    p.add_argument("--dtype", default="float16",
+                   help="storage dtype: float16 (default; within 0.001 ndcg@10 of float32 on fashion-test) "
+                        "or float32 for every granularity, or per granularity, e.g. note=float32,region=float16")
     p.add_argument("--no-regions", action="store_true",
                    help="store no region vectors (they cost 9 per photo; local search then has none)")
     p.add_argument("--migrate", metavar="DIR", default=None,

@@ -42,6 +42,16 @@ def resolve_dims(requested: Iterable[int], full_dim: int) -> list[int]:
     return [d for d in dims if d > 0]
 
 
+def _float32(emb: NoteEmbeddings) -> NoteEmbeddings:
+    """``emb`` with float32 vectors: stored float16 ones (memory-mapped, at full dim) are read back
+    as float32 once, so every score is a float32 product (numpy's float16 matmul is slow and half precision)."""
+    if all(getattr(emb, g).dtype == np.float32 for g in ("note", "text", "image", "region")):
+        return emb
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    return NoteEmbeddings(emb.note_ids, f32(emb.note), f32(emb.text), f32(emb.image), emb.image_owner,
+                          f32(emb.region), emb.region_owner, emb.region_image, emb.model_version, emb.meta)
+
+
 def _query_rows(emb: NoteEmbeddings, qrels: Mapping[str, Mapping[str, int]],
                 max_queries: int | None, seed: int) -> list[int]:
     rows = [emb.row(q) for q in sorted(qrels) if q in emb._row]
@@ -91,7 +101,7 @@ def evaluate(embeddings: NoteEmbeddings, qrels: Mapping[str, Mapping[str, int]],
                   if c in embeddings._row and c != embeddings.note_ids[r]} for r in rows}
     report = EvalReport(n_notes=len(embeddings), n_queries=len(rows))
     for dim in resolve_dims(dims, embeddings.dim):
-        emb = embeddings.truncate(dim)
+        emb = _float32(embeddings.truncate(dim))
         for modality in modalities:
             for granularity in granularities:
                 if len(emb.vectors(granularity)[0]) == 0:

@@ -368,6 +368,18 @@ class Retriever:
             fresh.ann_index(g, d)
         return fresh
 
+    def rebuilt(self, embeddings: NoteEmbeddings) -> "Retriever":
+        """A retriever over ``embeddings`` (e.g. this one's notes and more) with this one's settings
+        and the same lower-dim tables and ANN indexes built, so its first searches cost what this
+        one's do."""
+        fresh = Retriever(embeddings, self.config, shortlist=self.shortlist, shortlist_dim=self.shortlist_dim,
+                          local_granularity=self.local_granularity, local_weight=self.local_weight)
+        for g, d in list(self._tables):
+            fresh.table(g, d)
+        for g, d in list(self._ann):
+            fresh.ann_index(g, d)
+        return fresh
+
     # --- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Write the manifest, vectors and every built ANN index to ``directory``."""

@@ -31,8 +31,9 @@ def _per_note_max(sims: np.ndarray, owner: np.ndarray, n_notes: int) -> np.ndarr
 
 def maxsim_scores(query: np.ndarray, vectors: np.ndarray, owner: np.ndarray | None,
                   n_notes: int) -> np.ndarray:
-    """Scores (n_notes,) of every note for the query vectors ``query`` (q, D)."""
-    query = np.atleast_2d(query)
+    """Scores (n_notes,) of every note for the query vectors ``query`` (q, D); float32 products
+    (float16 vectors are promoted)."""
+    query = np.atleast_2d(query).astype(np.float32, copy=False)
     sims = query @ vectors.T  # (q, M)
     if owner is None:
         return sims.mean(axis=0)
@@ -41,8 +42,8 @@ def maxsim_scores(query: np.ndarray, vectors: np.ndarray, owner: np.ndarray | No
 
 def maxsim_scores_single(queries: np.ndarray, vectors: np.ndarray, owner: np.ndarray | None,
                          n_notes: int) -> np.ndarray:
-    """Scores (n_queries, n_notes) for many single-vector queries at once (one matmul)."""
-    sims = np.atleast_2d(queries) @ vectors.T
+    """Scores (n_queries, n_notes) for many single-vector queries at once (one matmul, float32)."""
+    sims = np.atleast_2d(queries).astype(np.float32, copy=False) @ vectors.T
     if owner is None:
         return sims
     return _per_note_max(sims, np.asarray(owner), n_notes)

@@ -16,6 +16,9 @@ MAX_UPLOAD_PHOTOS = 4
 # First-run SFT: the trainer's defaults with fewer epochs, so `make demo` is usable in minutes on
 # a laptop CPU (measured in docs/results/app.md). Override with $UNINOTE_SFT_OVERRIDES (JSON).
 DEMO_SFT = {"epochs": 3}
+# First-run subset: a bigger corpus (the Hub copy of the catalogue, about 44k items) gets its first
+# version on this many notes, the rest added in the background (uninote/service/completion.py).
+FIRST_BUILD_NOTES = 6500
 
 
 def default_home() -> Path:
@@ -57,6 +60,14 @@ class ServiceConfig:
     sft_overrides: dict = field(default_factory=dict, metadata={
         "help": ("Overrides for the first-run SFT config on top of DEMO_SFT ($UNINOTE_SFT_OVERRIDES, JSON; "
                  "default none).")})
+    first_build_notes: int = field(default=FIRST_BUILD_NOTES, metadata={"help": (
+        "A first run on a corpus of more notes than this builds the first version on its first "
+        "this many notes (in corpus order; SFT trains on them too) and serves it at once; the rest "
+        "is embedded in the background and added to the served index and the version folder "
+        f"($UNINOTE_FIRST_BUILD_NOTES; default {FIRST_BUILD_NOTES:,}; 0 builds on the whole corpus).")})
+    completion_notes: int = field(default=2000, metadata={"help": (
+        "Notes embedded and added per step of that background completion, one shard of the "
+        "version's embeddings each ($UNINOTE_COMPLETION_NOTES; default 2,000).")})
     label_queries: int = field(default=300, metadata={"help": (
         "Queries planned per label-queue fill: at first start, and again from the active version whenever "
         "an annotator finds the queue empty, until every note has been a query (default 300).")})
@@ -98,6 +109,9 @@ class ServiceConfig:
             load_guidelines(self.guidelines)  # a missing or empty file fails at start, not while grading
         if self.min_view_s < 0:
             raise ConfigError(f"min_view_s must be >= 0, got {self.min_view_s}")
+        if self.first_build_notes < 0 or self.completion_notes < 1:
+            raise ConfigError(f"first_build_notes must be >= 0 (0: the whole corpus) and completion_notes "
+                              f">= 1, got {self.first_build_notes} and {self.completion_notes}")
         if self.max_upload_bytes < 1024 or self.thumb_size < 32 or self.label_queries < 1:
             raise ConfigError("max_upload_bytes must be >= 1024, thumb_size >= 32 and label_queries >= 1")
         return self
@@ -112,6 +126,13 @@ class ServiceConfig:
         cfg.guidelines = os.environ.get("UNINOTE_GUIDELINES", cfg.guidelines)
         cfg.reviewers = tuple(os.environ.get("UNINOTE_REVIEWERS", "").split(","))
         cfg.index_uri = os.environ.get("UNINOTE_INDEX_URI", "").strip()
+        for env, attr in (("UNINOTE_FIRST_BUILD_NOTES", "first_build_notes"),
+                          ("UNINOTE_COMPLETION_NOTES", "completion_notes")):
+            if os.environ.get(env, "").strip():
+                try:
+                    setattr(cfg, attr, int(os.environ[env]))
+                except ValueError:
+                    raise ConfigError(f"{env} must be a whole number of notes, got {os.environ[env]!r}") from None
         for env, attr in (("UNINOTE_SFT_OVERRIDES", "sft_overrides"), ("UNINOTE_MODEL_CONFIG", "model_config")):
             if os.environ.get(env):
                 try:

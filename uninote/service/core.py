@@ -12,7 +12,9 @@ one and held by ``SecondVersion``, one at a time, so at most two versions are in
 
 Cold start (``start()``): open the store, load the corpus, then serve the active version, or build
 the default one into ``<versions root>/<version>/`` (see docs/DESIGN.md "Model version folder")
-and mark it active. Progress is reported through ``status`` (one line, polled by the UI),
+and mark it active (on a corpus of more than ``config.first_build_notes`` notes, the version
+is built on its first ones and the rest added in the background: uninote/service/completion.py).
+Progress is reported through ``status`` (one line, polled by the UI),
 ``progress()`` (step, percent, time left) and tqdm; until ``ready``, the methods that need the
 model raise ``UniNoteError`` saying what is being built. With ``config.worker`` the service then
 runs the trainer worker as a supervised child process (``WorkerProcess``), stopped by ``close()``.
@@ -31,6 +33,7 @@ from uninote.data.loaders import corpus_location, load_corpus
 from uninote.errors import UniNoteError
 from uninote.service.catalogue import Catalogue
 from uninote.service.compare import SecondVersion
+from uninote.service.completion import CompletionMethods
 from uninote.service.config import ServiceConfig
 from uninote.service.folders import load_version
 from uninote.service.grading import GradingMethods
@@ -45,12 +48,14 @@ from uninote.service.worker_process import WorkerProcess, worker_command
 log = logging.getLogger("uninote.service")
 
 
-class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethods, MapMethods):
+class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethods, MapMethods,
+                     CompletionMethods):
     """Model, embeddings, retriever, annotation store and caches behind plain methods.
 
     The methods live with their concept: ``versions`` (build, load, serve, evaluate, RL jobs),
     ``search`` (notes, thumbnails, neighbours, side by side, uploads), ``grading`` (the label
-    queue and grades), ``review`` (agreement, adjudication), ``maps`` (the Map tab's layouts).
+    queue and grades), ``review`` (agreement, adjudication), ``maps`` (the Map tab's layouts),
+    ``completion`` (adding the rest of a big corpus to a first version built on part of it).
     """
 
     def __init__(self, config: ServiceConfig):
@@ -73,6 +78,7 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
         self._compared = SecondVersion(lambda v: load_version(v, self._version_path(self._known(v)),
                                                               self.config.index_uri))
         self._catalogue: tuple[Any, Catalogue] | None = None  # (corpus, its word index)
+        self._init_completion()
 
     # --- lifecycle --------------------------------------------------------------------------------
     @property
@@ -81,7 +87,9 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
         if self._error:
             return f"error: {self._error}"
         if self._served is not None:
-            return f"ready · model version {self._served.version} · {len(self.corpus):,} notes"
+            adding = self.completion()
+            notes = adding.describe() if adding is not None else f"{len(self.corpus):,} notes"
+            return f"ready · model version {self._served.version} · {notes}"
         step = self.progress()
         return f"{'first run: ' if step.first_run else ''}{step.describe()}"
 
@@ -158,14 +166,17 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
         if self.queue.pending() == 0 and not self.store.judgments():
             self._fill_queue()
         self._ready.set()
+        self._start_completion()  # a first version on part of a big corpus: the rest in the background
         self._set_status(self.status)
         if self.config.worker:
             self.worker = WorkerProcess(self.config.db_url, self.config.versions_root,
                                         device=self.config.worker_device).start()
 
     def close(self) -> None:
-        """Stop the trainer worker this service started (if any); close the served version's
-        Milvus client (``UNINOTE_INDEX_URI``)."""
+        """Stop the trainer worker this service started (if any) and the background completion
+        (after the step it is embedding, which is kept); close the served version's Milvus client
+        (``UNINOTE_INDEX_URI``)."""
+        self._stop_completion()
         if self.worker is not None:
             self.worker.stop()
         served = self._served

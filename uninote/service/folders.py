@@ -49,6 +49,15 @@ def resolve_path(root: Path, path: str) -> Path:
     return p if p.is_absolute() else Path(root) / p
 
 
+COMPLETION_FILE = "completion.json"  # a version built on part of the corpus (uninote/service/completion.py)
+
+
+def completion_pending(folder: Path) -> bool:
+    """True for a version folder built on part of the corpus whose other notes are not all added yet."""
+    state = read_json(Path(folder) / COMPLETION_FILE)
+    return bool(state) and not state.get("done")
+
+
 def sft_staging(config: ServiceConfig) -> Path:
     return config.versions_root / ".sft-first-run" / "model"
 
@@ -78,7 +87,8 @@ def eval_file(report, corpus: str, modalities: tuple[str, ...] | None = None) ->
 
 def write_version(root: Path, version: str, model, embeddings, *, spec: str | None = None,
                   model_files: Iterable[Path] = (),
-                  evaluation: dict | Callable[[NoteEmbeddings], dict] | None = None) -> Path:
+                  evaluation: dict | Callable[[NoteEmbeddings], dict] | None = None,
+                  extra_files: dict[str, bytes] | None = None) -> Path:
     """Publish ``<root>/<version>/`` and return it.
 
     model/ holds ``model.save_pretrained`` (or, for a baseline without weights, ``spec.json``
@@ -89,7 +99,8 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
     ``embeddings`` is a ``NoteEmbeddings`` to save, or a function that writes them as shards into
     the folder it is given (``embed_to_disk``, ``embed_features_to_disk``): the index is then
     built from the memory-mapped shards and written block by block, so peak RAM does not grow
-    with the corpus. ``evaluation`` may be a function of the stored embeddings.
+    with the corpus. ``evaluation`` may be a function of the stored embeddings. ``extra_files``
+    (name -> bytes) are written into the folder before READY.
     """
 
     root = Path(root)
@@ -117,6 +128,8 @@ def write_version(root: Path, version: str, model, embeddings, *, spec: str | No
             evaluation = evaluation(stored)
         if evaluation is not None:
             atomic_write(tmp / "eval.json", json.dumps(evaluation, indent=2).encode())
+        for name, data in (extra_files or {}).items():
+            atomic_write(tmp / name, data)
         (tmp / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         if final.exists() and not (final / "READY").exists():
             shutil.rmtree(final)  # an incomplete folder left by a crash
@@ -139,7 +152,9 @@ def load_version(version: str, folder: Path, index_uri: str = "") -> ServedVersi
     else:
         model = UniNoteModel.from_pretrained(folder / "model")
     embeddings = NoteEmbeddings.load(folder / "embeddings")
-    if (folder / "index").exists():
+    # a version still being completed has more notes in its shards than in the index saved with
+    # its first build: serve the shards as they are (the completion rewrites index/ at the end)
+    if (folder / "index").exists() and not completion_pending(folder):
         retriever = Retriever.load(folder / "index", model_version=embeddings.model_version)
     else:
         retriever = Retriever(embeddings)

@@ -66,6 +66,26 @@ class BuildProgress:
         return text
 
 
+@dataclass(frozen=True)
+class CompletionProgress:
+    """Adding the rest of a big corpus to a version built on part of it (uninote/service/completion.py)."""
+
+    done: int
+    total: int
+    eta_s: float | None
+    error: str | None = None
+
+    def describe(self) -> str:
+        """'6,500 of 44,424 notes searchable, adding the rest in the background: 15%, about 40 min left'."""
+        text = f"{self.done:,} of {self.total:,} notes searchable"
+        if self.error:
+            return f"{text}; adding the rest stopped ({self.error}), the next start resumes it"
+        text += f", adding the rest in the background: {self.done / max(self.total, 1):.0%}"
+        if self.eta_s is not None:
+            text += f", about {format_seconds(self.eta_s)} left"
+        return text
+
+
 class BuildSteps:
     """The named steps of a start; ``begin`` moves to the next one (thread-safe to read)."""
 

@@ -74,6 +74,9 @@ class SearchMethods:
             q, exclude = upload_vectors(served, query), False
         else:
             self.note(query)
+            adding = self.completion() if served is self._served else None
+            if adding is not None and query not in served.retriever:
+                raise UniNoteError(f"note {query!r} is not searchable yet: {adding.describe()}")
             q, exclude = query, True
         hits = served.retriever.search(q, k=k, dim=dim, granularity=granularity, strategy=strategy,
                                        modality=modality, exclude_self=exclude)

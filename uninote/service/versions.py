@@ -12,8 +12,9 @@ from uninote.embedding_store import embed_to_disk
 from uninote.errors import UniNoteError
 from uninote.eval import evaluate
 from uninote.fileio import atomic_write
-from uninote.service.folders import (eval_file, load_version, make_model, read_json, resolve_path,
-                                     sft_staging, stored_path, write_version)
+from uninote.service.completion import completion_record, first_build_corpus
+from uninote.service.folders import (COMPLETION_FILE, completion_pending, eval_file, load_version, make_model,
+                                     read_json, resolve_path, sft_staging, stored_path, write_version)
 from uninote.service.types import ServedVersion
 
 
@@ -30,31 +31,39 @@ class VersionMethods:
         return resolve_path(self.config.versions_root, stored)
 
     def _build_default_version(self) -> str:
-        """First run: make the model named by ``config.model``, embed, index, write the folder."""
+        """First run: make the model named by ``config.model``, embed, index, write the folder.
+
+        A corpus of more than ``config.first_build_notes`` notes: trained, embedded and indexed on
+        its first that many (``first_build_corpus``); the rest is added once it is served
+        (uninote/service/completion.py)."""
         spec = self.config.model
-        self._begin("training the default SFT model" if spec == "default" else f"making the model ({spec})")
-        model = self._make_model(spec)
+        subset = first_build_corpus(self.corpus, self.config.first_build_notes)
+        part = "" if subset is self.corpus else f" (the first {len(subset):,} of {len(self.corpus):,} notes)"
+        self._begin(("training the default SFT model" if spec == "default" else f"making the model ({spec})") + part)
+        model = self._make_model(spec, subset)
         version = "baseline" if str(spec).startswith("baseline:") else model.version
         folder = self.config.versions_root / version
         if not (folder / "READY").exists():
             def embed(out: Path) -> None:  # streamed into the version folder, one shard at a time
-                self._begin(f"embedding {len(self.corpus):,} notes with {version}")
-                embed_to_disk(model, self.corpus, out, model_version=version)
-                self._begin(f"indexing {len(self.corpus):,} notes and writing the version")
-            self._write_version(folder, spec, model, embed)
+                self._begin(f"embedding {len(subset):,} notes with {version}{part}")
+                embed_to_disk(model, subset, out, model_version=version)
+                self._begin(f"indexing {len(subset):,} notes and writing the version")
+            extra = {} if subset is self.corpus else {COMPLETION_FILE: completion_record(subset, self.corpus)}
+            self._write_version(folder, spec, model, embed, extra)
         self.store.register_model_version(version, stored_path(self.config.versions_root, folder),
                                           corpus=self.corpus_source, metrics=read_json(folder / "eval.json"))
         self.store.set_active_version(version)
         return version
 
-    def _make_model(self, spec: str):
-        return make_model(self.config, self.corpus, spec, self._set_status)
+    def _make_model(self, spec: str, corpus=None):
+        return make_model(self.config, self.corpus if corpus is None else corpus, spec, self._set_status)
 
-    def _write_version(self, folder: Path, spec: str, model, embeddings) -> None:
+    def _write_version(self, folder: Path, spec: str, model, embeddings, extra: dict | None = None) -> None:
         """The version folder, through the one writer the RL worker uses too."""
         staging = sft_staging(self.config)  # train_sft's training config and metrics, kept
         files = [staging / "training_config.json", staging / "metrics.json"] if spec == "default" else []
-        write_version(folder.parent, folder.name, model, embeddings, spec=spec, model_files=files)
+        write_version(folder.parent, folder.name, model, embeddings, spec=spec, model_files=files,
+                      extra_files=extra)
         if spec == "default":
             shutil.rmtree(staging.parent, ignore_errors=True)
 
@@ -83,6 +92,7 @@ class VersionMethods:
             self._served = new
             self.store.set_active_version(version)
         self._set_status(self.status)
+        self._start_completion()  # a version still missing notes of the corpus gets them added
         return version
 
     def versions(self) -> list:
@@ -97,10 +107,11 @@ class VersionMethods:
 
     def evaluate_served(self, max_queries: int = 200) -> None:
         """Write eval.json for the served version when it has none (the first-run version), using
-        the corpus qrels, with the same harness and format as the RL worker."""
+        the corpus qrels, with the same harness and format as the RL worker. A version still being
+        completed is evaluated once it holds the whole corpus."""
         served = self.served
         path = served.path / "eval.json"
-        if path.exists() or not self.corpus.qrels:
+        if path.exists() or not self.corpus.qrels or completion_pending(served.path):
             return
         self._set_status(f"evaluating {served.version} on {max_queries} queries (background)")
         report = evaluate(served.embeddings, self.corpus.qrels, dims=self.dims(),

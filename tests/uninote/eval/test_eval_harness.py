@@ -101,3 +101,20 @@ def test_unknown_granularity_is_rejected():
     emb = _toy_embeddings()
     with pytest.raises(ValueError, match="unknown granularity"):
         evaluate(emb, _toy_qrels(emb), granularities=["pixels"])
+
+
+def test_float16_stored_embeddings_are_scored_in_float32(tmp_path):
+    """A float16 store (memory-mapped) gives the results of its values read back as float32,
+    at every dim, the full dim included (where no truncation converts them)."""
+    emb = _toy_embeddings(n=60, d=32, seed=3)
+    emb.save(tmp_path / "e", dtypes="float16")
+    stored = NoteEmbeddings.load(tmp_path / "e")
+    assert stored.note.dtype == np.float16
+    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
+    as_read = NoteEmbeddings(stored.note_ids, f32(stored.note), f32(stored.text), f32(stored.image),
+                             stored.image_owner, f32(stored.region), stored.region_owner, stored.region_image,
+                             stored.model_version)
+    qrels = _toy_qrels(emb)
+    got = evaluate(stored, qrels, dims=[8, 16, 32]).results
+    want = evaluate(as_read, qrels, dims=[8, 16, 32]).results
+    assert got == want and any(r["dim"] == 32 for r in got)

@@ -57,7 +57,7 @@ def test_multi_vector_rows_not_sorted_by_owner_are_read_through_an_order(tmp_pat
     pi, pr = rng.permutation(len(e.image)), rng.permutation(len(e.region))
     shuffled = NoteEmbeddings(e.note_ids, e.note, e.text, e.image[pi], e.image_owner[pi], e.region[pr],
                               e.region_owner[pr], e.region_image[pr], e.model_version)
-    writer = EmbeddingWriter(tmp_path / "e", "synthetic")  # one shard, owners kept as given
+    writer = EmbeddingWriter(tmp_path / "e", "synthetic", "float32")  # one shard, owners kept as given
     writer.write(shuffled)
     writer.close()
     mapped = NoteEmbeddings.load(tmp_path / "e")
@@ -105,7 +105,7 @@ def _anon_bytes() -> int:
 
 def _write_corpus(folder, n: int, dim: int, shard: int = 100_000) -> None:
     rng = np.random.default_rng(0)
-    writer = EmbeddingWriter(folder, "m", regions=False)
+    writer = EmbeddingWriter(folder, "m", "float32", regions=False)
     empty, none = np.zeros((0, dim), np.float32), np.zeros(0, np.int64)
     for start in range(0, n, shard):
         block = l2_normalize(rng.standard_normal((shard, dim), dtype=np.float32))

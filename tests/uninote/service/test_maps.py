@@ -18,7 +18,7 @@ def _brute(emb, granularity):
 
 def test_sampled_rows_get_the_vectors_of_the_whole_computation(tmp_path):
     emb = synthetic_embeddings(120, dim=48, seed=4)
-    emb.save(tmp_path / "e", shard_notes=50)
+    emb.save(tmp_path / "e", shard_notes=50, dtypes="float32")
     mapped = NoteEmbeddings.load(tmp_path / "e")  # three shards, memory-mapped
     rows = np.array([0, 3, 17, 51, 99, 119])
     for g in ("note", "image", "region"):

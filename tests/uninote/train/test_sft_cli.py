@@ -50,7 +50,7 @@ def test_runtime_switch_reaches_feature_extraction(tmp_path, monkeypatch):
         cache = tmp_path / f"cache-{runtime}"
         monkeypatch.setenv("UNINOTE_CACHE", str(cache))  # no features shared between the two runs
         assert main(["embed", "--model", str(tmp_path / "m"), "--corpus", str(corpus), "--quiet",
-                     "--out", str(tmp_path / runtime), "--runtime", runtime]) == 0
+                     "--out", str(tmp_path / runtime), "--runtime", runtime, "--dtype", "float32"]) == 0
         assert len(list(cache.glob("onnx/*.onnx"))) == (2 if runtime == "onnx" else 0)
         vectors[runtime] = NoteEmbeddings.load(tmp_path / runtime)
     for g in ("note", "image", "region"):
