@@ -149,8 +149,9 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
                               "indexing and writing the version", "loading the version"], first_run=True)
         self._begin(f"loading the corpus {self.config.corpus}")
         self.corpus_source = corpus_location(self.config.corpus)
-        self.corpus = load_corpus(self.config.corpus, on_error="skip")
-        self.store.register_notes(self.corpus.name, self.corpus.notes)
+        # a big notes.jsonl is read lazily, and its notes registered once per corpus fingerprint
+        self.corpus = load_corpus(self.config.corpus, on_error="skip", lazy=None)
+        self.store.register_corpus(self.corpus.name, self.corpus.notes, getattr(self.corpus, "fingerprint", None))
         self.queue = LabelQueue(self.store)
         if version is None:
             version = self._build_default_version()
@@ -184,8 +185,9 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
     def warm_caches(self, umap_dim: int | None = None, umap_granularity: str = "note") -> None:
         """Background work after start: every photo's thumbnail, then the default map layout."""
         def work():
+            photo_notes = getattr(self.corpus, "photo_notes", None)  # a lazy corpus knows them
             seen: set[str] = set()
-            for n in self.corpus.notes:
+            for n in photo_notes() if photo_notes else self.corpus.notes:
                 if n.images and n.images[0] not in seen:
                     seen.add(n.images[0])
                     self.thumbnail(n.note_id)
