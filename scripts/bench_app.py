@@ -117,6 +117,13 @@ def rss_mb(proc) -> float:
     return sum(c.memory_info().rss for c in [p] + p.children(recursive=True)) / 2**20
 
 
+def app_memory_mb(proc) -> dict:
+    """The app process alone: RSS, and RssAnon (RSS less the pages of memory-mapped files)."""
+    with open(f"/proc/{proc.pid}/status") as fh:
+        status = {k: v.split()[0] for k, v in (line.split(":", 1) for line in fh) if k in ("VmRSS", "RssAnon")}
+    return {"app_rss_mb": round(int(status["VmRSS"]) / 1024), "app_rss_anon_mb": round(int(status["RssAnon"]) / 1024)}
+
+
 def browser_latencies(url: str, n: int, strategy: str = "exact", grade: bool = True) -> dict:
     with chromium() as b:
         page = b.new_page(viewport=VIEWPORT)
@@ -406,7 +413,8 @@ def run_once(args, label: str) -> dict:
         served = wait_served(url, t0, args.timeout)
         usable = wait_usable(url, t0, args.timeout, args.note_id, args.strategy)
         result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1),
-                  "rss_mb_usable": round(rss_mb(proc), 0), "strategy": args.strategy}
+                  "rss_mb_usable": round(rss_mb(proc), 0), "usable_memory": app_memory_mb(proc),
+                  "strategy": args.strategy}
         if label != "first-run" and args.load and (args.measure or args.memory_minutes):
             result["warm_s"] = round(wait_warm(Path(args.home), t0, args.timeout), 1)
         if args.measure and label != "first-run":
@@ -419,6 +427,7 @@ def run_once(args, label: str) -> dict:
             result["memory_session"] = memory_session(url, Path(args.home), proc, args.memory_minutes,
                                                       args.sample_s)
         result["rss_mb"] = round(rss_mb(proc), 0)
+        result["memory"] = app_memory_mb(proc)
         result["loadavg"] = open("/proc/loadavg").read().split()[:3]
         return result
     finally:

@@ -37,7 +37,7 @@ from uninote.service.grading import GradingMethods
 from uninote.service.maps import MapMethods
 from uninote.service.progress import BuildProgress, BuildSteps
 from uninote.service.review import ReviewMethods
-from uninote.service.search import SearchMethods
+from uninote.service.search import EXACT_MAX_NOTES, SearchMethods
 from uninote.service.types import ServedVersion
 from uninote.service.versions import VersionMethods
 from uninote.service.worker_process import WorkerProcess, worker_command
@@ -156,13 +156,27 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
         if version is None:
             version = self._build_default_version()
         self._served = self._load_version(version)
+        later = None
         if self.queue.pending() == 0 and not self.store.judgments():
-            self._fill_queue()
+            if len(self._served.embeddings) <= EXACT_MAX_NOTES:
+                self._fill_queue()
+            else:  # hundreds of searches of a big version: planned after the search opens
+                later = threading.Thread(target=self._fill_queue_safely, name="uninote-fill", daemon=True)
         self._ready.set()
+        if later is not None:
+            later.start()
         self._set_status(self.status)
         if self.config.worker:
             self.worker = WorkerProcess(self.config.db_url, self.config.versions_root,
                                         device=self.config.worker_device).start()
+
+    def _fill_queue_safely(self) -> None:
+        try:
+            with self._fill_lock:  # an annotator asking meanwhile waits for these tasks
+                if self.queue.pending() == 0:
+                    self._fill_queue()
+        except Exception:
+            log.exception("planning the label queue failed")
 
     def close(self) -> None:
         """Stop the trainer worker this service started (if any); close the served version's

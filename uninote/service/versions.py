@@ -14,6 +14,8 @@ from uninote.eval import evaluate
 from uninote.fileio import atomic_write
 from uninote.service.folders import (eval_file, load_version, make_model, read_json, resolve_path,
                                      sft_staging, stored_path, write_version)
+from uninote.service.pages import release_mapped
+from uninote.service.search import EXACT_MAX_NOTES
 from uninote.service.types import ServedVersion
 
 
@@ -61,7 +63,12 @@ class VersionMethods:
     def _load_version(self, version: str) -> ServedVersion:
         if not self.ready:
             self._begin(f"loading model version {version}")
-        return load_version(version, self._version_path(version), self.config.index_uri)
+        served = load_version(version, self._version_path(version), self.config.index_uri)
+        retriever = served.retriever
+        if len(retriever) > EXACT_MAX_NOTES:  # Explore searches it with adaptive: its shortlist table now
+            retriever.table("note", min(retriever.shortlist_dim, retriever.full_dim))
+            release_mapped(served)  # the pass mapped the whole note table: hand its pages back
+        return served
 
     def _version_path(self, version: str) -> Path:
         for v in self.store.list_model_versions():
