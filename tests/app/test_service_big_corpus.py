@@ -3,11 +3,14 @@ corpus, and a restart reads no note and registers none (the start path does not 
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from conftest import tiny_service_config
-from uninote.data import lazy
-from uninote.data import load_corpus
+from uninote.data import lazy, load_corpus
 from uninote.service import UniNoteService
 from uninote.service.catalogue import Catalogue
 
@@ -55,3 +58,18 @@ def test_restart_on_a_lazy_corpus_reads_and_registers_no_note(tmp_path, counted)
         a, b = built.find(text, limit=7), svc.search_catalogue(text, limit=7)
         assert ([n.note_id for n in a.notes], a.total) == ([n.note_id for n in b.notes], b.total), text
     assert counted["iterated"] == 0
+
+
+def test_a_changed_corpus_is_registered_again_at_the_next_start(tmp_path, counted):
+    config = tiny_service_config(tmp_path)
+    UniNoteService(config).start()
+    notes = Path(config.corpus) / "notes.jsonl"
+    first = json.loads(notes.read_text().splitlines()[0])
+    with open(notes, "a") as fh:  # a new note
+        fh.write(json.dumps(dict(first, note_id="added-later", title="a note added later")) + "\n")
+    os.utime(notes, ns=(1, 1))
+    counted["registered"] = 0
+    svc = UniNoteService(config).start()
+    assert counted["registered"] == 1 and svc.store.has_note("added-later")
+    assert svc.note("added-later").title == "a note added later"
+    assert svc.search_catalogue("added later").notes[0].note_id == "added-later"
