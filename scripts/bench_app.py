@@ -65,13 +65,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(env_extra: dict, log_path: Path):
+def start_app(env_extra: dict, log_path: Path, app_dir: Path = REPO):
     port = free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                UNINOTE_USERS=",".join(f"{u}:{PASSWORD}" for u in USERS), **env_extra)
     log = open(log_path, "w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}", t0
 
 
@@ -86,6 +86,12 @@ def wait_served(url: str, t0: float, timeout: float) -> float:
     raise TimeoutError("page never served")
 
 
+def gallery_filled(x) -> bool:
+    """A gallery output with images: a list, or an update (dict) whose value is one."""
+    value = x.get("value") if isinstance(x, dict) else x
+    return isinstance(value, list) and len(value) > 0
+
+
 def wait_usable(url: str, t0: float, timeout: float, note_id: str, strategy: str = "exact") -> float:
     from gradio_client import Client
 
@@ -94,7 +100,7 @@ def wait_usable(url: str, t0: float, timeout: float, note_id: str, strategy: str
         try:
             out = client.predict(note_id, 12, "note", 768, "note", strategy, False, 64, "note", "exact", None,
                                  api_name="/explore_note")
-            if out and any(isinstance(x, list) and x for x in out):  # neighbours gallery filled
+            if out and any(gallery_filled(x) for x in out):  # neighbours gallery filled
                 return time.perf_counter() - t0
         except Exception:
             pass
@@ -408,7 +414,7 @@ def run_once(args, label: str) -> dict:
         {"UNINOTE_HOME": args.home}
     if args.sft_overrides:
         env["UNINOTE_SFT_OVERRIDES"] = args.sft_overrides
-    proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log")
+    proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log", Path(args.app_dir or REPO))
     try:
         served = wait_served(url, t0, args.timeout)
         usable = wait_usable(url, t0, args.timeout, args.note_id, args.strategy)
@@ -453,6 +459,9 @@ def main() -> None:
                     help="Explore search strategy (a big version: adaptive, the 64-d shortlist re-ranked at full dim)")
     ap.add_argument("--no-load", dest="load", action="store_false",
                     help="skip the warm-up wait, grading and the 20 concurrent annotators (Explore and start only)")
+    ap.add_argument("--app-dir", default="", help=(
+        "checkout whose app.py is started (default this one; with PYTHONPATH set to it, another "
+        "commit's app is measured by this script, e.g. a before/after pair)"))
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()
