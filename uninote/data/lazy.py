@@ -144,10 +144,12 @@ class LazyNotes(Sequence):
     def _read(self, i: int) -> Note:
         if str(i) in self._fixed:
             return Note.from_json(self._fixed[str(i)])
-        if self._fd is None:
-            self._fd = os.open(self._path, os.O_RDONLY)
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDONLY)
+            fd = self._fd
         start, size = (int(x) for x in self._lines[i])
-        raw = os.pread(self._fd, size, start)
+        raw = os.pread(fd, size, start)
         try:
             return Note.from_json(json.loads(raw))
         except (ValueError, KeyError) as exc:
