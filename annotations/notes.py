@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from annotations.errors import AnnotationError
-from annotations.models import NoteRow
+from annotations.models import NoteRow, SchemaInfo
 from uninote.data.images import DEFAULT_MAX_BYTES, check_image_bytes, sniff_format
 from uninote.data.note import Note
 from uninote.errors import ImageError
@@ -75,23 +75,51 @@ class NotesMixin:
         counts = {"added": 0, "updated": 0, "unchanged": 0}
         now = time.time()
         ids = list(wanted)
+        table = NoteRow.__table__
         with self._db.write() as session:
             for start in range(0, len(ids), 500):
                 chunk = ids[start:start + 500]
-                existing = {r.note_id: r for r in session.execute(
-                    select(NoteRow).where(NoteRow.note_id.in_(chunk))).scalars()}  # fmt: skip
+                existing = {r.note_id: (r.content_hash, r.corpus) for r in session.execute(
+                    select(table.c.note_id, table.c.content_hash, table.c.corpus)
+                    .where(table.c.note_id.in_(chunk)))}  # fmt: skip
+                added, changed = [], []
                 for note_id in chunk:
                     row = existing.get(note_id)
                     if row is None:
-                        session.add(NoteRow(note_id=note_id, corpus=corpus, content_hash=wanted[note_id],
-                                            uploaded=False, created_at=now, updated_at=now))  # fmt: skip
-                        counts["added"] += 1
-                    elif row.content_hash != wanted[note_id] or row.corpus != corpus:
-                        row.content_hash, row.corpus, row.updated_at = wanted[note_id], corpus, now
-                        counts["updated"] += 1
-                    else:
-                        counts["unchanged"] += 1
-                session.flush()
+                        added.append({"note_id": note_id, "corpus": corpus, "content_hash": wanted[note_id],
+                                      "uploaded": False, "created_at": now, "updated_at": now})
+                    elif row != (wanted[note_id], corpus):
+                        changed.append({"id": note_id, "content_hash": wanted[note_id], "corpus": corpus,
+                                        "updated_at": now})
+                if added:
+                    session.execute(insert(table), added)
+                for row in changed:
+                    session.execute(update(table).where(table.c.note_id == row["id"]).values(
+                        content_hash=row["content_hash"], corpus=row["corpus"], updated_at=now))
+                counts["added"] += len(added)
+                counts["updated"] += len(changed)
+                counts["unchanged"] += len(chunk) - len(added) - len(changed)
+        return counts
+
+    def register_corpus(self, corpus: str, notes: Iterable[Note], fingerprint: str | None = None) -> dict[str, int] | None:
+        """``register_notes``, once per ``fingerprint`` of the corpus (e.g. a big corpus's index
+        key, ``uninote.data.lazy``): recorded in ``schema_info`` afterwards, and skipped (None)
+        while the recorded one matches, so a restart does not hash and look up every note again.
+        Without a fingerprint every call registers."""
+        if not fingerprint:
+            return self.register_notes(corpus, notes)
+        key = f"notes_registered:{hashlib.sha256(corpus.encode()).hexdigest()[:32]}"
+        with self._db.read() as session:
+            done = session.execute(select(SchemaInfo.value).where(SchemaInfo.key == key)).scalar_one_or_none()
+        if done == fingerprint:
+            return None
+        counts = self.register_notes(corpus, notes)
+        with self._db.write() as session:
+            row = session.get(SchemaInfo, key)
+            if row is None:
+                session.add(SchemaInfo(key=key, value=fingerprint))
+            else:
+                row.value = fingerprint
         return counts
 
     def has_note(self, note_id: str) -> bool:

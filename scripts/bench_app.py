@@ -70,13 +70,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(env_extra: dict, log_path: Path):
+def start_app(env_extra: dict, log_path: Path, app_dir: Path = REPO):
     port = free_port()
     env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                UNINOTE_USERS=",".join(f"{u}:{PASSWORD}" for u in USERS), **env_extra)
     log = open(log_path, "w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}", t0
 
 
@@ -155,6 +155,13 @@ def rss_mb(proc) -> float:
     """RSS of ``proc`` (a Popen, or ``os`` for this process) and its children."""
     p = psutil.Process(proc.getpid() if proc is os else proc.pid)
     return sum(c.memory_info().rss for c in [p] + p.children(recursive=True)) / 2**20
+
+
+def app_memory_mb(proc) -> dict:
+    """The app process alone: RSS, and RssAnon (RSS less the pages of memory-mapped files)."""
+    with open(f"/proc/{proc.pid}/status") as fh:
+        status = {k: v.split()[0] for k, v in (line.split(":", 1) for line in fh) if k in ("VmRSS", "RssAnon")}
+    return {"app_rss_mb": round(int(status["VmRSS"]) / 1024), "app_rss_anon_mb": round(int(status["RssAnon"]) / 1024)}
 
 
 def browser_latencies(url: str, n: int, strategy: str = "exact", grade: bool = True) -> dict:
@@ -444,14 +451,15 @@ def run_once(args, label: str) -> dict:
     if args.sft_overrides:
         env["UNINOTE_SFT_OVERRIDES"] = args.sft_overrides
     load_start = open("/proc/loadavg").read().split()[:3]
-    proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log")
+    proc, url, t0 = start_app(env, Path(args.home) / f"bench-{label}.log", Path(args.app_dir or REPO))
     try:
         served = wait_served(url, t0, args.timeout)
         usable = wait_usable(url, t0, args.timeout, args.note_id, args.strategy)
         cpu = cpu_seconds(proc)
         result = {"run": label, "page_served_s": round(served, 1), "usable_s": round(usable, 1),
                   **{f"{k}_usable": v for k, v in cpu.items()},
-                  "rss_mb_usable": round(rss_mb(proc), 0), "strategy": args.strategy,
+                  "rss_mb_usable": round(rss_mb(proc), 0), "usable_memory": app_memory_mb(proc),
+                  "strategy": args.strategy,
                   "cache": env.get("UNINOTE_CACHE", "default"), "loadavg_start": load_start}
         if args.wait_complete and label == "first-run":
             complete = wait_complete(Path(args.home), t0, args.timeout)
@@ -471,6 +479,7 @@ def run_once(args, label: str) -> dict:
                                                       args.sample_s)
         result["rss_mb"] = round(rss_mb(proc), 0)
         result.update(cpu_seconds(proc))
+        result["memory"] = app_memory_mb(proc)
         result["loadavg"] = open("/proc/loadavg").read().split()[:3]
         return result
     finally:
@@ -503,6 +512,9 @@ def main() -> None:
                     help="Explore search strategy (a big version: adaptive, the 64-d shortlist re-ranked at full dim)")
     ap.add_argument("--no-load", dest="load", action="store_false",
                     help="skip the warm-up wait, grading and the 20 concurrent annotators (Explore and start only)")
+    ap.add_argument("--app-dir", default="", help=(
+        "checkout whose app.py is started (default this one; with PYTHONPATH set to it, another "
+        "commit's app is measured by this script, e.g. a before/after pair)"))
     ap.add_argument("--baseline-only", action="store_true",
                     help="only the in-process service baseline (needs a built version in --home)")
     args = ap.parse_args()

@@ -6,7 +6,11 @@ and writes, under ``--out``:
     corpus/     notes.jsonl with ``--n`` notes: copy k of note ``id`` is ``id`` (k = 0) or ``id-k``,
                 same title, metadata and photos (``images`` links to the small corpus's photos)
     home/       versions/<version>-x<n>/  model/ (copied), embeddings/ (shards, ``--dtype``),
-                index/ (streamed from the shards), READY; annotations.db with it active
+                index/ (streamed from the shards), READY; annotations.db with it active and the
+                corpus's notes registered (once: the app skips it while the corpus is unchanged)
+
+and the corpus's lazy index (``uninote.data.lazy``, under ``$UNINOTE_CACHE/corpora/``), so the
+app's first open reads no note either.
 
 Copy k of a note gets the note's vectors plus Gaussian noise of ``--jitter`` per dim, re-normalised
 (0.01 at 768-d: cosine about 0.96 to the original). Photos keep their one vector each; regions are
@@ -54,6 +58,16 @@ def write_corpus(small, n: int, out: Path) -> None:
             note = small.notes[j]
             fh.write(lines[j] if k == 0 else lines[j].replace(json.dumps(note.note_id), json.dumps(copy_id(note.note_id, k)), 1))
             fh.write("\n")
+
+
+def index_and_register(corpus_dir: Path, db_url: str) -> None:
+    """The lazy index of the big corpus (read as the app reads it) and its notes in the store."""
+    t0 = time.perf_counter()
+    corpus = load_corpus(corpus_dir, on_error="skip", lazy=True)
+    print(f"  corpus index: {len(corpus):,} notes in {time.perf_counter() - t0:.0f} s", flush=True)
+    with AnnotationStore(db_url) as store:
+        counts = store.register_corpus(corpus.name, corpus.notes, corpus.fingerprint)
+    print(f"  notes registered: {counts} in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def write_embeddings(small: NoteEmbeddings, order: list[int], n: int, out: Path, dtype: str, jitter: float,
@@ -112,9 +126,11 @@ def main() -> None:
     write_embeddings(small, order, args.n, version / "embeddings", args.dtype, args.jitter)
     Retriever(NoteEmbeddings.load(version / "embeddings")).save(version / "index")
     (version / "READY").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    with AnnotationStore(f"sqlite:///{out / 'home' / 'annotations.db'}") as store:
+    db_url = f"sqlite:///{out / 'home' / 'annotations.db'}"
+    with AnnotationStore(db_url) as store:
         store.register_model_version(name, name, corpus=str((out / "corpus").resolve()))
         store.set_active_version(name)
+    index_and_register(out / "corpus", db_url)
     print(f"done in {time.perf_counter() - t0:.0f} s: UNINOTE_HOME={out / 'home'} "
           f"UNINOTE_DEMO_CORPUS={out / 'corpus'}", flush=True)
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from annotations.db import default_url, redact_url
 from annotations.errors import AnnotationError, InvalidGrade, UnknownNote
+from annotations.notes import NotesMixin
 from annotations.store import AnnotationStore
 from uninote.data.note import Note
 from uninote.errors import ImageError, UniNoteError
@@ -127,6 +128,22 @@ def test_register_notes_is_idempotent_and_tracks_changes(store):
         "added": 1, "updated": 1, "unchanged": 0}  # fmt: skip
     assert store.has_note("new") and not store.has_note("missing")
     assert len(store.note_ids("toy")) == 21
+
+
+def test_register_corpus_once_per_fingerprint(store, db_path, monkeypatch):
+    notes = [Note("big0", title="a"), Note("big1", title="b")]
+    assert store.register_corpus("big", notes, "fp1") == {"added": 2, "updated": 0, "unchanged": 0}
+    calls = []
+    monkeypatch.setattr(AnnotationStore, "register_notes",
+                        lambda self, *a: calls.append(a) or NotesMixin.register_notes(self, *a))
+    with AnnotationStore(str(db_path)) as again:  # a restart on the same database
+        assert again.register_corpus("big", notes, "fp1") is None and calls == []  # recorded: skipped
+        assert again.register_corpus("other", notes[:1], "fp1") == {"added": 0, "updated": 1, "unchanged": 0}
+        changed = [Note("big0", title="edited"), Note("big2")]
+        assert again.register_corpus("big", changed, "fp2") == {"added": 1, "updated": 1, "unchanged": 0}
+        assert again.register_corpus("big", changed, "fp2") is None and len(calls) == 2
+        assert again.register_corpus("big", changed) == {"added": 0, "updated": 0, "unchanged": 2}
+        assert again.has_note("big2") and set(again.note_ids("big")) == {"big0", "big1", "big2"}
 
 
 def test_upload_survives_restart_and_is_content_addressed(store, db_path):

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 from uninote.data import fashion, qilin
 from uninote.data.corpus import Corpus
+from uninote.data.lazy import LAZY_MIN_BYTES, cache_root, read_lazy
 from uninote.data.native import atomic_dir, read_native, write_native, write_records
 from uninote.data.problems import Problems, check_on_error, warn
 from uninote.data.split import subset_corpus
@@ -35,11 +35,6 @@ from uninote.errors import ConfigError, CorpusError
 FORMATS = ("native", "fashion", "qilin")
 CACHE_LAYOUT_VERSION = 2  # bump when an adapter's output changes, so stale caches are rebuilt
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def cache_root() -> Path:
-    """``$UNINOTE_CACHE`` (default ``~/.cache/uninote``)."""
-    return Path(os.environ.get("UNINOTE_CACHE") or Path.home() / ".cache" / "uninote")
 
 
 def corpus_location(source) -> str:
@@ -112,8 +107,16 @@ def _materialise(fmt: str, files: list[Path], out: Path, problems: Problems, opt
     return notices
 
 
+def _read(folder, on_error: str, validate_images: str, progress: bool, lazy: bool | None) -> Corpus:
+    """A native folder, eagerly or (``lazy``; None: when notes.jsonl is ``LAZY_MIN_BYTES`` or more)
+    lazily (``uninote.data.lazy``)."""
+    if lazy is None:
+        lazy = (Path(folder) / "notes.jsonl").stat().st_size >= LAZY_MIN_BYTES
+    return (read_lazy if lazy else read_native)(folder, on_error, validate_images, progress)
+
+
 def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images: str, progress: bool,
-                 revision: str | None = None) -> Corpus:
+                 revision: str | None = None, lazy: bool | None = False) -> Corpus:
     files, name, snapshot = _source_files(fmt, source, revision)
     if fmt == "qilin" and snapshot is not None and options["image_root"] is None:
         options = {**options, "image_root": str(snapshot.resolve())}  # Hub image paths are snapshot-relative
@@ -132,14 +135,14 @@ def _load_cached(fmt: str, source, on_error: str, options: dict, validate_images
     record = json.loads((folder / "source.json").read_text(encoding="utf-8"))
     for notice in record.get("notices", []):
         warn(notice)
-    corpus = read_native(folder, on_error, validate_images, progress)
+    corpus = _read(folder, on_error, validate_images, progress, lazy)
     corpus.name = record.get("name") or name
     return corpus
 
 
 def load_corpus(source, format: str | None = None, on_error: str = "fail", *, limit: int | None = None,
                 max_queries: int = 500, seed: int = 0, image_root=None, validate_images: str = "cheap",
-                progress: bool = False, revision: str | None = None) -> Corpus:
+                progress: bool = False, revision: str | None = None, lazy: bool | None = False) -> Corpus:
     """Load any supported corpus source as a ``Corpus`` (see the module docstring).
 
     Args:
@@ -156,6 +159,9 @@ def load_corpus(source, format: str | None = None, on_error: str = "fail", *, li
             photo), or ``"none"``.
         progress: show tqdm bars.
         revision: Hub sources only, the branch, tag or commit to download (default: the main branch).
+        lazy: read the notes on demand from an index built at the first open (``uninote.data.lazy``:
+            same notes, same checks); None: when notes.jsonl is ``LAZY_MIN_BYTES`` or more. Not with
+            ``limit``.
     """
     check_on_error(on_error)
     fmt = format or detect_format(source)
@@ -166,13 +172,14 @@ def load_corpus(source, format: str | None = None, on_error: str = "fail", *, li
     if fmt == "native":
         if not (Path(source) / "notes.jsonl").is_file():
             raise CorpusError("no notes.jsonl here: not a native corpus folder", str(source))
-        corpus = read_native(source, on_error, validate_images, progress)
+        corpus = _read(source, on_error, validate_images, progress, False if limit is not None else lazy)
         if limit is not None:
             corpus = subset_corpus(corpus, [n.note_id for n in corpus.notes[:limit]])
         return corpus
     options = {"limit": limit, "max_queries": max_queries, "seed": seed,
                "image_root": None if image_root is None else str(Path(image_root).resolve())}
-    return _load_cached(fmt, source, on_error, options, validate_images, progress, revision)
+    return _load_cached(fmt, source, on_error, options, validate_images, progress, revision,
+                        False if limit is not None else lazy)
 
 
 def write_corpus(corpus: Corpus, out_dir, progress: bool = False) -> Path:

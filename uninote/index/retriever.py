@@ -171,6 +171,18 @@ class Retriever:
                 self._tables[key] = VectorTable(full.truncated(dim), full.owner, full.n_slots)
         return self._tables[key]
 
+    def set_table(self, granularity: str, dim: int, vectors: np.ndarray) -> None:
+        """Install the (granularity, dim) table from a saved copy of ``table(granularity, dim).vectors``
+        (kept beside a big version by its server: loading 4*dim bytes per note is cheaper than
+        streaming the full-dim map). One-vector granularities below full dim, before any add or
+        remove; ``ValueError`` when the shape does not fit."""
+        full = self._tables[(granularity, self.full_dim)]
+        if full.multi or not 1 <= dim < self.full_dim or len(self.note_ids) != len(full) \
+                or tuple(vectors.shape) != (len(full), dim):
+            raise ValueError(f"a {tuple(vectors.shape)} table does not fit {granularity} at dim {dim} "
+                             f"({len(full)} rows of {self.full_dim})")
+        self._tables[(granularity, dim)] = VectorTable(vectors, None, full.n_slots)
+
     def kind_for(self, granularity: str) -> str:
         return choose_kind(len(self._tables[(granularity, self.full_dim)]), self.config)
 

@@ -40,7 +40,7 @@ from uninote.service.grading import GradingMethods
 from uninote.service.maps import MapMethods
 from uninote.service.progress import BuildProgress, BuildSteps
 from uninote.service.review import ReviewMethods
-from uninote.service.search import SearchMethods
+from uninote.service.search import EXACT_MAX_NOTES, SearchMethods
 from uninote.service.types import ServedVersion
 from uninote.service.versions import VersionMethods
 from uninote.service.worker_process import WorkerProcess, worker_command
@@ -157,20 +157,35 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
                               "indexing and writing the version", "loading the version"], first_run=True)
         self._begin(f"loading the corpus {self.config.corpus}")
         self.corpus_source = corpus_location(self.config.corpus)
-        self.corpus = load_corpus(self.config.corpus, on_error="skip")
-        self.store.register_notes(self.corpus.name, self.corpus.notes)
+        # a big notes.jsonl is read lazily, and its notes registered once per corpus fingerprint
+        self.corpus = load_corpus(self.config.corpus, on_error="skip", lazy=None)
+        self.store.register_corpus(self.corpus.name, self.corpus.notes, getattr(self.corpus, "fingerprint", None))
         self.queue = LabelQueue(self.store)
         if version is None:
             version = self._build_default_version()
         self._served = self._load_version(version)
+        later = None
         if self.queue.pending() == 0 and not self.store.judgments():
-            self._fill_queue()
+            if len(self._served.embeddings) <= EXACT_MAX_NOTES:
+                self._fill_queue()
+            else:  # hundreds of searches of a big version: planned after the search opens
+                later = threading.Thread(target=self._fill_queue_safely, name="uninote-fill", daemon=True)
         self._ready.set()
         self._start_completion()  # a first version on part of a big corpus: the rest in the background
+        if later is not None:
+            later.start()
         self._set_status(self.status)
         if self.config.worker:
             self.worker = WorkerProcess(self.config.db_url, self.config.versions_root,
                                         device=self.config.worker_device).start()
+
+    def _fill_queue_safely(self) -> None:
+        try:
+            with self._fill_lock:  # an annotator asking meanwhile waits for these tasks
+                if self.queue.pending() == 0:
+                    self._fill_queue()
+        except Exception:
+            log.exception("planning the label queue failed")
 
     def close(self) -> None:
         """Stop the trainer worker this service started (if any) and the background completion
@@ -195,8 +210,9 @@ class UniNoteService(VersionMethods, SearchMethods, GradingMethods, ReviewMethod
     def warm_caches(self, umap_dim: int | None = None, umap_granularity: str = "note") -> None:
         """Background work after start: every photo's thumbnail, then the default map layout."""
         def work():
+            photo_notes = getattr(self.corpus, "photo_notes", None)  # a lazy corpus knows them
             seen: set[str] = set()
-            for n in self.corpus.notes:
+            for n in photo_notes() if photo_notes else self.corpus.notes:
                 if n.images and n.images[0] not in seen:
                     seen.add(n.images[0])
                     self.thumbnail(n.note_id)

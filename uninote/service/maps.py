@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from uninote.embeddings import truncate
+from uninote.service.pages import release_mapped
 
 log = logging.getLogger("uninote.service")
 MAP_MAX_NOTES = 20_000  # a bigger version's map is a seeded random sample of this many notes
@@ -87,7 +88,9 @@ class MapMethods:
         rows = map_rows(len(served.embeddings))
         if progress:
             progress(f"computing UMAP of {len(rows):,} notes ({granularity}, {dim}-d)")
-        layout = umap_2d(per_note_vectors(served.embeddings, granularity, dim, rows))
+        vectors = per_note_vectors(served.embeddings, granularity, dim, rows)
+        release_mapped(served)  # the sample's rows mapped pages all over the tables
+        layout = umap_2d(vectors)
         ids = [served.embeddings.note_ids[i] for i in rows]
         save_layout(cache, ids, layout)
         return ids, layout

@@ -40,7 +40,7 @@ class SearchMethods:
         Also says how many notes match in all."""
         corpus = self.corpus
         if self._catalogue is None or self._catalogue[0] is not corpus:  # built once per corpus
-            self._catalogue = (corpus, Catalogue(corpus.notes))
+            self._catalogue = (corpus, Catalogue(corpus.notes, getattr(corpus, "word_index", None)))
         return self._catalogue[1].find(text, limit)
 
     def _thumb_path(self, note: Note) -> Path:

@@ -5,8 +5,12 @@ Mixed into ``UniNoteService`` (``self.store``, ``self.config``, ``self._served``
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from uninote.embedding_store import embed_to_disk
 from uninote.errors import UniNoteError
@@ -15,7 +19,40 @@ from uninote.fileio import atomic_write
 from uninote.service.completion import completion_record, first_build_corpus
 from uninote.service.folders import (COMPLETION_FILE, completion_pending, eval_file, load_version, make_model,
                                      read_json, resolve_path, sft_staging, stored_path, write_version)
+from uninote.service.pages import release_mapped
+from uninote.service.search import EXACT_MAX_NOTES
 from uninote.service.types import ServedVersion
+
+log = logging.getLogger("uninote.service")
+
+
+def shortlist_table(served: ServedVersion) -> None:
+    """Build (or load from ``<version>/cache/``) the note table at the adaptive shortlist dim.
+
+    Built, it streams the whole mapped full-dim note table (1.5 GB of float16 at a million notes);
+    the result (4 bytes per dim per note) is saved once beside the version, whose folder never
+    changes once READY, and later opens read that instead. The mapped pages are handed back."""
+    retriever = served.retriever
+    dim = retriever.shortlist_dim
+    if dim >= retriever.full_dim:  # adaptive is exact at full dim: nothing to build
+        return
+    path = Path(served.path) / "cache" / f"note-d{dim}-n{len(retriever.note_ids)}.npy"
+    if path.is_file():
+        try:
+            retriever.set_table("note", dim, np.load(path, mmap_mode="r"))
+            return
+        except (ValueError, OSError) as exc:  # a stale or damaged copy: built again below
+            log.warning("%s: %s; building the shortlist table again", path, exc)
+    vectors = retriever.table("note", dim).vectors
+    release_mapped(served)  # the pass mapped the whole note table: hand its pages back
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only version folder: built at every open, as before
+        log.warning("could not keep the shortlist table in %s: %s", path.parent, exc)
 
 
 class VersionMethods:
@@ -70,7 +107,10 @@ class VersionMethods:
     def _load_version(self, version: str) -> ServedVersion:
         if not self.ready:
             self._begin(f"loading model version {version}")
-        return load_version(version, self._version_path(version), self.config.index_uri)
+        served = load_version(version, self._version_path(version), self.config.index_uri)
+        if len(served.retriever) > EXACT_MAX_NOTES:  # Explore searches it with adaptive: its shortlist now
+            shortlist_table(served)
+        return served
 
     def _version_path(self, version: str) -> Path:
         for v in self.store.list_model_versions():
