@@ -22,8 +22,8 @@ def _rss_file() -> int:
 
 
 def test_release_mapped_drops_the_file_pages_a_scan_mapped(tmp_path):
-    emb = synthetic_embeddings(6_000, dim=768, seed=0)  # 10-20 MB per one-vector table
-    emb.save(tmp_path / "e", regions=False)
+    emb = synthetic_embeddings(6_000, dim=768, seed=0)  # 18 MB per one-vector table as float32
+    emb.save(tmp_path / "e", regions=False, dtypes="float32")
     Retriever(emb).save(tmp_path / "index")
     mapped = NoteEmbeddings.load(tmp_path / "e")
     retriever = Retriever.load(tmp_path / "index")
