@@ -53,7 +53,8 @@ from uninote.index import milvus_search as milvus_side
 from uninote.index.ann import IndexConfig, build_ann, build_ann_streaming, choose_kind, index_kind
 from uninote.index.vectors import VectorTable
 
-DUPLICATE_SIM = 1 - 1e-6  # full-dim similarity at which a candidate counts as the query itself
+DUPLICATE_SIM = 1 - 1e-4  # full-dim similarity at which a candidate counts as the query itself (float16
+# storage moves a unit row's self-similarity by ~1e-5, so 1 - 1e-6 let stored duplicates through)
 
 
 class UnknownNoteError(UniNoteError, KeyError):
@@ -250,7 +251,7 @@ class Retriever:
 
         ``dim`` (default full) is the Matryoshka dim searched (``adaptive``: the re-rank dim).
         ``exclude_self`` drops the query note and its exact duplicates (full-dim similarity
-        >= 1 - 1e-6 at the searched granularity); pass False to keep them (content auditing).
+        >= 1 - 1e-4 at the searched granularity); pass False to keep them (content auditing).
         """
         if strategy not in strategies.STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; expected one of {strategies.STRATEGIES}")
