@@ -282,7 +282,7 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
     """
     from gradio_client import Client, handle_file
 
-    note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
+    note_ids = NoteEmbeddings.load(next(home.glob("versions/*/embeddings"))).note_ids
     photos = sorted(home.glob("thumbs/*/*.jpg"))[:200]
     deadline = time.time() + minutes * 60
     counts = {"explore": 0, "compare": 0, "sessions": 0, "uploads": 0, "grades": 0, "maps": 0,
@@ -292,6 +292,14 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
     def count(what: str) -> None:
         with lock:
             counts[what] += 1
+
+    errors: list[str] = []  # the first few, to say what failed
+
+    def failed(exc: BaseException) -> None:
+        count("errors")
+        with lock:
+            if len(errors) < 20:
+                errors.append(f"{time.time() - deadline + minutes * 60:.0f} s: {type(exc).__name__}: {exc}"[:300])
 
     def login(user: str) -> requests.Session:
         s = requests.Session()
@@ -314,8 +322,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                            timeout=60)
                 r.raise_for_status()
                 count("compare" if compare else "explore")
-            except requests.RequestException:
-                count("errors")
+            except requests.RequestException as exc:
+                failed(exc)
             time.sleep(rng.uniform(0.5, 1.5))
 
     def uploader() -> None:
@@ -328,8 +336,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                                12, "note", 768, "note", "exact", False, 64, "note", "exact", None,
                                api_name="/explore_upload")
                 count("uploads")
-            except Exception:
-                count("errors")
+            except Exception as exc:
+                failed(exc)
             time.sleep(20)
         client.close()
 
@@ -347,8 +355,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                 if task:
                     call("grade", task["query_id"], task["candidate_id"], rng.randrange(4), task["task_id"], "")
                     count("grades")
-            except requests.RequestException:
-                count("errors")
+            except requests.RequestException as exc:
+                failed(exc)
             time.sleep(rng.uniform(0.5, 1.5))
 
     def browser_user() -> None:
@@ -372,8 +380,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                         page.locator("#explore-catalogue .thumbnail-item").nth(rng.randrange(12)).click()
                         page.wait_for_timeout(1500)
                         count("browser_clicks")
-                except Exception:
-                    count("errors")
+                except Exception as exc:
+                    failed(exc)
                 finally:
                     page.close()
 
@@ -386,8 +394,9 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
     for w in workers:
         w.start()
     while True:
-        app = p.memory_info().rss / 2**20
-        samples.append({"t_s": round(time.time() - t0, 1), "app_mb": round(app, 1),
+        mem = p.memory_info()  # rss = anonymous + file-backed (mapped vectors, libraries) pages
+        samples.append({"t_s": round(time.time() - t0, 1), "app_mb": round(mem.rss / 2**20, 1),
+                        "app_anon_mb": round((mem.rss - mem.shared) / 2**20, 1),
                         "with_children_mb": round(rss_mb(proc), 1)})
         if time.time() >= deadline:
             break
@@ -399,7 +408,7 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
         return min(samples, key=lambda x: abs(x["t_s"] - minute * 60))
 
     marks = [m for m in (0, 1, 5, 10, 20, 30, 45, 60) if m <= minutes] + [minutes]
-    return {"minutes": minutes, "sample_s": sample_s, "counts": counts,
+    return {"minutes": minutes, "sample_s": sample_s, "counts": counts, "errors": errors,
             "at_minute": {str(m): at(m) for m in dict.fromkeys(marks)}, "samples": samples}
 
 

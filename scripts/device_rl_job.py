@@ -11,7 +11,7 @@ into ``--work`` (emptied), and the job runs there.
 
 Usage:
     python scripts/device_rl_job.py --home ~/.cache/uninote/bench-app --work ~/.cache/uninote/rl-job \\
-        --device cpu --steps 20 --out rl-cpu.json
+        --device cpu --out rl-cpu.json
     python scripts/device_rl_job.py ... --device cuda --out rl-cuda.json   # the same job on a GPU
 
 Prints (and writes to ``--out``) one JSON object: device, the job's phase seconds as the worker
@@ -104,16 +104,18 @@ def main() -> int:
     ap.add_argument("--db", type=Path, help="its SQLite store (default: <home>/annotations.db)")
     ap.add_argument("--work", required=True, type=Path, help="folder the job runs in (emptied first)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"], help="RL device of the worker")
-    ap.add_argument("--steps", type=int, default=20, help="RL steps of the job")
+    ap.add_argument("--steps", type=int, help="RL steps of the job (default: the app's job, RLConfig's 600)")
     ap.add_argument("--rl", default="{}", help="more RL settings as JSON (RLConfig keys)")
     ap.add_argument("--eval-queries", type=int, default=200, help="queries of the version's eval.json (0 = none)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds the worker may take")
     ap.add_argument("--out", type=Path, help="also write the result here")
     args = ap.parse_args()
     try:
-        rl = {**json.loads(args.rl), "steps": args.steps}
+        rl = json.loads(args.rl)
     except json.JSONDecodeError as exc:
         raise SystemExit(f"--rl is not JSON: {exc}")
+    if args.steps:
+        rl["steps"] = args.steps
     db, base = copy_home(args.home.expanduser(), args.work.expanduser(), args.db)
     result = run_job(db, args.work.expanduser() / "versions", base, args.device, rl, args.eval_queries,
                      args.timeout)
