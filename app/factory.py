@@ -96,7 +96,7 @@ def build_demo(service: UniNoteService) -> gr.Blocks:
                              [tabs, ex.query] + ex.outputs, api_visibility="private")
         api.register(service)  # endpoints for programs: typed parameters, JSON results
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
-    start_trimming(demo)  # Gradio's per-event analytics, bounded (app/limits.py)
+    start_trimming(demo)  # Gradio's per-event analytics and closed pages' sessions, bounded (app/limits.py)
     return demo
 
 

@@ -4,7 +4,10 @@ Left alone, three things grow with use (measured in docs/results/app.md, "Memory
 
 - **sessions**: per browser tab (or ``gradio_client``), a copy of every component a callback
   updated and the page config, about 0.4 MB on a tiny corpus; Gradio keeps 10,000 sessions.
-  Bound: ``MAX_SESSIONS`` ($UNINOTE_MAX_SESSIONS, default 100), the oldest dropped first.
+  Bound: ``MAX_SESSIONS`` ($UNINOTE_MAX_SESSIONS, default 100), the oldest dropped first; and
+  the session of a closed page (its heartbeat ended: tab closed or reloaded) is dropped once unused
+  for ``CLOSED_SESSION_S`` ($UNINOTE_CLOSED_SESSION_S, default 600) seconds, where Gradio keeps it
+  until the bound pushes it out (a page that drew the map holds its figure, about 1.4 MB).
 - **cached files**: every file a component shows is copied into Gradio's cache folder (a
   gallery of 12 thumbnails is 12 copies) and its path kept in a set. Bound: thumbnails are static
   paths (served from thumbs/, never copied), and the rest (uploads) is deleted ``DELETE_CACHE``
@@ -17,6 +20,7 @@ Left alone, three things grow with use (measured in docs/results/app.md, "Memory
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 import weakref
@@ -58,6 +62,29 @@ def max_events() -> int:
     return _int_env("UNINOTE_MAX_EVENTS", 10_000)
 
 
+def closed_session_s() -> int:
+    """Seconds a closed page's session is kept after its last use."""
+    return _int_env("UNINOTE_CLOSED_SESSION_S", 600)
+
+
+def drop_closed_sessions(state_holder, older_than_s: float, now: datetime.datetime | None = None) -> int:
+    """Drop the sessions of closed pages last used more than ``older_than_s`` seconds ago (their
+    ``gr.State`` values through Gradio's ``delete_state``, then the session). Returns how many."""
+    now = now or datetime.datetime.now()
+    with state_holder.lock:
+        closed = [h for h, session in list(state_holder.session_data.items()) if session.is_closed
+                  and (now - state_holder.time_last_used.get(h, now)).total_seconds() > older_than_s]
+    for h in closed:
+        try:
+            state_holder.delete_state(h)
+        except Exception:  # a state's delete callback failed: the session goes all the same
+            pass
+        with state_holder.lock:
+            state_holder.session_data.pop(h, None)
+            state_holder.time_last_used.pop(h, None)
+    return len(closed)
+
+
 def trim_event_analytics(queue, keep: int) -> int:
     """Drop the oldest finished rows of ``queue.event_analytics`` beyond ``keep``; rows of events
     still queued or running stay (Gradio writes to them when they finish). Returns rows dropped."""
@@ -71,20 +98,26 @@ def trim_event_analytics(queue, keep: int) -> int:
     return len(drop)
 
 
-def start_trimming(demo, keep: int | None = None, every_s: float = TRIM_EVERY_S) -> threading.Thread:
-    """A daemon thread that trims the analytics of ``demo``'s queue every ``every_s`` seconds; it
-    holds the queue weakly and ends once the demo is gone."""
+def start_trimming(demo, keep: int | None = None, every_s: float = TRIM_EVERY_S,
+                   closed_s: float | None = None) -> threading.Thread:
+    """A daemon thread that, every ``every_s`` seconds, trims the analytics of ``demo``'s queue
+    and drops closed pages' sessions unused for ``closed_s`` seconds; it holds the demo weakly and
+    ends once the demo is gone."""
     keep = max_events() if keep is None else keep
-    queue = weakref.ref(demo._queue)
+    closed_s = closed_session_s() if closed_s is None else closed_s
+    blocks = weakref.ref(demo)
     stop = threading.Event()
 
     def loop():
         while not stop.wait(every_s):
-            q = queue()
-            if q is None:
+            b = blocks()
+            if b is None:
                 return
-            trim_event_analytics(q, keep)
-            del q
+            trim_event_analytics(b._queue, keep)
+            holder = getattr(b, "state_holder", None)  # set by launch()
+            if holder is not None and hasattr(holder, "session_data"):
+                drop_closed_sessions(holder, closed_s)
+            del b, holder
 
     thread = threading.Thread(target=loop, name="uninote-trim-analytics", daemon=True)
     thread.start()

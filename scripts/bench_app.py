@@ -192,17 +192,23 @@ def browser_latencies(url: str, n: int, strategy: str = "exact", grade: bool = T
             return {"explore_click_to_render": summary(explore)}
         page.get_by_role("tab", name="Annotate").click()
         page.wait_for_selector(f"#annotate-progress:has-text('{USERS[-1]}')")
-        grade = []
+        grade, pressed, shown = [], 0.0, time.perf_counter()
         for i in range(n):
             progress = page.inner_text("#annotate-progress")
             page.locator("body").click(position={"x": 5, "y": 5})
-            t = time.perf_counter()
+            # not a double press: the page drops a key within GRADE_GAP_MS (600) of the last one and
+            # the server refuses a grade sooner than min_view_s (0.4 s) after its pair was shown
+            wait = max(pressed + 0.65, shown + 0.45) - time.perf_counter()
+            if wait > 0:
+                page.wait_for_timeout(wait * 1000)
+            t = pressed = time.perf_counter()
             page.keyboard.press(str(i % 4))
             page.wait_for_function("(old) => document.querySelector('#annotate-progress').innerText !== old"
                                    " && [...document.querySelectorAll('#annotate-candidate-photo img')]"
                                    ".every(i => i.complete && i.naturalWidth > 0)", arg=progress,
                                    polling="raf")
-            grade.append((time.perf_counter() - t) * 1000)
+            shown = time.perf_counter()
+            grade.append((shown - t) * 1000)
     return {"explore_click_to_render": summary(explore), "grade_to_next_pair": summary(grade)}
 
 
@@ -289,7 +295,7 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
     """
     from gradio_client import Client, handle_file
 
-    note_ids = json.loads(next(home.glob("versions/*/embeddings/embeddings.json")).read_text())["note_ids"]
+    note_ids = NoteEmbeddings.load(next(home.glob("versions/*/embeddings"))).note_ids
     photos = sorted(home.glob("thumbs/*/*.jpg"))[:200]
     deadline = time.time() + minutes * 60
     counts = {"explore": 0, "compare": 0, "sessions": 0, "uploads": 0, "grades": 0, "maps": 0,
@@ -299,6 +305,14 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
     def count(what: str) -> None:
         with lock:
             counts[what] += 1
+
+    errors: list[str] = []  # the first few, to say what failed
+
+    def failed(exc: BaseException) -> None:
+        count("errors")
+        with lock:
+            if len(errors) < 20:
+                errors.append(f"{time.time() - deadline + minutes * 60:.0f} s: {type(exc).__name__}: {exc}"[:300])
 
     def login(user: str) -> requests.Session:
         s = requests.Session()
@@ -321,8 +335,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                            timeout=60)
                 r.raise_for_status()
                 count("compare" if compare else "explore")
-            except requests.RequestException:
-                count("errors")
+            except requests.RequestException as exc:
+                failed(exc)
             time.sleep(rng.uniform(0.5, 1.5))
 
     def uploader() -> None:
@@ -335,8 +349,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                                12, "note", 768, "note", "exact", False, 64, "note", "exact", None,
                                api_name="/explore_upload")
                 count("uploads")
-            except Exception:
-                count("errors")
+            except Exception as exc:
+                failed(exc)
             time.sleep(20)
         client.close()
 
@@ -354,8 +368,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                 if task:
                     call("grade", task["query_id"], task["candidate_id"], rng.randrange(4), task["task_id"], "")
                     count("grades")
-            except requests.RequestException:
-                count("errors")
+            except requests.RequestException as exc:
+                failed(exc)
             time.sleep(rng.uniform(0.5, 1.5))
 
     def browser_user() -> None:
@@ -379,8 +393,8 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
                         page.locator("#explore-catalogue .thumbnail-item").nth(rng.randrange(12)).click()
                         page.wait_for_timeout(1500)
                         count("browser_clicks")
-                except Exception:
-                    count("errors")
+                except Exception as exc:
+                    failed(exc)
                 finally:
                     page.close()
 
@@ -393,8 +407,9 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
     for w in workers:
         w.start()
     while True:
-        app = p.memory_info().rss / 2**20
-        samples.append({"t_s": round(time.time() - t0, 1), "app_mb": round(app, 1),
+        mem = p.memory_info()  # rss = anonymous + file-backed (mapped vectors, libraries) pages
+        samples.append({"t_s": round(time.time() - t0, 1), "app_mb": round(mem.rss / 2**20, 1),
+                        "app_anon_mb": round((mem.rss - mem.shared) / 2**20, 1),
                         "with_children_mb": round(rss_mb(proc), 1)})
         if time.time() >= deadline:
             break
@@ -406,7 +421,7 @@ def memory_session(url: str, home: Path, proc, minutes: float, sample_s: float) 
         return min(samples, key=lambda x: abs(x["t_s"] - minute * 60))
 
     marks = [m for m in (0, 1, 5, 10, 20, 30, 45, 60) if m <= minutes] + [minutes]
-    return {"minutes": minutes, "sample_s": sample_s, "counts": counts,
+    return {"minutes": minutes, "sample_s": sample_s, "counts": counts, "errors": errors,
             "at_minute": {str(m): at(m) for m in dict.fromkeys(marks)}, "samples": samples}
 
 

@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,9 +212,12 @@ class TrainerWorker:
                 raise JobLost()
             return self.stop_requested.is_set()
 
+        timings: dict[str, float] = {}  # wall seconds per phase: version metrics, job result (+ register_s)
+        t = time.perf_counter()
         run = run_rl(init, graded, work, cfg, corpus=corpus, on_progress=on_progress, should_stop=should_stop)
+        timings["rl_s"] = time.perf_counter() - t
         self._report(job.id, 0.82, {}, "re-embedding the corpus and rebuilding indexes")
-        final, summary = self._write_version(run, work, params)
+        final, summary = self._write_version(run, work, params, timings)
         if lost.is_set():
             raise JobLost()
         metrics = {"rl": {k: run.metrics[k] for k in ("steps", "reward_first20", "reward_last20", "kl_last20",
@@ -221,9 +225,13 @@ class TrainerWorker:
                    "reward_data": run.metrics["reward_data"], "warnings": run.metrics["warnings"],
                    "eval": summary, "job_id": job.id}
         where = corpus_location(corpus) if corpus else str(run.corpus.root)
+        metrics["timings"] = {key: round(value, 3) for key, value in timings.items()}
+        t = time.perf_counter()
         self.store.register_model_version(final.name, stored_path(self.root, final), parent=base,
                                           corpus=where, metrics=metrics)
-        return {"version": final.name, "path": str(final), "parent": base, **metrics}
+        result = {"version": final.name, "path": str(final), "parent": base, **metrics}
+        result["timings"] = {**metrics["timings"], "register_s": round(time.perf_counter() - t, 3)}
+        return result
 
     def _report(self, job_id: int, progress: float, metrics: dict, message: str) -> None:
 
@@ -233,22 +241,35 @@ class TrainerWorker:
         except JobError as exc:
             raise JobLost() from exc
 
-    def _write_version(self, run, work: Path, params: dict) -> tuple[Path, dict]:
-        """Evaluate, then publish the complete version folder; returns (folder, eval summary)."""
+    def _write_version(self, run, work: Path, params: dict,
+                       timings: dict | None = None) -> tuple[Path, dict]:
+        """Evaluate, then publish the complete version folder; returns (folder, eval summary).
+        ``timings`` gets the seconds of re-embedding (``embed_s``), evaluation (``eval_s``) and the
+        rest of the publication: index build, model and folder writes (``index_write_s``)."""
+        timings = {} if timings is None else timings
+        t_start = time.perf_counter()
 
         model = run.model.cpu()
         summary: dict = {}
         max_q = int(params.get("eval_max_queries", self.cfg.eval_max_queries))
 
         def evaluation(embeddings) -> dict:  # on the stored (memory-mapped) embeddings
+            t = time.perf_counter()
             report = evaluate(embeddings, run.corpus.qrels, dims=model.config.matryoshka_dims,
                               modalities=("note", "image"), granularities=("note",), max_queries=max_q)
             data, found = eval_file(report, run.corpus.name)
             summary.update(found)
+            timings["eval_s"] = time.perf_counter() - t
             return data
 
+        def embed(out: Path) -> None:
+            t = time.perf_counter()
+            embed_features_to_disk(model, run.features, out, progress=False)
+            timings["embed_s"] = time.perf_counter() - t
+
         extras = [work / "training_config.json", work / "metrics.json", work / "reward_model"]
-        final = write_version(self.root, model.version, model,
-                              lambda out: embed_features_to_disk(model, run.features, out, progress=False),
+        final = write_version(self.root, model.version, model, embed,
                               model_files=extras, evaluation=evaluation if max_q and run.corpus.qrels else None)
+        timings["index_write_s"] = (time.perf_counter() - t_start - timings.get("embed_s", 0.0)
+                                    - timings.get("eval_s", 0.0))
         return final, summary

@@ -123,3 +123,42 @@ def test_finished_map_jobs_are_not_kept(service):
     assert set(service._umap_jobs) <= {(service.served.version, dims[0], "text")}
     for job in list(service._umap_jobs.values()):
         job.join(120)
+
+
+def test_closed_pages_sessions_are_dropped_once_unused(bounded_app):
+    """A page's heartbeat ends (tab closed): Gradio marks its session closed but keeps it until
+    the bound pushes it out; drop_closed_sessions drops it once unused for the given age, and
+    leaves open and recently used sessions alone."""
+    import datetime
+    import time
+
+    from app.limits import drop_closed_sessions, start_trimming
+
+    url, demo, _ = bounded_app
+    s = signed_in(url)
+    holder = demo.state_holder
+    closing, open_, recent = (uuid.uuid4().hex[:12] for _ in range(3))
+    for h in (closing, open_, recent):
+        explore(s, url, "n3", h)
+    beat = s.get(f"{url}/gradio_api/heartbeat/{closing}", stream=True, timeout=10)
+    next(beat.iter_lines())  # the page is alive
+    beat.close()  # ... and closed
+    deadline = time.time() + 30
+    while not holder.session_data[closing].is_closed and time.time() < deadline:
+        time.sleep(0.1)
+    assert holder.session_data[closing].is_closed
+    holder.session_data[recent].is_closed = True  # closed, but used a moment ago
+    later = datetime.datetime.now() + datetime.timedelta(seconds=30)
+    holder.time_last_used[recent] = later - datetime.timedelta(seconds=5)
+    others_closed = {h for h, x in holder.session_data.items() if x.is_closed} - {closing, recent}  # earlier clients
+    assert drop_closed_sessions(holder, older_than_s=10, now=later) == 1 + len(others_closed)
+    assert closing not in holder.session_data and closing not in holder.time_last_used
+    assert open_ in holder.session_data and recent in holder.session_data
+    # the app's trimming thread does the same on its own
+    holder.time_last_used[recent] = datetime.datetime.now() - datetime.timedelta(seconds=1)
+    thread = start_trimming(demo, every_s=0.05, closed_s=0.5)
+    deadline = time.time() + 10
+    while recent in holder.session_data and time.time() < deadline:
+        time.sleep(0.05)
+    assert recent not in holder.session_data and open_ in holder.session_data
+    assert thread.is_alive()

@@ -69,6 +69,11 @@ def test_worker_publishes_a_complete_version(world):
     assert registered.corpus == str(root.resolve())  # where the corpus is, for any worker
     assert registered.metrics["reward_data"]["pairs"] == 60
     assert job.metrics["step"] == 6 and job.progress == 1.0
+    timings = registered.metrics["timings"]  # each phase's seconds, for the CPU / GPU comparison
+    assert set(timings) == {"rl_s", "embed_s", "index_write_s", "eval_s"}
+    assert all(v >= 0 for v in timings.values()) and timings["rl_s"] > 0 and timings["embed_s"] > 0
+    assert job.result["timings"] == {**timings, "register_s": job.result["timings"]["register_s"]}
+    assert job.result["timings"]["register_s"] >= 0
     assert not list(versions.glob(".tmp-*"))
     loaded = UniNoteModel.from_pretrained(folder / "model")
     assert loaded.version == version
@@ -149,3 +154,32 @@ def test_worker_cli_once(world, capsys):
     job = store.get_job(job_id)
     assert job.status == "succeeded" and job.worker_id == "cli"
     assert (versions / job.result["version"] / "READY").exists()
+
+
+def test_device_script_runs_the_queued_job_through_the_worker_on_a_copy(world, tmp_path):
+    """scripts/device_rl_job.py: a copy of the store and version, the job claimed by a worker
+    process, a registered version with its phase times; the source store is left as it was."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    store, versions, root = world
+    repo = Path(__file__).resolve().parents[2]
+    rl = {k: v for k, v in FAST_RL.items() if k not in ("steps", "device")}
+    out = tmp_path / "rl-cpu.json"
+    proc = subprocess.run([sys.executable, "scripts/device_rl_job.py", "--home", str(tmp_path), "--db",
+                           str(tmp_path / "a.db"), "--work", str(tmp_path / "job"), "--device", "cpu",
+                           "--steps", "3", "--rl", json.dumps(rl), "--eval-queries", "5", "--out", str(out)],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert result["status"] == "succeeded" and result["registered"] and result["ready"]
+    assert result["rl"]["steps"] == 3 and result["rl"]["device"] == "cpu"
+    assert set(result["timings"]) >= {"rl_s", "embed_s", "index_write_s", "register_s"}
+    assert result["claimed_to_finished_s"] > 0 and result["worker_wall_s"] > 0
+    assert (tmp_path / "job" / "versions" / result["version"] / "READY").exists()
+    assert [v.version for v in store.list_model_versions()] == ["sft"] and not store.list_jobs()
+
+    bad = subprocess.run([sys.executable, "scripts/device_rl_job.py", "--home", str(tmp_path / "nowhere"),
+                          "--work", str(tmp_path / "job2")], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "nowhere" in bad.stderr and "annotation store" in bad.stderr
