@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import free_port, tiny_service_config
+from conftest import PASSWORD, free_port, tiny_service_config
 
 pytest.importorskip("pymilvus")
 
@@ -94,7 +94,6 @@ def test_explore_in_the_browser_shows_the_milvus_neighbours(milvus_service, brow
 
     from app.browser import captions, login
     from app.factory import build_demo, launch_settings
-    from conftest import PASSWORD
     from uninote.index import Retriever
 
     svc, _ = milvus_service
