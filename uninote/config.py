@@ -17,7 +17,7 @@ from uninote.errors import ConfigError
 C = TypeVar("C", bound="JsonConfig")
 
 DEVICES = ("auto", "cpu", "cuda")  # the device field of the training configs
-RUNTIMES = ("auto", "onnx", "torch")  # what runs the frozen backbones (uninote.model.onnx_runtime)
+RUNTIMES = ("auto", "onnx", "torch", "onnx-int8")  # what runs the frozen backbones (uninote.model.onnx_runtime)
 
 
 class JsonConfig:

@@ -36,8 +36,9 @@ def add_runtime(p: argparse.ArgumentParser) -> None:
     from uninote.config import RUNTIMES
 
     p.add_argument("--runtime", choices=RUNTIMES, default=None,
-                   help="what runs the frozen backbones: 'onnx' (ONNX Runtime, CPU), 'torch', or 'auto' "
-                   "(ONNX Runtime on CPU, torch on CUDA); default $UNINOTE_RUNTIME, else auto")
+                   help="what runs the frozen backbones: 'onnx' (ONNX Runtime, CPU), 'torch', 'auto' "
+                   "(ONNX Runtime on CPU, torch on CUDA), or 'onnx-int8' (ONNX Runtime with INT8-quantised "
+                   "towers, opt-in; see docs/results/model.md); default $UNINOTE_RUNTIME, else auto")
 
 
 def add_ray(p: argparse.ArgumentParser, workers: str) -> None:

@@ -9,7 +9,7 @@ from uninote.model.uninote import UniNoteModel
 def load_model(spec: str, device: str = "cpu", runtime: str | None = None):
     """A model by spec: ``baseline:text|image|concat``, a checkpoint folder or a Hub id.
 
-    ``runtime`` ('auto' | 'onnx' | 'torch') runs its frozen backbones; None: ``$UNINOTE_RUNTIME``."""
+    ``runtime`` ('auto' | 'onnx' | 'torch' | 'onnx-int8') runs its frozen backbones; None: ``$UNINOTE_RUNTIME``."""
     if spec in BASELINES or spec.startswith("baseline:"):
         model = load_baseline(spec)
     else:

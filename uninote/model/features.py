@@ -12,7 +12,7 @@ cut. ``corpus_features`` turns it into pooled and region features with the model
 (what serving, evaluation and RL read); SFT asks for the maps (``maps=True``) and trains the
 blocks on them. Stored as safetensors + JSON under
 ``$UNINOTE_CACHE/features/<fingerprint>/``; the fingerprint covers the corpus content (ids,
-texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length (and the cut, for maps).
+texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length (and the cut, for maps; and whether the towers ran as INT8, `--runtime onnx-int8`).
 Broken photos are skipped with one warning that counts them.
 """
 
@@ -35,6 +35,7 @@ from uninote.embedding_store import DEFAULT_SHARD_NOTES, EmbeddingWriter
 from uninote.embeddings import NoteEmbeddings
 from uninote.fileio import atomic_write
 from uninote.model.images_io import photo_batches
+from uninote.model.onnx_runtime import quantized
 from uninote.model.towers import masked_mean
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,12 @@ def subset_features(feats: CorpusFeatures, note_ids) -> CorpusFeatures:
                           tokens=tokens, token_offsets=offsets, image_map=pick(feats.image_map))
 
 
-def fingerprint(corpus, cfg) -> str:
-    """Content hash of what the frozen towers see, plus the backbone settings."""
+def fingerprint(corpus, cfg, int8: bool = False) -> str:
+    """Content hash of what the frozen towers see, plus the backbone settings (and ``int8``: features
+    from the INT8 towers, ``--runtime onnx-int8``, which are not interchangeable with float ones)."""
     settings = [FORMAT_VERSION, cfg.text_tower, cfg.image_tower, cfg.image_size, cfg.n_regions, cfg.max_text_tokens]
+    if int8:
+        settings.append("int8")
     if cfg.text_pooling == "attention":
         settings.append("token-states")  # a separate, larger entry; mean-pooling caches keep their key
     if getattr(cfg, "image_cut", None) is not None:
@@ -254,13 +258,14 @@ def _cached_features(corpus, model, progress: bool, use_cache: bool | None) -> C
     use_cache = model.config.freeze_backbones if use_cache is None else use_cache
     if not use_cache:
         return extract_features(corpus, model, progress=progress)
-    directory = cache_root() / "features" / fingerprint(corpus, model.config)
+    int8 = quantized(model)
+    directory = cache_root() / "features" / fingerprint(corpus, model.config, int8)
     if (directory / "features.safetensors").exists():
         return load_features(directory)
     start = time.perf_counter()
     photos = None
     if model.config.text_pooling == "attention":  # the mean-pooling entry's photos are the same: run texts only
-        mean_entry = cache_root() / "features" / fingerprint(corpus, replace(model.config, text_pooling="mean"))
+        mean_entry = cache_root() / "features" / fingerprint(corpus, replace(model.config, text_pooling="mean"), int8)
         photos = load_features(mean_entry) if (mean_entry / "features.safetensors").exists() else None
     feats = extract_features(corpus, model, progress=progress, photos=photos)
     feats.info = {**feats.info, "extract_seconds": round(time.perf_counter() - start, 2),

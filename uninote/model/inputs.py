@@ -16,7 +16,7 @@ from uninote.model.towers import load_pixels, normalize_pixels, pool_image, run_
 
 
 class FeatureInputs:
-    runtime: str | None = None  # 'auto' | 'onnx' | 'torch'; None: $UNINOTE_RUNTIME (see onnx_runtime)
+    runtime: str | None = None  # 'auto' | 'onnx' | 'torch' | 'onnx-int8'; None: $UNINOTE_RUNTIME (see onnx_runtime)
 
     def backbone(self, kind: str):
         """The ``kind`` ('text' | 'image') tower this call runs: torch, or its ONNX Runtime twin."""

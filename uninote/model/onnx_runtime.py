@@ -18,6 +18,15 @@ exported again; the bytes that passed the checksum are the bytes the session is 
 Before a twin is used it is checked against the torch tower on a fixed batch; above ``TOLERANCE``
 (largest absolute difference of the outputs) it is refused with a warning naming both numbers, and
 the torch tower is used. ORT runs with torch's thread count at the time the twin is built.
+
+INT8 (opt-in: ``--runtime onnx-int8`` / ``UNINOTE_RUNTIME=onnx-int8``): the float export is
+quantised with ``onnxruntime.quantization.quantize_dynamic`` (weights to 8 bits, activations
+quantised per batch at run time; ``QUANTIZE`` names the ops per tower) and cached beside it as
+``<backbone>-int8-<key>.onnx``, the key adding the quantisation settings, with its own sidecar and
+checksum (a corrupt file is quantised again). Its check against torch uses the smallest cosine
+between matching output vectors (a token's state; a feature-map position's channels), at least
+``INT8_MIN_COSINE``; below it the INT8 file is refused with a warning and the float twin runs.
+The feature cache keys INT8 features apart (``features.fingerprint``).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import warnings
 import weakref
 from pathlib import Path
@@ -46,9 +56,15 @@ log = logging.getLogger(__name__)
 OPSET = 17
 TOLERANCE = 1e-3
 FORMAT = 1
+INT8_RUNTIME = "onnx-int8"
+INT8_MIN_COSINE = 0.99  # smallest cosine between an INT8 twin's output vectors and torch's, on the check batch
+QUANTIZE = {  # quantize_dynamic settings per tower kind (ORT's CPU ConvInteger takes uint8 weights only)
+    "text": {"format": 1, "op_types": ["MatMul"], "weight_type": "QInt8", "per_channel": False},
+    "image": {"format": 1, "op_types": ["Conv"], "weight_type": "QUInt8", "per_channel": False},
+}
 CHECK_TEXTS = ("Turtle Check Men Navy Blue Shirt", "", "a longer title, with punctuation: Ünïcode ✓ 漢字 and "
                "more words so that the token lengths differ within the batch")
-_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch tower -> {(threads, cut): twin or None}
+_twins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # torch tower -> {(threads, cut, int8): twin or None}
 
 
 class OnnxMismatchError(UniNoteError):
@@ -73,11 +89,16 @@ def uses_onnx(owner, kind: str) -> bool:
     if name == "use-m3" or not owner.config.freeze_backbones:
         return False  # numpy already / weights that training changes (an export would go stale)
     if torch.device(owner.device).type != "cpu":
-        if runtime == "onnx":
-            raise ConfigError(f"--runtime onnx runs on CPU only, this model is on {owner.device}; "
+        if runtime != "auto":
+            raise ConfigError(f"--runtime {runtime} runs on CPU only, this model is on {owner.device}; "
                               "use --runtime auto or torch")
         return False
-    return runtime == "onnx" or name != "tiny"
+    return runtime != "auto" or name != "tiny"
+
+
+def quantized(owner) -> bool:
+    """Whether ``owner`` asks for the INT8 twins (``--runtime onnx-int8``)."""
+    return requested_runtime(owner) == INT8_RUNTIME
 
 
 def inference_tower(owner, kind: str):
@@ -90,25 +111,38 @@ def inference_tower(owner, kind: str):
     if not uses_onnx(owner, kind):
         return torch_tower
     real = tower.tower if isinstance(tower, LazyTower) else tower
-    threads = torch.get_num_threads()
+    threads, int8 = torch.get_num_threads(), quantized(owner)
     twins = _twins.setdefault(real, {})
-    if (threads, cut) not in twins:
+    if (threads, cut, int8) not in twins:
         cfg = owner.config
         name = getattr(cfg, f"{kind}_tower")
         size = cfg.image_size if kind == "image" else cfg.max_text_tokens
         graph, graph_name = (real, name) if cut is None else (TowerPrefix(real, cut), f"{name}-blocks0-{cut}")
-        try:
-            twin = (OnnxImageTower if kind == "image" else OnnxTextTower)(graph, graph_name, size, threads)
-        except OnnxMismatchError as exc:
-            warnings.warn(f"{exc}; using the torch tower", RuntimeWarning, stacklevel=2)
-            log.warning("%s; using the torch tower", exc)
-            twin = None
-        except Exception as exc:  # an exporter or ORT that cannot handle this backbone
-            warnings.warn(f"cannot run {name} through ONNX Runtime ({type(exc).__name__}: {exc}); "
-                          "using the torch tower", RuntimeWarning, stacklevel=2)
-            twin = None
-        twins[(threads, cut)] = twin
-    return twins[(threads, cut)] or torch_tower
+        cls = OnnxImageTower if kind == "image" else OnnxTextTower
+        twin = None
+        if int8:
+            twin = _build(cls, graph, graph_name, size, threads, int8=True, fallback="the float ONNX twin")
+        if twin is None:
+            if (threads, cut, False) not in twins:
+                twins[(threads, cut, False)] = _build(cls, graph, graph_name, size, threads, int8=False,
+                                                      fallback="the torch tower")
+            twin = twins[(threads, cut, False)]
+        twins[(threads, cut, int8)] = twin
+    return twins[(threads, cut, int8)] or torch_tower
+
+
+def _build(cls, graph, name: str, size: int, threads: int, int8: bool, fallback: str):
+    """The twin, or None (with a warning naming what runs instead) when it is refused or cannot be built."""
+    try:
+        return cls(graph, name, size, threads, int8=int8)
+    except OnnxMismatchError as exc:
+        warnings.warn(f"{exc}; using {fallback}", RuntimeWarning, stacklevel=3)
+        log.warning("%s; using %s", exc, fallback)
+    except Exception as exc:  # an exporter, quantiser or ORT that cannot handle this backbone
+        what = "quantise" if int8 else "run"
+        warnings.warn(f"cannot {what} {name} through ONNX Runtime ({type(exc).__name__}: {exc}); "
+                      f"using {fallback}", RuntimeWarning, stacklevel=3)
+    return None
 
 
 # --- export cache ------------------------------------------------------------------------------
@@ -122,13 +156,16 @@ def weights_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def export_path(name: str, weights: str, size: int, root: Path | None = None) -> Path:
-    """Where the export of backbone ``name`` with these weights and input size is cached."""
+def export_path(name: str, weights: str, size: int, root: Path | None = None,
+                quantize: dict | None = None) -> Path:
+    """Where the export of backbone ``name`` with these weights and input size is cached (with
+    ``quantize``, its INT8 version made with those settings)."""
     if root is None:
         root = cache_root()
-    key = hashlib.sha256(json.dumps([FORMAT, name, weights, size, OPSET]).encode()).hexdigest()[:16]
+    parts = [FORMAT, name, weights, size, OPSET] + ([quantize] if quantize else [])
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rstrip("/").split("/")[-1])[:40]
-    return root / "onnx" / f"{slug}-{key}.onnx"
+    return root / "onnx" / f"{slug}{'-int8' if quantize else ''}-{key}.onnx"
 
 
 def _sidecar(path: Path) -> Path:
@@ -161,10 +198,31 @@ def write_export(graph: nn.Module, example: dict[str, torch.Tensor], dynamic: di
                               output_names=["output"], dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-    data = buffer.getvalue()
+    return _write_checked(path, buffer.getvalue(), {**info, "torch": torch.__version__})
+
+
+def write_quantized(data: bytes, settings: dict, path: Path, info: dict) -> bytes:
+    """Quantise the float export ``data`` to INT8 (``quantize_dynamic`` with ``settings``), then write
+    file and sidecar atomically; returns the bytes."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(data)
+        logging.disable(logging.WARNING)  # its root-logger advice to pre-process (shape inference) first
+        try:
+            quantize_dynamic(src, dst, op_types_to_quantize=settings["op_types"], per_channel=settings["per_channel"],
+                             weight_type=getattr(QuantType, settings["weight_type"]))
+        finally:
+            logging.disable(logging.NOTSET)
+        quant = dst.read_bytes()
+    return _write_checked(path, quant, {**info, "quantize": settings, "onnxruntime": ort.__version__})
+
+
+def _write_checked(path: Path, data: bytes, info: dict) -> bytes:
     atomic_write(path, data)
-    sidecar = {**info, "opset": OPSET, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-               "torch": torch.__version__}
+    sidecar = {**info, "opset": OPSET, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     atomic_write(_sidecar(path), json.dumps(sidecar, indent=1).encode())
     return data
 
@@ -183,24 +241,52 @@ class _Twin:
     """Shared part of the twins: export (or reuse) the graph, open it, check it against torch."""
 
     def _open(self, graph: nn.Module, example: dict[str, torch.Tensor], dynamic: dict, name: str,
-              size: int, threads: int) -> None:
-        path = export_path(name, weights_hash(graph), size)
+              size: int, threads: int, int8: bool, kind: str) -> None:
+        weights = weights_hash(graph)
+        path = export_path(name, weights, size)
+        info = {"backbone": name, "input_size": size}
         data = read_export(path)
         if data is None:
             log.info("exporting %s to ONNX (%s)", name, path)
-            data = write_export(graph, example, dynamic, path, {"backbone": name, "input_size": size})
+            data = write_export(graph, example, dynamic, path, info)
+        self.int8 = int8
+        if int8:
+            settings = QUANTIZE[kind]
+            path = export_path(name, weights, size, quantize=settings)
+            quant = read_export(path)
+            if quant is None:
+                log.info("quantising %s to INT8 (%s)", name, path)
+                quant = write_quantized(data, settings, path, info)
+            data = quant
         self.path, self.session = path, open_session(data, threads)
 
     def _check(self, expected: np.ndarray, got: np.ndarray, name: str) -> None:
+        """``expected`` and ``got``: (vectors, dim), one output vector a row."""
         diff = float(np.abs(expected - got).max()) if expected.size else 0.0
-        if not diff <= TOLERANCE:  # NaN fails too
+        self.check_difference = diff
+        if self.int8:
+            cosine = smallest_cosine(expected, got)
+            if not cosine >= INT8_MIN_COSINE:  # NaN fails too
+                raise OnnxMismatchError(f"INT8 ONNX export of {name} ({self.path}) reaches a smallest cosine of "
+                                        f"{cosine:.4f} against torch on the check batch, below the tolerance "
+                                        f"{INT8_MIN_COSINE}")
+            self.check_cosine = cosine
+        elif not diff <= TOLERANCE:  # NaN fails too
             raise OnnxMismatchError(f"ONNX export of {name} ({self.path}) differs from torch by {diff:.3g} "
                                     f"on the check batch, above the tolerance {TOLERANCE:.3g}")
-        self.check_difference = diff
 
     def _run(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         feed = {k: v.cpu().numpy() for k, v in inputs.items()}
         return torch.from_numpy(self.session.run(None, feed)[0])
+
+
+def smallest_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest cosine between matching rows of ``a`` and ``b``; two zero rows count as 1, one as 0."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    cos = (a * b).sum(1) / np.maximum(na * nb, 1e-30)
+    cos = np.where((na == 0) & (nb == 0), 1.0, cos)
+    return float(cos.min()) if cos.size else 1.0
 
 
 class _TextGraph(nn.Module):
@@ -215,14 +301,14 @@ class _TextGraph(nn.Module):
 class OnnxTextTower(_Twin):
     """A text tower's token states from ONNX Runtime; tokenizing and pooling stay in Python."""
 
-    def __init__(self, tower: nn.Module, name: str, max_tokens: int, threads: int):
+    def __init__(self, tower: nn.Module, name: str, max_tokens: int, threads: int, int8: bool = False):
         self.tower, self.feature_dim = tower, tower.feature_dim
         example = tower.inputs(list(CHECK_TEXTS))
         dynamic = {k: {0: "batch", 1: "tokens"} for k in example} | {"output": {0: "batch", 1: "tokens"}}
         if list(example) == ["ids"]:  # the tiny tower pads to a fixed length
             dynamic = {"ids": {0: "batch"}, "output": {0: "batch"}}
         graph = _TextGraph(tower, list(example)).eval()
-        self._open(graph, example, dynamic, name, max_tokens, threads)
+        self._open(graph, example, dynamic, name, max_tokens, threads, int8, "text")
         mask = tower.mask(example).numpy()
         with torch.inference_mode():
             expected = graph(*example.values()).numpy()
@@ -240,16 +326,17 @@ class OnnxImageTower(_Twin):
     """An image tower's feature map (B, F, h, w) from ONNX Runtime, on normalised pixels (or a
     ``TowerPrefix``'s map at its cut)."""
 
-    def __init__(self, tower: nn.Module, name: str, image_size: int, threads: int):
+    def __init__(self, tower: nn.Module, name: str, image_size: int, threads: int, int8: bool = False):
         self.tower, self.feature_dim = tower, getattr(tower, "feature_dim", None)
         self.mean, self.std = tower.mean, tower.std
         generator = torch.Generator().manual_seed(0)
         example = {"pixels": torch.rand(2, 3, image_size, image_size, generator=generator) * 4 - 2}
         dynamic = {"pixels": {0: "batch"}, "output": {0: "batch"}}
-        self._open(tower, example, dynamic, name, image_size, threads)
+        self._open(tower, example, dynamic, name, image_size, threads, int8, "image")
         with torch.inference_mode():
             expected = tower(example["pixels"]).numpy()
-        self._check(expected, self._run(example).numpy(), name)
+        rows = lambda x: np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])  # noqa: E731  (a position's channels)
+        self._check(rows(expected), rows(self._run(example).numpy()), name)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         return self._run({"pixels": pixels.float()})

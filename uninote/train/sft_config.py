@@ -73,7 +73,7 @@ class SFTConfig(JsonConfig):
         "torch (and ONNX Runtime) CPU threads for backbone feature extraction.")})
     runtime: str = field(default="auto", metadata={"help": (
         "What runs the frozen backbones for feature extraction: 'onnx' (ONNX Runtime, CPU), 'torch', "
-        "or 'auto' (ONNX Runtime on CPU, torch on CUDA).")})
+        "'auto' (ONNX Runtime on CPU, torch on CUDA), or 'onnx-int8' (INT8-quantised towers, opt-in).")})
     log_every: int = field(default=10, metadata={"help": "Log the loss every N steps."})
 
     def validate(self) -> "SFTConfig":

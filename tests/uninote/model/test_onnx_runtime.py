@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,3 +120,70 @@ def test_onnx_threads_follow_torch_threads():
     assert one is not two
     assert one.session.get_session_options().intra_op_num_threads == 1
     assert two.session.get_session_options().intra_op_num_threads == 2
+
+
+# --- INT8 (--runtime onnx-int8) ----------------------------------------------------------------
+def test_int8_twins_are_built_cached_apart_and_close_to_float(tmp_path):
+    float_model, int8_model = tiny_model("onnx"), tiny_model("onnx-int8")
+    f_img, q_img = float_model.backbone("image"), int8_model.backbone("image")
+    f_txt, q_txt = float_model.backbone("text"), int8_model.backbone("text")
+    assert isinstance(q_img, OnnxImageTower) and isinstance(q_txt, OnnxTextTower) and q_img.int8 and q_txt.int8
+    assert not f_img.int8 and "-int8-" not in f_img.path.name
+    for f, q in ((f_img, q_img), (f_txt, q_txt)):
+        assert q.path != f.path and "-int8-" in q.path.name and q.path.parent == f.path.parent
+        assert q.path.read_bytes() != f.path.read_bytes() and ox.read_export(q.path) is not None
+        meta = json.loads(q.path.with_suffix(".json").read_text())
+        assert meta["quantize"]["op_types"] and meta["bytes"] == q.path.stat().st_size
+        assert q.check_cosine >= ox.INT8_MIN_COSINE
+    ops = lambda path: {n.op_type for n in __import__("onnx").load(str(path)).graph.node}  # noqa: E731
+    assert "ConvInteger" in ops(q_img.path) and "ConvInteger" not in ops(f_img.path)
+    assert "MatMulInteger" in ops(q_txt.path)
+    # reused, not quantised again; other weights get another file
+    assert tiny_model("onnx-int8").backbone("image").path == q_img.path
+    assert tiny_model("onnx-int8", seed=1).backbone("image").path != q_img.path
+    # outputs close to float (not equal: the weights are 8-bit), within the stated tolerance
+    pixels = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
+    with torch.inference_mode():
+        a, b = int8_model.pixel_features(pixels)[0], float_model.pixel_features(pixels)[0]
+        sa, mask = int8_model.text_tokens(TEXTS)
+        sb, _ = float_model.text_tokens(TEXTS)
+    assert not torch.equal(a, b) and ox.smallest_cosine(a.numpy(), b.numpy()) >= ox.INT8_MIN_COSINE
+    assert ox.smallest_cosine(sa[mask].numpy(), sb[mask].numpy()) >= ox.INT8_MIN_COSINE
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_corrupt_int8_file_is_quantised_again(damage):
+    path = tiny_model("onnx-int8").backbone("image").path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    assert ox.read_export(path) is None
+    twin = tiny_model("onnx-int8").backbone("image")
+    assert twin.int8 and twin.path == path and ox.read_export(path) == path.read_bytes() == data
+
+
+def test_an_int8_file_below_the_cosine_tolerance_falls_back_to_the_float_twin(monkeypatch):
+    monkeypatch.setattr(ox, "INT8_MIN_COSINE", 1.0 + 1e-9)  # nothing quantised reaches it
+    model = tiny_model("onnx-int8")
+    with pytest.warns(RuntimeWarning, match=r"INT8 ONNX export of tiny .* smallest cosine of [0-9.]+ against "
+                      r"torch on the check batch, below the tolerance .*; using the float ONNX twin"):
+        tower = model.backbone("image")
+    assert isinstance(tower, OnnxImageTower) and not tower.int8
+    assert tower.check_difference <= ox.TOLERANCE
+
+
+def test_smallest_cosine():
+    a = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    assert ox.smallest_cosine(a, a) == pytest.approx(1.0)
+    assert ox.smallest_cosine(a, np.array([[0.0, 1.0], [0.0, 0.0], [1.0, 1.0]])) == pytest.approx(0.0)
+    assert ox.smallest_cosine(a, np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0]])) == 0.0  # one zero row
+
+
+def test_int8_features_are_cached_apart(synthetic_corpus):
+    from uninote.model import features as F
+
+    corpus = synthetic_corpus(6)
+    cfg = tiny_config()
+    assert F.fingerprint(corpus, cfg, int8=True) != F.fingerprint(corpus, cfg)
+    f, q = (F.corpus_features(corpus, tiny_model(r), progress=False) for r in ("onnx", "onnx-int8"))
+    entries = list((ox.cache_root() / "features").iterdir())
+    assert len(entries) == 2 and not torch.equal(f.image, q.image)
