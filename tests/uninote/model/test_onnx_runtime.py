@@ -123,7 +123,11 @@ def test_onnx_threads_follow_torch_threads():
 
 
 # --- INT8 (--runtime onnx-int8) ----------------------------------------------------------------
-def test_int8_twins_are_built_cached_apart_and_close_to_float(tmp_path):
+IMAGE_INT8 = {"format": 1, "op_types": ["Conv"], "weight_type": "QUInt8", "per_channel": False}
+
+
+def test_int8_twins_are_built_cached_apart_and_close_to_float(monkeypatch):
+    monkeypatch.setitem(ox.QUANTIZE, "image", IMAGE_INT8)  # the conv path too (off for the real tower)
     float_model, int8_model = tiny_model("onnx"), tiny_model("onnx-int8")
     f_img, q_img = float_model.backbone("image"), int8_model.backbone("image")
     f_txt, q_txt = float_model.backbone("text"), int8_model.backbone("text")
@@ -137,10 +141,10 @@ def test_int8_twins_are_built_cached_apart_and_close_to_float(tmp_path):
         assert q.check_cosine >= ox.INT8_MIN_COSINE
     ops = lambda path: {n.op_type for n in __import__("onnx").load(str(path)).graph.node}  # noqa: E731
     assert "ConvInteger" in ops(q_img.path) and "ConvInteger" not in ops(f_img.path)
-    assert "MatMulInteger" in ops(q_txt.path)
+    assert "MatMulInteger" in ops(q_txt.path) and "MatMulInteger" not in ops(f_txt.path)
     # reused, not quantised again; other weights get another file
-    assert tiny_model("onnx-int8").backbone("image").path == q_img.path
-    assert tiny_model("onnx-int8", seed=1).backbone("image").path != q_img.path
+    assert tiny_model("onnx-int8").backbone("text").path == q_txt.path
+    assert tiny_model("onnx-int8", seed=1).backbone("text").path != q_txt.path
     # outputs close to float (not equal: the weights are 8-bit), within the stated tolerance
     pixels = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
     with torch.inference_mode():
@@ -148,16 +152,22 @@ def test_int8_twins_are_built_cached_apart_and_close_to_float(tmp_path):
         sa, mask = int8_model.text_tokens(TEXTS)
         sb, _ = float_model.text_tokens(TEXTS)
     assert not torch.equal(a, b) and ox.smallest_cosine(a.numpy(), b.numpy()) >= ox.INT8_MIN_COSINE
-    assert ox.smallest_cosine(sa[mask].numpy(), sb[mask].numpy()) >= ox.INT8_MIN_COSINE
+    assert not torch.equal(sa, sb) and ox.smallest_cosine(sa[mask].numpy(), sb[mask].numpy()) >= ox.INT8_MIN_COSINE
+
+
+def test_int8_quantises_the_text_tower_only_by_default():
+    model = tiny_model("onnx-int8")
+    assert model.backbone("text").int8 and not model.backbone("image").int8
+    assert model.backbone("image").path == tiny_model("onnx").backbone("image").path
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_a_corrupt_int8_file_is_quantised_again(damage):
-    path = tiny_model("onnx-int8").backbone("image").path
+    path = tiny_model("onnx-int8").backbone("text").path
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
     assert ox.read_export(path) is None
-    twin = tiny_model("onnx-int8").backbone("image")
+    twin = tiny_model("onnx-int8").backbone("text")
     assert twin.int8 and twin.path == path and ox.read_export(path) == path.read_bytes() == data
 
 
@@ -166,8 +176,8 @@ def test_an_int8_file_below_the_cosine_tolerance_falls_back_to_the_float_twin(mo
     model = tiny_model("onnx-int8")
     with pytest.warns(RuntimeWarning, match=r"INT8 ONNX export of tiny .* smallest cosine of [0-9.]+ against "
                       r"torch on the check batch, below the tolerance .*; using the float ONNX twin"):
-        tower = model.backbone("image")
-    assert isinstance(tower, OnnxImageTower) and not tower.int8
+        tower = model.backbone("text")
+    assert isinstance(tower, OnnxTextTower) and not tower.int8
     assert tower.check_difference <= ox.TOLERANCE
 
 
@@ -186,4 +196,4 @@ def test_int8_features_are_cached_apart(synthetic_corpus):
     assert F.fingerprint(corpus, cfg, int8=True) != F.fingerprint(corpus, cfg)
     f, q = (F.corpus_features(corpus, tiny_model(r), progress=False) for r in ("onnx", "onnx-int8"))
     entries = list((ox.cache_root() / "features").iterdir())
-    assert len(entries) == 2 and not torch.equal(f.image, q.image)
+    assert len(entries) == 2 and not torch.equal(f.text, q.text) and torch.equal(f.image, q.image)
