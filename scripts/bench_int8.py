@@ -139,12 +139,14 @@ def main() -> int:
                 print(f"round {round_ + 1} {r}: photos {t1 - t0:.2f}s, texts {t2 - t1:.2f}s; "
                       f"load average {load_avg()}", flush=True)
     base = best[runtimes[-1]]
-    print(f"\n| runtime | setup s | photos/s | photo speed-up | texts/s | text speed-up |  (load average after: {load_avg()})")
+    print(f"\n| runtime | setup s | photos/s | photo speed-up | texts/s | text speed-up |  "
+          f"(load average after: {load_avg()})")
     print("|---|---:|---:|---:|---:|---:|")
     for r in runtimes:
         t = best[r]
         text = "– | –" if r == "static-qdq" else f"{len(texts) / t['text']:.1f} | {base['text'] / t['text']:.2f}x"
-        print(f"| {r} | {setups[r]:.1f} | {len(images) / t['photo']:.1f} | {base['photo'] / t['photo']:.2f}x | {text} |")
+        print(f"| {r} | {setups[r]:.1f} | {len(images) / t['photo']:.1f} | "
+              f"{base['photo'] / t['photo']:.2f}x | {text} |")
     z = out[runtimes[-1]]
     for r in runtimes[:-1]:
         a = out[r]

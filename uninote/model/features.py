@@ -12,7 +12,8 @@ cut. ``corpus_features`` turns it into pooled and region features with the model
 (what serving, evaluation and RL read); SFT asks for the maps (``maps=True``) and trains the
 blocks on them. Stored as safetensors + JSON under
 ``$UNINOTE_CACHE/features/<fingerprint>/``; the fingerprint covers the corpus content (ids,
-texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length (and the cut, for maps; and whether the towers ran as INT8, `--runtime onnx-int8`).
+texts, photo paths, sizes and mtimes), the backbones, image size, region grid and text length (and the cut, for maps;
+and whether the towers ran as INT8, ``--runtime onnx-int8``).
 Broken photos are skipped with one warning that counts them.
 """
 

@@ -165,7 +165,8 @@ def test_int8_quantises_the_text_tower_only_by_default():
 def test_a_corrupt_int8_file_is_quantised_again(damage):
     path = tiny_model("onnx-int8").backbone("text").path
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else data[:100] + bytes([data[100] ^ 0xFF]) + data[101:])
+    bad = data[: len(data) // 2] if damage == "truncate" else data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
+    path.write_bytes(bad)
     assert ox.read_export(path) is None
     twin = tiny_model("onnx-int8").backbone("text")
     assert twin.int8 and twin.path == path and ox.read_export(path) == path.read_bytes() == data
