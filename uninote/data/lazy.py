@@ -32,7 +32,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from uninote.data.corpus import Corpus
-from uninote.data.native import _check_images, _note_from_record, atomic_dir, read_pairs, read_qrels
+from uninote.data.native import (_check_images, _first_time, _note_from_record, atomic_dir, read_pairs,
+                                 read_qrels)
 from uninote.data.note import Note
 from uninote.data.problems import Problems, warn
 from uninote.data.words import word_index
@@ -77,13 +78,8 @@ def _build_index(root: Path, out: Path, on_error: str, validate_images: str, pro
                     problems.report("malformed JSON", f"malformed JSON ({where})", path, lineno)
                     continue
                 note = _note_from_record(obj, path, lineno, problems)
-                if note is None:
+                if note is None or not _first_time(note, first_line, path, lineno, problems):
                     continue
-                if note.note_id in first_line:
-                    problems.report("duplicate id", f"duplicate note_id {note.note_id!r} "
-                                    f"(first seen on line {first_line[note.note_id]})", path, lineno)
-                    continue
-                first_line[note.note_id] = lineno
                 before = list(note.images)
                 if validate_images != "none":
                     note = _check_images(note, root, path, lineno, problems, validate_images, checked)

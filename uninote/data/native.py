@@ -66,6 +66,16 @@ def _image_problem(file: Path, validate: str) -> str | None:
     return reason
 
 
+def _first_time(note: Note, first_line: dict[str, int], path: Path, lineno: int, problems) -> bool:
+    """Record the line of ``note``'s id; False (reported as a problem) if the id was seen before."""
+    if note.note_id in first_line:
+        problems.report("duplicate id", f"duplicate note_id {note.note_id!r} "
+                        f"(first seen on line {first_line[note.note_id]})", path, lineno)
+        return False
+    first_line[note.note_id] = lineno
+    return True
+
+
 def _check_images(note: Note, root: Path, path, lineno, problems: Problems, validate: str,
                   checked: dict[str, str | None]) -> Note:
     """Drop (skip mode) or fail on photos that are missing, truncated or unreadable; ``checked``
@@ -106,13 +116,8 @@ def read_notes(root: Path, problems: Problems, validate: str = "cheap", progress
     checked: dict[str, str | None] = {}
     for lineno, obj in _json_lines(path, problems, desc="notes" if progress else None):
         note = _note_from_record(obj, path, lineno, problems)
-        if note is None:
+        if note is None or not _first_time(note, first_line, path, lineno, problems):
             continue
-        if note.note_id in first_line:
-            problems.report("duplicate id", f"duplicate note_id {note.note_id!r} "
-                            f"(first seen on line {first_line[note.note_id]})", path, lineno)
-            continue
-        first_line[note.note_id] = lineno
         if validate != "none":
             note = _check_images(note, root, path, lineno, problems, validate, checked)
         notes.append(note)
