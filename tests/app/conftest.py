@@ -95,21 +95,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_app(service):
-    """(base_url, service) of the real app, launched in this process on loopback with login."""
+def launch_app(service, **env):
+    """(demo, base url) of the real app for ``service``, launched in this process on a free loopback
+    port with the environment ``env`` (a value of None unsets it) in force while it is built."""
     from app.factory import build_demo, launch_settings
 
-    os.environ["UNINOTE_USERS"] = USERS
+    saved = {name: os.environ.get(name) for name in env}
+    for name, value in env.items():
+        os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
     try:
         demo = build_demo(service)
         port = free_port()
         demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                     **launch_settings(service))
     finally:
-        os.environ.pop("UNINOTE_USERS", None)
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+    return demo, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def live_app(service):
+    """(base_url, service) of the real app, launched in this process on loopback with login."""
+    demo, url = launch_app(service, UNINOTE_USERS=USERS)
     service.evaluate_served(max_queries=20)  # the dashboard's quality chart has data
-    url = f"http://127.0.0.1:{port}"
     yield url, service
     demo.close()
 

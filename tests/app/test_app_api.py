@@ -7,12 +7,11 @@ the exact sentence the caller gets back.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import requests
 
-from conftest import PASSWORD, add_version, free_port
+from conftest import PASSWORD, add_version, launch_app
 
 CALL_TIMEOUT = 60  # seconds for one API call, upload encoding included
 
@@ -39,18 +38,8 @@ def api(live_app):
 @pytest.fixture(scope="module")
 def open_app(service):
     """The same app launched without logins (UNINOTE_USERS unset): nobody is signed in."""
-    from app.factory import build_demo, launch_settings
-
-    saved = os.environ.pop("UNINOTE_USERS", None)
-    try:
-        demo = build_demo(service)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **launch_settings(service))
-    finally:
-        if saved is not None:
-            os.environ["UNINOTE_USERS"] = saved
-    yield f"http://127.0.0.1:{port}"
+    demo, url = launch_app(service, UNINOTE_USERS=None)
+    yield url
     demo.close()
 
 

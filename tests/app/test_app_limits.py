@@ -3,13 +3,12 @@ gallery files, per-event analytics, and the service's map jobs. Counts, not timi
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
 import requests
 
-from conftest import PASSWORD, USERS, free_port
+from conftest import PASSWORD, USERS, launch_app
 
 MAX_SESSIONS = 5
 
@@ -17,18 +16,8 @@ MAX_SESSIONS = 5
 @pytest.fixture(scope="module")
 def bounded_app(service):
     """The app launched with a small session bound ($UNINOTE_MAX_SESSIONS)."""
-    from app.factory import build_demo, launch_settings
-
-    os.environ.update(UNINOTE_USERS=USERS, UNINOTE_MAX_SESSIONS=str(MAX_SESSIONS))
-    try:
-        demo = build_demo(service)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **launch_settings(service))
-    finally:
-        for name in ("UNINOTE_USERS", "UNINOTE_MAX_SESSIONS"):
-            os.environ.pop(name, None)
-    yield f"http://127.0.0.1:{port}", demo, service
+    demo, url = launch_app(service, UNINOTE_USERS=USERS, UNINOTE_MAX_SESSIONS=str(MAX_SESSIONS))
+    yield url, demo, service
     demo.close()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import PASSWORD, free_port, tiny_service_config
+from conftest import PASSWORD, launch_app, tiny_service_config
 
 pytest.importorskip("pymilvus")
 
@@ -69,15 +69,10 @@ def test_explore_serves_image_and_region_queries_from_milvus(milvus_service):
 def test_the_program_api_answers_explore_from_milvus(milvus_service):
     from gradio_client import Client
 
-    from app.factory import build_demo, launch_settings
-
     svc, _ = milvus_service
-    demo = build_demo(svc)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_settings(svc))
+    demo, url = launch_app(svc)
     try:
-        c = Client(f"http://127.0.0.1:{port}", verbose=False, download_files=False, analytics_enabled=False)
+        c = Client(url, verbose=False, download_files=False, analytics_enabled=False)
         got = c.submit("n5", k=5, dim=32, granularity="note", strategy="exact",
                        api_name="/neighbours").result(timeout=60)
         c.close()
@@ -90,23 +85,13 @@ def test_the_program_api_answers_explore_from_milvus(milvus_service):
 
 @pytest.mark.browser
 def test_explore_in_the_browser_shows_the_milvus_neighbours(milvus_service, browser):
-    import os
-
     from app.browser import captions, login
-    from app.factory import build_demo, launch_settings
     from uninote.index import Retriever
 
     svc, _ = milvus_service
-    os.environ["UNINOTE_USERS"] = f"ann1:{PASSWORD}"
+    demo, url = launch_app(svc, UNINOTE_USERS=f"ann1:{PASSWORD}")
     try:
-        demo = build_demo(svc)
-        port = free_port()
-        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                    **launch_settings(svc))
-    finally:
-        os.environ.pop("UNINOTE_USERS", None)
-    try:
-        page = login(browser, f"http://127.0.0.1:{port}", "ann1", PASSWORD, 30_000)
+        page = login(browser, url, "ann1", PASSWORD, 30_000)
         page.locator("#explore-catalogue .thumbnail-item").first.click()
         page.wait_for_selector("#results-a .caption-label", timeout=30_000)
         shown = captions(page, "#results-a")
