@@ -27,6 +27,7 @@ def test_on_disk_bench_reuses_its_shards_and_finds_the_exact_neighbours(tmp_path
     disk = [r for r in rows if r["store"] == "memmap float16"]
     assert {r["cache"] for r in disk} == {"cold", "warm"}
     assert all(r["recall@10"] >= 0.95 and r["qps"] > 0 and r["peak_anon_gb_search"] > 0 for r in rows)
+    assert all(0.95 <= r["ceiling"] <= 1 for r in disk)
     assert disk[0]["disk_gb"] * 1e9 >= 3000 * 768 * 2
     folder = next(tmp_path.glob("synthetic-n3000-*"))
     assert open_shards(folder).array("note").dtype == np.float16
@@ -41,6 +42,18 @@ def test_flat_shortlist_is_exact_at_the_prefix(tmp_path):
     cfg = OnDiskBenchConfig(sizes=[2000], work=tmp_path, index="flat", shortlists=[2000], n_queries=10)
     rows = run_ondisk(cfg)
     assert all(r["recall@10"] == 1.0 for r in rows)  # the whole corpus re-ranked at full dim
+
+
+def test_exact_prefix_recall_is_what_a_flat_shortlist_finds(tmp_path):
+    cfg = OnDiskBenchConfig(sizes=[3000], work=tmp_path, index="flat", shortlist_dim=8, shortlists=[10, 40],
+                            n_queries=20, in_ram_baseline=False)
+    rows = run_ondisk(cfg)
+    by_k = {r["index"].split("K'=")[1].split()[0]: r for r in rows if r["cache"] == "warm"}
+    assert by_k["10"]["ceiling"] < by_k["40"]["ceiling"] < 1  # 8 dims predict the 768-d top-10 poorly
+    assert all(r["recall@10"] == r["ceiling"] for r in rows)
+    cfg.shortlists = [10]  # the cached top-40 of the prefix serves a shorter shortlist: no second pass
+    again = run_ondisk(cfg)
+    assert again[0]["truth_s"] == 0 and again[0]["ceiling"] == by_k["10"]["ceiling"]
 
 
 def _documented_rows(spec, rows):
@@ -87,16 +100,19 @@ def test_parallel_shard_write_equals_the_serial_one(tmp_path):
     np.testing.assert_array_equal(x[70_000:70_010], synthetic_vectors(spec, 16)[70_000:70_010].astype(np.float16))
 
 
-def test_truth_pass_is_the_exact_top10_across_blocks():
-    from uninote.bench.ondisk import fill_and_truth
+def test_truth_pass_is_the_exact_top10_and_prefix_topk_across_blocks():
+    from uninote.bench.ondisk import truth_pass
+    from uninote.embeddings import truncate
 
     spec = SyntheticSpec(70_000, full_dim=24, seed=1)
     x = synthetic_vectors(spec, 24)
     q = synthetic_vectors(spec, 24, "query", 7)
-    truth, _, _ = fill_and_truth(x, q, None, 8)
+    truth, prefix, _ = truth_pass(x, q, 8, prefix_k=30)
     scores = q @ x.T
     want = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     np.testing.assert_array_equal(np.take_along_axis(scores, truth, 1), np.take_along_axis(scores, want, 1))
+    low = truncate(q, 8) @ truncate(x, 8).T  # the prefix top-30 spans both 65,536-row blocks
+    np.testing.assert_allclose(np.take_along_axis(low, prefix, 1), -np.sort(-low, axis=1)[:, :30], rtol=1e-6)
 
 
 def test_ram_baseline_is_skipped_when_the_float32_table_is_too_big(tmp_path):
