@@ -137,11 +137,12 @@ def build(service: UniNoteService) -> tuple[gr.Button, list, callable]:
 
     # Grading is a few milliseconds of database work: answered directly (queue=False) so the next
     # pair shows fast; the write completes before the next pair is fetched, in the same call.
+    # No progress overlay either: it would flash over all seven outputs for a few milliseconds.
+    fast = dict(api_visibility="private", queue=False, show_progress="hidden")
     for g, btn in enumerate(grade_btns):
-        btn.click(with_annotator(functools.partial(grade, g), 2), [task, comment], outputs + [comment],
-                  api_visibility="private", queue=False)
-    skip_btn.click(with_annotator(skip, 1), task, outputs, api_visibility="private", queue=False)
-    undo_btn.click(with_annotator(undo, 1), task, outputs, api_visibility="private", queue=False)
+        btn.click(with_annotator(functools.partial(grade, g), 2), [task, comment], outputs + [comment], **fast)
+    skip_btn.click(with_annotator(skip, 1), task, outputs, **fast)
+    undo_btn.click(with_annotator(undo, 1), task, outputs, **fast)
     waiting.tick(with_annotator(poll, 1), task, outputs + [waiting], api_visibility="private", queue=False)
 
     return outputs, with_annotator(load, 0)

@@ -66,8 +66,12 @@ def _query_view(service: UniNoteService, query):
     return service.thumbnail(query), note_card(note.title, note.body, note.meta, note.note_id)
 
 
-def _gradable(yes: bool) -> tuple:
-    """The four grade buttons: usable for a catalogue note, greyed out for an upload."""
+def _gradable(yes: bool, was: bool | None = None) -> tuple:
+    """The four grade buttons: usable for a catalogue note, greyed out for an upload. When the
+    previous query was of the same kind (``was == yes``) they are left as they are: a property
+    update makes Gradio rebuild the component and its config, several ms per button per click."""
+    if was is yes:
+        return tuple(str(g) for g in range(4))  # their labels: a plain value, nothing rebuilt
     return tuple(gr.update(interactive=yes) for _ in range(4))
 
 
@@ -86,14 +90,20 @@ def _sides(k, modality, dim_a, gran_a, strat_a, dim_b, gran_b, strat_b, version_
 
 def _empty(message: str = ""):
     return (None, "<div class='un-muted'>Pick a note from the catalogue, type an id, or upload photos.</div>",
-            [], "", gr.update(visible=False), gr.update(visible=False), "", "", [],
+            [], "", [], "", "", "", [],
             gr.update(choices=[], value=None, interactive=True), *_gradable(True), "", message)
 
 
 def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, compare, dim_b,
-           gran_b, strat_b, version_b=None):
+           gran_b, strat_b, version_b=None, previous=...):
     """Everything the Explore result area shows for one query and the chosen settings; a new
-    query or setting clears the grade and page messages of the previous one."""
+    query or setting clears the grade and page messages of the previous one.
+
+    Outputs are plain values wherever the component's properties stay as they are (the gallery's
+    columns follow the side-by-side switch in ``toggle_compare``; the right side's gallery and
+    line sit in a column that switch shows or hides): Gradio rebuilds a component and its config
+    for every ``gr.update``. ``previous`` is the query shown before (``...``: unknown), so the
+    grade buttons are touched only when the query changes between an upload and a catalogue note."""
     if query is None:
         return _empty()
     try:
@@ -104,22 +114,20 @@ def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, 
             a, b = both.left, both.right
             overlap = (f"**overlap@{int(k)} = {both.overlap:.2f}** · "
                        f"left {a.latency_ms:.1f} ms vs right {b.latency_ms:.1f} ms")
-            gal_b, line_b = gr.update(value=gallery_items(b.neighbours), visible=True, columns=3), \
-                gr.update(value=result_line(b), visible=True)
+            gal_b, line_b = gallery_items(b.neighbours), result_line(b)
         else:
             a = service.neighbours(query, **left)
-            overlap, gal_b, line_b = "", gr.update(visible=False), gr.update(visible=False)
+            overlap, gal_b, line_b = "", [], ""  # the right side is hidden
     except UniNoteError as exc:
         return _empty(error_box(str(exc)))
     shown = [n.note_id for n in a.neighbours if n.thumbnail]
     upload = isinstance(query, UploadedQuery)
     pairs = [] if upload else [(f"#{n.rank} {n.title[:60]}", f"{query}\t{n.note_id}") for n in a.neighbours]
-    # side by side, each gallery gets half the width: 3 columns keep photos and captions readable
-    gal_a = gr.update(value=gallery_items(a.neighbours), columns=3 if compare else 4)
+    was = None if previous is ... else (previous is None or not isinstance(previous, UploadedQuery))
     grade_note = f"<div class='un-muted'>{UPLOAD_NOT_GRADED}</div>" if upload else ""
-    return (photo, card, gal_a, result_line(a), gal_b, line_b, overlap, "", shown,
+    return (photo, card, gallery_items(a.neighbours), result_line(a), gal_b, line_b, overlap, "", shown,
             gr.update(choices=pairs, value=pairs[0][1] if pairs else None, interactive=not upload),
-            *_gradable(not upload), grade_note, "")
+            *_gradable(not upload, was), grade_note, "")
 
 
 def build(service: UniNoteService) -> ExploreHandles:
@@ -182,9 +190,9 @@ def build(service: UniNoteService) -> ExploreHandles:
                                               info=HELP["strategy"], min_width=120)
                     version_b = gr.Dropdown([], value=None, label="Model version (right)",
                                             info=HELP["version"], elem_id="version-b")
-                    line_b = gr.Markdown(visible=False, elem_id="result-line-b")
-                    gal_b = gr.Gallery(columns=4, height="auto", allow_preview=False, show_label=False,
-                                       visible=False, elem_id="results-b", object_fit="contain")
+                    line_b = gr.Markdown(elem_id="result-line-b")
+                    gal_b = gr.Gallery(columns=3, height="auto", allow_preview=False, show_label=False,
+                                       elem_id="results-b", object_fit="contain")
             gr.Markdown(SCORE_SCALE, elem_classes=["un-muted"], elem_id="score-scale")
             with gr.Row(equal_height=True):
                 overlap = gr.Markdown(elem_id="overlap")
@@ -204,9 +212,9 @@ def build(service: UniNoteService) -> ExploreHandles:
     keep = tuple(gr.update() for _ in outputs[:-1])  # leaves the current query on screen
 
     def rerender(q, *s):
-        return render(service, q, *s)
+        return render(service, q, *s, previous=q)
 
-    def open_note(note_id, *s):
+    def open_note(note_id, *s, previous=...):
         note_id = (note_id or "").strip()
         if not service.ready:
             waiting = waiting_box(service, "Search opens when it is ready.")
@@ -216,7 +224,7 @@ def build(service: UniNoteService) -> ExploreHandles:
         if note_id not in service.corpus:  # a typo keeps the current query on screen
             return (gr.update(),) + keep + (error_box(f"No note with id {short_id(note_id)}; "
                                                       "the notes shown are unchanged"),)
-        return (note_id,) + render(service, note_id, *s)
+        return (note_id,) + render(service, note_id, *s, previous=previous)
 
     def search_catalogue(text):
         if not service.ready:  # the catalogue fills in when the service is ready (app/factory.py)
@@ -227,10 +235,10 @@ def build(service: UniNoteService) -> ExploreHandles:
         items = [it for it in items if it[0]]
         return items, ids, catalogue_line(text or "", len(items), found.total)
 
-    def pick(ids, k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_, gran_b_, strat_b_, version_b_,
-             evt: gr.SelectData):
+    def pick(ids, previous, k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_, gran_b_, strat_b_,
+             version_b_, evt: gr.SelectData):
         return open_note(ids[evt.index], k_, modality_, dim_a_, gran_a_, strat_a_, compare_, dim_b_,
-                         gran_b_, strat_b_, version_b_)
+                         gran_b_, strat_b_, version_b_, previous=previous)
 
     def upload(paths, title, body, *s):
         paths = paths or []
@@ -242,13 +250,15 @@ def build(service: UniNoteService) -> ExploreHandles:
         return (up,) + render(service, up, *s)[:-1] + (ok_box(f"Upload accepted: {len(up.photos)} photo(s)"),)
 
     def toggle_compare(on, current):
-        """Show the right side, offering every model version the store knows (served one first)."""
+        """Show the right side, offering every model version the store knows (served one first);
+        side by side, each gallery gets half the width: 3 columns keep photos and captions readable."""
+        columns = gr.update(columns=3 if on else 4)
         if not on or not service.ready:
-            return gr.update(visible=on), gr.update(), gr.update(visible=on)
+            return gr.update(visible=on), gr.update(), gr.update(visible=on), columns
         served = service.served.version
         names = [served] + [v.version for v in service.versions() if v.version != served]
         value = current if current in names else served
-        return gr.update(visible=True), gr.update(choices=names, value=value), gr.update(visible=True)
+        return gr.update(visible=True), gr.update(choices=names, value=value), gr.update(visible=True), columns
 
     def queue_both(q, k_, modality_, dim_a_, gran_a_, strat_a_, _compare, dim_b_, gran_b_, strat_b_, version_b_):
         if q is None:
@@ -274,17 +284,18 @@ def build(service: UniNoteService) -> ExploreHandles:
     found = [catalogue, corpus_ids, find_info]
     find.submit(search_catalogue, find, found, api_visibility="private", queue=False)
     find.change(search_catalogue, find, found, api_visibility="private", trigger_mode="always_last", queue=False)
-    catalogue.select(pick, [corpus_ids] + settings, [query] + outputs, api_visibility="private", queue=False)
-    gal_a.select(pick, [shown] + settings, [query] + outputs, api_visibility="private", queue=False)
+    # A search answers in milliseconds: no progress overlay (it would flash on all 19 outputs).
+    fast = dict(api_visibility="private", queue=False, show_progress="hidden")
+    catalogue.select(pick, [corpus_ids, query] + settings, [query] + outputs, **fast)
+    gal_a.select(pick, [shown, query] + settings, [query] + outputs, **fast)
     open_btn.click(open_note, [by_id] + settings, [query] + outputs, api_name="explore_note", queue=False)
     by_id.submit(open_note, [by_id] + settings, [query] + outputs, api_visibility="private", queue=False)
     up_btn.click(upload, [files, up_title, up_body] + settings, [query] + outputs, api_name="explore_upload")
     # Searches take milliseconds: they are answered directly, outside the queue (lower latency);
     # uploads (decoding + model encoding) stay queued under the app's concurrency limit.
     for control in settings:
-        control.change(rerender, [query] + settings, outputs, api_visibility="private",
-                       trigger_mode="always_last", queue=False)
-    compare.change(toggle_compare, [compare, version_b], [right, version_b, queue_btn],
+        control.change(rerender, [query] + settings, outputs, trigger_mode="always_last", **fast)
+    compare.change(toggle_compare, [compare, version_b], [right, version_b, queue_btn, gal_a],
                    api_visibility="private", queue=False)
     queue_btn.click(queue_both, [query] + settings, queue_msg, api_visibility="private", queue=False)
     for g, btn in enumerate(grade_btns):

@@ -127,6 +127,17 @@ def test_upload_photo_gets_neighbours(browser, live_app, tmp_path):
     # an upload is not in the annotation store: its pairs are not offered for grading
     page.wait_for_selector("#explore-grade-message:has-text('Uploads are not in the annotation store')")
     assert page.is_disabled("#explore-grade-0")
+    # a neighbour of the upload is a catalogue note: its pairs can be graded again
+    card = page.inner_text("#query-card .un-card")
+    page.locator("#results-a .thumbnail-item").first.click()
+    page.wait_for_function("(old) => document.querySelector('#query-card .un-card').innerText !== old", arg=card)
+    page.wait_for_function("() => !document.querySelector('#explore-grade-0').disabled")
+    assert page.inner_text("#explore-grade-message") == ""
+    # and a setting changed on a catalogue note leaves them usable
+    small = service.dims()[0]
+    pick_dropdown(page, "dim-a", str(small))
+    page.wait_for_selector(f"#result-line-a:has-text('{small}-d')")
+    assert not page.is_disabled("#explore-grade-0") and not page.is_disabled("#explore-grade-3")
     page.close()
 
 
