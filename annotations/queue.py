@@ -86,6 +86,10 @@ class LabelQueue:
             if missing:
                 raise UnknownNote(f"neighbour lists name {len(missing)} unregistered note id(s), "
                                   f"e.g. {missing[:5]}; register the corpus first")  # fmt: skip
+            few = [t for t in planned if t.required_annotations < 1]
+            if few:
+                raise AnnotationError(f"a task needs at least one grade; {len(few)} planned with "
+                                      f"required_annotations={few[0].required_annotations}")
             existing = set(session.execute(select(LabelTaskRow.query_id, LabelTaskRow.candidate_id)).all())
             for t in planned:
                 if (t.query_id, t.candidate_id) in existing:
@@ -163,6 +167,15 @@ class LabelQueue:
             .scalar_subquery()
         )  # fmt: skip
 
+    @staticmethod
+    def _touched_by_others(aid: int, now: float):
+        """Ids of tasks another annotator finished or holds a live lease on (a subquery). Read from
+        the assignments, which are few, rather than testing every task: the same set as
+        ``_others(aid, now) > 0``."""
+        a = TaskAssignmentRow
+        return select(a.task_id).where(
+            a.annotator_id != aid, or_(a.status == "done", and_(a.status == "leased", a.lease_expires_at > now)))
+
     @classmethod
     def _open_for(cls, aid: int, now: float) -> list:
         """Conditions for a task ``aid`` may be handed: it needs more annotators than those who
@@ -186,7 +199,7 @@ class LabelQueue:
                 .limit(CANDIDATE_POOL).with_for_update(skip_locked=True, of=LabelTaskRow)
             ).scalars().all()  # fmt: skip
 
-        started = candidates(self._others(aid, now) > 0)
+        started = candidates(LabelTaskRow.id.in_(self._touched_by_others(aid, now)))
         pool = started or candidates()
         if not pool:
             return None
@@ -276,9 +289,20 @@ class LabelQueue:
                 stmt = select(func.count()).select_from(LabelTaskRow).where(
                     done < LabelTaskRow.required_annotations)
                 return session.execute(stmt).scalar_one()
-            aid = annotator_id(session, clean_annotator(annotator), create=False)
-            stmt = select(func.count()).select_from(LabelTaskRow)
-            return session.execute(stmt.where(*self._open_for(aid or -1, now))).scalar_one()
+            aid = annotator_id(session, clean_annotator(annotator), create=False) or -1
+            # A task nobody has an assignment on and ``aid`` never graded is open to ``aid`` (every
+            # task needs a grade: ``add`` refuses fewer): count all tasks, less the closed ones
+            # among those few (no per-task subqueries over the whole table).
+            a = TaskAssignmentRow
+            graded = (select(LabelTaskRow.id).join(JudgmentRow, and_(
+                JudgmentRow.query_id == LabelTaskRow.query_id, JudgmentRow.candidate_id == LabelTaskRow.candidate_id))
+                .where(JudgmentRow.annotator_id == aid))  # fmt: skip
+            touched = or_(LabelTaskRow.id.in_(select(a.task_id)), LabelTaskRow.id.in_(graded))
+            total = session.execute(select(func.count()).select_from(LabelTaskRow)).scalar_one()
+            still_open = session.execute(select(func.count()).select_from(LabelTaskRow)
+                                         .where(touched, *self._open_for(aid, now))).scalar_one()
+            closed = session.execute(select(func.count()).select_from(LabelTaskRow).where(touched)).scalar_one()
+            return total - closed + still_open
 
     def queries(self) -> set[str]:
         """Every note that already has label tasks as a query (so a refill can plan new ones)."""

@@ -230,3 +230,61 @@ def test_choose_queries_coverage_takes_one_query_per_cluster_largest_first():
     assert random_order == [ids[i] for i in np.random.default_rng(3).permutation(len(ids))]
     with pytest.raises(ConfigError):
         choose_queries(vectors, ids, 4, "farthest")
+
+
+def _open_by_hand(store, name: str, now: float) -> set[int]:
+    """The tasks open to ``name`` by the queue's rules, read row by row: fewer other annotators
+    finished or hold a live lease than the task needs, and ``name`` never graded or skipped it."""
+    from sqlalchemy import select
+
+    from annotations.models import AnnotatorRow, JudgmentRow, LabelTaskRow, TaskAssignmentRow
+
+    with store._db.read() as s:
+        ids = {a.name: a.id for a in s.execute(select(AnnotatorRow)).scalars()}
+        aid = ids.get(name, -1)
+        assignments = s.execute(select(TaskAssignmentRow)).scalars().all()
+        graded = {(j.query_id, j.candidate_id) for j in s.execute(select(JudgmentRow)).scalars()
+                  if j.annotator_id == aid}
+        out = set()
+        for t in s.execute(select(LabelTaskRow)).scalars():
+            mine = [a for a in assignments if a.task_id == t.id]
+            others = sum(a.annotator_id != aid and (a.status == "done" or (a.status == "leased"
+                                                                           and a.lease_expires_at > now))
+                         for a in mine)
+            done_by_me = any(a.annotator_id == aid and a.status in ("done", "skipped") for a in mine)
+            if others < t.required_annotations and not done_by_me and (t.query_id, t.candidate_id) not in graded:
+                out.add(t.id)
+    return out
+
+
+def test_pending_and_hand_outs_follow_the_rules_read_row_by_row(store):
+    q = _queue(store, overlap=0.5, overlap_annotators=2)
+    store.submit_grade("cy", "n0", "n2", 1)  # graded outside the queue
+    names = ["ana", "bob", "cy", "dee"]
+    for step in range(24):
+        name = names[step % 4]
+        now = time.time()
+        for who in names + ["nobody-yet"]:
+            assert q.pending(who) == len(_open_by_hand(store, who, now)), (step, who)
+        open_before = _open_by_hand(store, name, time.time())
+        task = q.next_task(name)
+        if task is None:
+            assert not open_before
+            continue
+        assert task.id in open_before or task.annotator == name  # a new hand-out, or the lease it holds
+        if step % 5 == 3:
+            q.skip(name, task.id)
+        elif step % 5 != 4:  # step % 5 == 4: keeps the lease without grading
+            q.submit(name, task, step % 4)
+    assert q.pending() >= 0
+
+
+def test_a_task_needs_at_least_one_grade(store):
+    from annotations.errors import AnnotationError
+    from annotations.planning import PlannedTask
+
+    q = LabelQueue(store, QueueConfig())
+    bad = PlannedTask("n0", "n1", "boundary", 1.0, 0, Setting.parse(D64), 0)
+    with pytest.raises(AnnotationError, match="at least one grade"):
+        q.add_tasks([bad])
+    assert store.counts()["label_tasks"] == 0
