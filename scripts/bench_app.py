@@ -259,7 +259,8 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
     """``rounds`` x (next_pair + grade) per annotator, all annotators at once; per-round latency.
 
     ``http``: each annotator is a logged-in HTTP session posting to Gradio's REST routes
-    (``/gradio_api/run/<api_name>``), so the number is the server's. ``client``: each annotator is
+    (``/gradio_api/run/<api_name>``) with its own page session hash, so the number is the server's;
+    ``http-no-session``: the same without a session hash (a bare REST caller). ``client``: each annotator is
     a ``gradio_client.Client`` (what scripts use); its own per-call overhead (threads, SSE) is
     included and, with 20 clients in this one process, competes for the same CPU as the server.
     """
@@ -271,9 +272,12 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
     def http_user(user):
         s = requests.Session()
         s.post(f"{url}/login", data={"username": user, "password": PASSWORD}, timeout=30).raise_for_status()
+        # one page session per annotator, as a browser tab and gradio_client send: without one,
+        # Gradio builds a fresh session (the config of every component) for each call
+        session = {} if mode == "http-no-session" else {"session_hash": f"bench-{user}-{random.random():.9f}"}
 
         def call(name, *data):
-            r = s.post(f"{url}/gradio_api/run/{name}", json={"data": list(data)}, timeout=60)
+            r = s.post(f"{url}/gradio_api/run/{name}", json={"data": list(data), **session}, timeout=60)
             r.raise_for_status()
             return r.json()["data"][0]
         return call, s.close
@@ -283,7 +287,7 @@ def concurrent_annotators(url: str, n_users: int = 20, rounds: int = 10, mode: s
         return (lambda name, *data: client.predict(*data, api_name=f"/{name}")), client.close
 
     def work(user):
-        call, close = (http_user if mode == "http" else client_user)(user)
+        call, close = (client_user if mode == "client" else http_user)(user)
         for r in range(rounds):
             t = time.perf_counter()
             task = call("next_pair")
@@ -515,6 +519,7 @@ def run_once(args, label: str) -> dict:
             result.update(browser_latencies(url, args.n, args.strategy, grade=args.load))
             if args.load:
                 result["concurrent_20_http"] = concurrent_annotators(url, mode="http")
+                result["concurrent_20_http_no_session"] = concurrent_annotators(url, mode="http-no-session")
                 result["concurrent_20_gradio_client"] = concurrent_annotators(url, mode="client")
         if args.memory_minutes:
             result["memory_session"] = memory_session(url, Path(args.home), proc, args.memory_minutes,
