@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from uninote.fileio import atomic_write
 from uninote.service.completion import completion_record, first_build_corpus
 from uninote.service.folders import (COMPLETION_FILE, completion_pending, eval_file, load_version, make_model,
                                      read_json, resolve_path, sft_staging, stored_path, write_version)
-from uninote.service.pages import release_mapped
+from uninote.service.pages import prefetch, release_mapped
 from uninote.service.search import EXACT_MAX_NOTES
 from uninote.service.types import ServedVersion
 
@@ -110,6 +111,8 @@ class VersionMethods:
         served = load_version(version, self._version_path(version), self.config.index_uri)
         if len(served.retriever) > EXACT_MAX_NOTES:  # Explore searches it with adaptive: its shortlist now
             shortlist_table(served)
+        # the full-dim vectors into the page cache, in the background: re-ranks read RAM, not disk
+        threading.Thread(target=prefetch, args=(served,), name="uninote-prefetch", daemon=True).start()
         return served
 
     def _version_path(self, version: str) -> Path:

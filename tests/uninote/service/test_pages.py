@@ -1,8 +1,13 @@
-"""Pages a read of a memory-mapped version mapped into the process are handed back."""
+"""Pages a read of a memory-mapped version mapped into the process are handed back; a version's
+vectors are read ahead into the page cache without growing the process."""
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +15,7 @@ import pytest
 from uninote.embeddings import NoteEmbeddings
 from uninote.index import Retriever
 from uninote.index.synthetic import synthetic_embeddings
-from uninote.service.pages import release_mapped
+from uninote.service.pages import file_ranges, prefetch, release_mapped
 from uninote.service.types import ServedVersion
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
@@ -37,3 +42,51 @@ def test_release_mapped_drops_the_file_pages_a_scan_mapped(tmp_path):
     assert _rss_file() - before < 0.2 * (scanned - before)
     assert retriever.search(emb.note_ids[5], k=5, strategy="exact") == first  # the maps still read
     assert float(np.asarray(mapped.note, np.float32).sum()) == total
+
+
+def _cached_share(path: str, offset: int, n: int) -> float:
+    """Share of the pages of bytes [offset, offset + n) of a file in the page cache (``mincore``
+    on a fresh private map of the file)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        m = mmap.mmap(fh.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    try:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) == 0, os.strerror(ctypes.get_errno())
+        first, last = offset // mmap.PAGESIZE, (offset + n - 1) // mmap.PAGESIZE
+        return sum(vec[i] & 1 for i in range(first, last + 1)) / (last - first + 1)
+    finally:
+        del addr
+        m.close()
+
+
+def _served(tmp_path):
+    emb = synthetic_embeddings(6_000, dim=768, seed=0)
+    emb.save(tmp_path / "e", regions=False, dtypes="float32")
+    Retriever(emb).save(tmp_path / "index")
+    return ServedVersion("v", tmp_path, None, NoteEmbeddings.load(tmp_path / "e"), Retriever.load(tmp_path / "index"))
+
+
+def test_prefetch_reads_the_vectors_into_the_page_cache_not_into_the_process(tmp_path):
+    served = _served(tmp_path)
+    source = served.retriever.table("note", served.retriever.full_dim)._source
+    ranges = file_ranges(source)
+    assert ranges and sum(n for _, _, n in ranges) == 6_000 * 768 * 4
+    files = sorted({path for path, _, _ in ranges})
+    release_mapped(served)  # the load's reads mapped pages in: a mapped page stays in the cache
+    for path in files:  # out of the cache (written pages first go to disk)
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        os.close(fd)
+    if max(_cached_share(*r) for r in ranges) > 0.5:
+        pytest.skip("this file system keeps the pages cached (tmpfs?)")
+    too_small = prefetch(served, granularities=("note",), available=1_000_000)  # 18 MB > half of 1 MB
+    assert too_small == 0 and max(_cached_share(*r) for r in ranges) < 0.5
+    before = _rss_file()
+    assert prefetch(served, granularities=("note",)) >= 6_000 * 768 * 4
+    assert min(_cached_share(*r) for r in ranges) >= 0.99
+    assert _rss_file() - before < 2e6  # cached, not mapped into this process
