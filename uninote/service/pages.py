@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import time
 
 import numpy as np
 import psutil
@@ -75,7 +76,7 @@ def prefetch(served, granularities=GRANULARITIES, share: float = PREFETCH_SHARE,
     if share <= 0:
         return 0
     budget = share * (psutil.virtual_memory().available if available is None else available)
-    retriever, asked = served.retriever, 0
+    retriever, asked, t0 = served.retriever, 0, time.perf_counter()
     for granularity in granularities:
         try:
             source = getattr(retriever.table(granularity, retriever.full_dim), "_source", None)
@@ -86,6 +87,9 @@ def prefetch(served, granularities=GRANULARITIES, share: float = PREFETCH_SHARE,
         if not ranges or asked + size > budget:
             continue
         asked += sum(_read_through(path, offset, n) for path, offset, n in ranges)
+    if asked:
+        log.info("%s: %.2f GB of vectors read into the page cache in %.1f s", served.version, asked / 1e9,
+                 time.perf_counter() - t0)
     return asked
 
 
