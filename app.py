@@ -12,6 +12,7 @@ import os
 import warnings
 
 from app.factory import build_demo, launch_settings
+from app.limits import bound_malloc
 from uninote.service import ServiceConfig, UniNoteService
 
 
@@ -23,6 +24,7 @@ def use_persistent_storage() -> None:
 
 
 def main() -> None:
+    bound_malloc()  # before the service and Gradio start their threads (app/limits.py)
     use_persistent_storage()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -16,10 +16,16 @@ Left alone, three things grow with use (measured in docs/results/app.md, "Memory
   every event. Bound: pollers (timers) run outside the queue (``POLL``), and finished rows beyond
   the newest ``MAX_EVENTS`` ($UNINOTE_MAX_EVENTS, default 10,000) are dropped every
   ``TRIM_EVERY_S`` seconds by ``trim_event_analytics``.
+- **the C heap** (glibc): each of the app's ~36 threads may get its own malloc arena (up to 8 per
+  core), and memory freed inside an arena stays with the process. Bound: ``MALLOC_ARENAS``
+  ($UNINOTE_MALLOC_ARENAS, default 2) arenas, set at start by ``bound_malloc``, and
+  ``malloc_trim`` hands free heap pages back to the system every ``TRIM_EVERY_S`` seconds.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime
 import os
 import threading
@@ -67,6 +73,35 @@ def closed_session_s() -> int:
     return _int_env("UNINOTE_CLOSED_SESSION_S", 600)
 
 
+def malloc_arenas() -> int:
+    """How many malloc arenas the app's threads share ($UNINOTE_MALLOC_ARENAS)."""
+    return _int_env("UNINOTE_MALLOC_ARENAS", 2)
+
+
+def _glibc():
+    """The C library when it is glibc (``mallopt`` and ``malloc_trim`` exist), else None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
+        return None
+
+
+M_ARENA_MAX = -8  # mallopt parameter (malloc.h)
+
+
+def bound_malloc(arenas: int | None = None) -> bool:
+    """Cap glibc's malloc arenas; call before the app starts its threads. False off glibc."""
+    libc = _glibc()
+    return bool(libc is not None and libc.mallopt(M_ARENA_MAX, malloc_arenas() if arenas is None else arenas))
+
+
+def trim_malloc() -> bool:
+    """Hand the heap's free pages back to the system (glibc); True when some were released."""
+    libc = _glibc()
+    return bool(libc is not None and libc.malloc_trim(0))
+
+
 def drop_closed_sessions(state_holder, older_than_s: float, now: datetime.datetime | None = None) -> int:
     """Drop the sessions of closed pages last used more than ``older_than_s`` seconds ago (their
     ``gr.State`` values through Gradio's ``delete_state``, then the session). Returns how many."""
@@ -100,9 +135,9 @@ def trim_event_analytics(queue, keep: int) -> int:
 
 def start_trimming(demo, keep: int | None = None, every_s: float = TRIM_EVERY_S,
                    closed_s: float | None = None) -> threading.Thread:
-    """A daemon thread that, every ``every_s`` seconds, trims the analytics of ``demo``'s queue
-    and drops closed pages' sessions unused for ``closed_s`` seconds; it holds the demo weakly and
-    ends once the demo is gone."""
+    """A daemon thread that, every ``every_s`` seconds, trims the analytics of ``demo``'s queue,
+    drops closed pages' sessions unused for ``closed_s`` seconds and trims the C heap; it holds
+    the demo weakly and ends once the demo is gone."""
     keep = max_events() if keep is None else keep
     closed_s = closed_session_s() if closed_s is None else closed_s
     blocks = weakref.ref(demo)
@@ -118,6 +153,7 @@ def start_trimming(demo, keep: int | None = None, every_s: float = TRIM_EVERY_S,
             if holder is not None and hasattr(holder, "session_data"):
                 drop_closed_sessions(holder, closed_s)
             del b, holder
+            trim_malloc()
 
     thread = threading.Thread(target=loop, name="uninote-trim-analytics", daemon=True)
     thread.start()

@@ -10,6 +10,8 @@ import requests
 
 from conftest import PASSWORD, USERS, launch_app
 
+from uninote.errors import ConfigError
+
 MAX_SESSIONS = 5
 
 
@@ -151,3 +153,29 @@ def test_closed_pages_sessions_are_dropped_once_unused(bounded_app):
         time.sleep(0.05)
     assert recent not in holder.session_data and open_ in holder.session_data
     assert thread.is_alive()
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc malloc, /proc")
+def test_trim_malloc_hands_freed_heap_pages_back(monkeypatch):
+    from app import limits
+
+    if limits._glibc() is None:
+        pytest.skip("not glibc")
+    assert limits.bound_malloc(4)
+    blocks = [bytearray(100_000) for _ in range(2_000)]  # 200 MB below the mmap threshold: the heap
+    for b in blocks:
+        b[::4096] = b"x" * len(b[::4096])  # touch every page
+    keep = blocks[-1]
+    del blocks  # freed, but the last block pins the top of the heap: nothing goes back by itself
+    before = _rss()
+    assert limits.trim_malloc()
+    assert before - _rss() > 100e6
+    assert len(keep) == 100_000
+    monkeypatch.setenv("UNINOTE_MALLOC_ARENAS", "0")
+    with pytest.raises(ConfigError, match="UNINOTE_MALLOC_ARENAS"):
+        limits.bound_malloc()
