@@ -472,6 +472,27 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ceilings(cfg: OnDiskBenchConfig, out: str | None = None) -> str:
+    """Markdown table: per N and K', the recall@10 against the exact 768-d top 10 of the exact
+    top-K' of the ``shortlist_dim`` prefix (the truth pass only; the shards are written if missing)."""
+    cfg.validate()
+    rows = []
+    for n in cfg.sizes:
+        spec = SyntheticSpec(n, full_dim=cfg.full_dim, seed=cfg.seed)
+        with threads(1):
+            folder, _ = write_synthetic_shards(cfg, spec, workers=cpu_count())
+        queries = synthetic_vectors(spec, cfg.full_dim, "query", cfg.n_queries)
+        with threads(cpu_count()):
+            truth, prefix, seconds = exact_truth(cfg, folder, open_shards(folder).array("note"), queries)
+        rows += [{"n": n, "shortlist_dim": cfg.shortlist_dim, "shortlist": k, "ceiling": recall_at_k(prefix[:, :k], truth),
+                  "truth_s": seconds} for k in sorted(cfg.shortlists)]
+    if out:
+        Path(out).write_text(json.dumps(rows, indent=1))
+    lines = ["| N | prefix dim | K' | R@10 of the exact prefix top-K' |", "|---|---|---|---|"]
+    return "\n".join(lines + [f"| {r['n']:,} | {r['shortlist_dim']} | {r['shortlist']} | {r['ceiling']:.4f} |"
+                               for r in rows])
+
+
 def run_ondisk(cfg: OnDiskBenchConfig, out: str | None = None) -> list[dict]:
     cfg.validate()
     rows = []

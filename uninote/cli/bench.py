@@ -27,7 +27,8 @@ examples:
   uninote bench --embeddings emb/fashion --out bench-real.json
   uninote bench --synthetic 10000,100000 --dims 64,128,256,768 --queries 100
   uninote bench --synthetic 1000000 --dims 64,128 --ann-dims 128 --strategies exact,ann --queries 200
-  uninote bench --synthetic 1000000,10000000 --on-disk --ef-search 200,400 --queries 200 --out ondisk.json
+  uninote bench --synthetic 10000000,1000000 --on-disk --shortlist-dim 128 --ef-search 64,128,256 --shortlist 50,100
+  uninote bench --synthetic 10000000 --on-disk --shortlist-dim 64 --shortlist 10,50,100,200,400 --ceiling-only
   uninote bench --scale synthetic --synthetic 100000,1000000 --dim 64 --shortlist-dim 16 --ef-search 64
   uninote bench --scale embed --corpus ../shared/data/fashion-product-images-small --scale-notes 600
   uninote bench --embeddings emb/fashion --milvus $W/milvus.db --milvus-kinds auto,hnsw --queries 200
@@ -45,13 +46,16 @@ def _cache_dir():
 def run_on_disk(args) -> int:
     from pathlib import Path
 
-    from uninote.bench.ondisk import OnDiskBenchConfig, markdown, run_ondisk
+    from uninote.bench.ondisk import OnDiskBenchConfig, ceilings, markdown, run_ondisk
 
     cfg = OnDiskBenchConfig(sizes=args.synthetic, work=Path(args.work) if args.work else _cache_dir(),
                             dtype=args.store_dtype, shortlists=args.shortlist, shortlist_dim=args.shortlist_dim,
                             index=args.shortlist_index, ef_search=args.ef_search, nprobe=args.nprobe or [64],
                             n_queries=args.queries, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
                             in_ram_baseline=not args.no_ram_baseline, seed=args.seed)
+    if args.ceiling_only:
+        print(ceilings(cfg, args.out))
+        return 0
     rows = run_ondisk(cfg, args.out)
     print(markdown(rows))
     if args.out:
@@ -98,6 +102,9 @@ def register(subparsers) -> None:
                    help="on-disk: shortlist index on the prefix (its --ef-search or --nprobe are swept)")
     p.add_argument("--hnsw-m", type=int, default=16, help="on-disk: HNSW links per vector of the shortlist index")
     p.add_argument("--ef-construction", type=int, default=40, help="on-disk: HNSW build beam of the shortlist index")
+    p.add_argument("--ceiling-only", action="store_true",
+                   help="on-disk: only the recall@10 of the exact top-K' of the --shortlist-dim prefix (what any "
+                        "index on that prefix can reach at each --shortlist K'), from the truth pass; no index")
     p.add_argument("--no-ram-baseline", action="store_true",
                    help="on-disk: skip the float32-in-RAM baseline (it needs N * 768 * 4 bytes of RAM)")
     p.add_argument("--scale", choices=("embed", "i2i", "synthetic"), default=None,

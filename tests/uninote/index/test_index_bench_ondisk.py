@@ -56,6 +56,22 @@ def test_exact_prefix_recall_is_what_a_flat_shortlist_finds(tmp_path):
     assert again[0]["truth_s"] == 0 and again[0]["ceiling"] == by_k["10"]["ceiling"]
 
 
+def test_ceiling_only_reports_what_a_flat_shortlist_finds_without_an_index(tmp_path, capsys):
+    out = tmp_path / "ceiling.json"
+    args = ["bench", "--synthetic", "3000", "--on-disk", "--work", str(tmp_path), "--shortlist-dim", "8",
+            "--shortlist", "40,10", "--queries", "20", "--ceiling-only", "--out", str(out)]
+    assert main(args) == 0
+    rows = json.loads(out.read_text())
+    assert [r["shortlist"] for r in rows] == [10, 40] and rows[0]["ceiling"] < rows[1]["ceiling"] < 1
+    assert "| 3,000 | 8 | 10 |" in capsys.readouterr().out
+    folder = next(tmp_path.glob("synthetic-n3000-*"))
+    assert not list(folder.glob("*.faiss"))  # no index built
+    flat = run_ondisk(OnDiskBenchConfig(sizes=[3000], work=tmp_path, index="flat", shortlist_dim=8,
+                                        shortlists=[10, 40], n_queries=20, in_ram_baseline=False))
+    found = {int(r["index"].split("K'=")[1].split()[0]): r["recall@10"] for r in flat}
+    assert found == {r["shortlist"]: r["ceiling"] for r in rows}
+
+
 def _documented_rows(spec, rows):
     """The generator as its docstring states it, written naively (one 64-column block at a time)."""
     from uninote.index.synthetic import BLOCK, STREAMS
