@@ -93,6 +93,23 @@ def prefetch(served, granularities=GRANULARITIES, share: float = PREFETCH_SHARE,
     return asked
 
 
+def read_files(paths, share: float = PREFETCH_SHARE, available: int | None = None) -> int:
+    """Read whole files through into the page cache, in order, each while the total fits ``share``
+    of the ``available`` memory (default: now); the bytes read. For what a search reads besides
+    the vectors: a lazily read corpus's notes and index, the thumbnails."""
+    budget = share * (psutil.virtual_memory().available if available is None else available)
+    done = 0
+    for path in paths:
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            continue
+        if done + size > budget:
+            continue
+        done += _read_through(str(path), 0, size)
+    return done
+
+
 def _read_through(path: str, offset: int, n: int) -> int:
     """Read ``n`` bytes of ``path`` from ``offset`` into a scratch buffer; the bytes read."""
     buf, done = memoryview(bytearray(min(CHUNK, max(n, 1)))), 0
