@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import mmap
 import os
-import time
 
 import numpy as np
 import psutil
@@ -68,46 +67,54 @@ def file_ranges(array) -> list[tuple[str, int, int]]:
             if isinstance(p, np.memmap) and getattr(p, "filename", None)]
 
 
-def prefetch(served, granularities=GRANULARITIES, share: float = PREFETCH_SHARE,
-             available: int | None = None) -> int:
-    """Read ahead the served version's full-dim vectors of ``granularities`` (in that order,
-    each only while the total fits ``share`` of the ``available`` memory, default: now). Returns
-    the bytes read; 0 when nothing is mapped or nothing fits."""
-    if share <= 0:
-        return 0
-    budget = share * (psutil.virtual_memory().available if available is None else available)
-    retriever, asked, t0 = served.retriever, 0, time.perf_counter()
+def vector_ranges(served, granularities=GRANULARITIES) -> list[list[tuple[str, int, int]]]:
+    """Per granularity (in that order), the file ranges of the served version's full-dim vectors."""
+    retriever, groups = served.retriever, []
     for granularity in granularities:
         try:
             source = getattr(retriever.table(granularity, retriever.full_dim), "_source", None)
         except (KeyError, ValueError):  # a version without this granularity
             continue
-        ranges = file_ranges(source) if source is not None else []
-        size = sum(n for _, _, n in ranges)
-        if not ranges or asked + size > budget:
+        if source is not None and (ranges := file_ranges(source)):
+            groups.append(ranges)
+    return groups
+
+
+def file_groups(paths) -> list[list[tuple[str, int, int]]]:
+    """One group per existing file: the whole file."""
+    groups = []
+    for path in paths:
+        try:
+            groups.append([(str(path), 0, os.path.getsize(path))])
+        except OSError:
             continue
-        asked += sum(_read_through(path, offset, n) for path, offset, n in ranges)
-    if asked:
-        log.info("%s: %.2f GB of vectors read into the page cache in %.1f s", served.version, asked / 1e9,
-                 time.perf_counter() - t0)
-    return asked
+    return groups
+
+
+def read_ahead(groups, share: float = PREFETCH_SHARE, available: int | None = None) -> int:
+    """Read groups of (file, offset, bytes) ranges through into the page cache, in order, each group
+    whole and only while the total fits ``share`` of the ``available`` memory (default: now);
+    the bytes read."""
+    if share <= 0:
+        return 0
+    budget = share * (psutil.virtual_memory().available if available is None else available)
+    done = 0
+    for ranges in groups:
+        if done + sum(n for _, _, n in ranges) <= budget:
+            done += sum(_read_through(path, offset, n) for path, offset, n in ranges)
+    return done
+
+
+def prefetch(served, granularities=GRANULARITIES, share: float = PREFETCH_SHARE,
+             available: int | None = None) -> int:
+    """``read_ahead`` of the served version's full-dim vectors of ``granularities``."""
+    return read_ahead(vector_ranges(served, granularities), share, available)
 
 
 def read_files(paths, share: float = PREFETCH_SHARE, available: int | None = None) -> int:
-    """Read whole files through into the page cache, in order, each while the total fits ``share``
-    of the ``available`` memory (default: now); the bytes read. For what a search reads besides
-    the vectors: a lazily read corpus's notes and index, the thumbnails."""
-    budget = share * (psutil.virtual_memory().available if available is None else available)
-    done = 0
-    for path in paths:
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            continue
-        if done + size > budget:
-            continue
-        done += _read_through(str(path), 0, size)
-    return done
+    """``read_ahead`` of whole files: what a search reads besides the vectors (a lazily read
+    corpus's notes and index, the thumbnails)."""
+    return read_ahead(file_groups(paths), share, available)
 
 
 def _read_through(path: str, offset: int, n: int) -> int:

@@ -21,7 +21,7 @@ from uninote.fileio import atomic_write
 from uninote.service.completion import completion_record, first_build_corpus
 from uninote.service.folders import (COMPLETION_FILE, completion_pending, eval_file, load_version, make_model,
                                      read_json, resolve_path, sft_staging, stored_path, write_version)
-from uninote.service.pages import prefetch, read_files, release_mapped
+from uninote.service.pages import file_groups, read_ahead, release_mapped, vector_ranges
 from uninote.service.search import EXACT_MAX_NOTES
 from uninote.service.types import ServedVersion
 
@@ -117,18 +117,17 @@ class VersionMethods:
         return served
 
     def _read_ahead(self, served: ServedVersion) -> None:
-        """The version's full-dim vectors, then the files a result page reads: a lazily read
-        corpus's notes and index (a big corpus), and the thumbnails."""
-        prefetch(served)
+        """Into the page cache, within one memory budget: the version's full-dim vectors, then the
+        files a result page reads (a lazily read corpus's notes and index, the thumbnails)."""
         corpus, t0 = self.corpus, time.perf_counter()
         files = []
         if getattr(corpus, "index_dir", None) is not None:  # a LazyCorpus: notes.jsonl and its index
             files += [Path(corpus.root) / "notes.jsonl"] + sorted(Path(corpus.index_dir).glob("*.npy"))
         files += sorted(Path(self.config.thumbs_dir).rglob("*.jpg"))
-        done = read_files(files)
+        done = read_ahead(vector_ranges(served) + file_groups(files))
         if done:
-            log.info("%.2f GB of notes and thumbnails read into the page cache in %.1f s", done / 1e9,
-                     time.perf_counter() - t0)
+            log.info("%s: %.2f GB of vectors, notes and thumbnails read into the page cache in %.1f s",
+                     served.version, done / 1e9, time.perf_counter() - t0)
 
     def _version_path(self, version: str) -> Path:
         for v in self.store.list_model_versions():

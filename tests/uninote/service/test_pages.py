@@ -7,7 +7,6 @@ import ctypes
 import mmap
 import os
 import sys
-import time
 
 import numpy as np
 import pytest
