@@ -123,7 +123,7 @@ def render(service: UniNoteService, query, k, modality, dim_a, gran_a, strat_a, 
     shown = [n.note_id for n in a.neighbours if n.thumbnail]
     upload = isinstance(query, UploadedQuery)
     pairs = [] if upload else [(f"#{n.rank} {n.title[:60]}", f"{query}\t{n.note_id}") for n in a.neighbours]
-    was = None if previous is ... else (previous is None or not isinstance(previous, UploadedQuery))
+    was = None if previous is ... else not isinstance(previous, UploadedQuery)  # None: the first query
     grade_note = f"<div class='un-muted'>{UPLOAD_NOT_GRADED}</div>" if upload else ""
     return (photo, card, gallery_items(a.neighbours), result_line(a), gal_b, line_b, overlap, "", shown,
             gr.update(choices=pairs, value=pairs[0][1] if pairs else None, interactive=not upload),
