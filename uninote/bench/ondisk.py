@@ -56,6 +56,7 @@ class OnDiskBenchConfig:
     shortlists: list[int] = field(default_factory=lambda: [200])  # K' sweep
     index: str = "hnsw"  # shortlist index on the prefix: hnsw, ivf (IVF flat, HNSW quantizer) or flat (exact scan)
     hnsw_m: int = 16  # HNSW links per vector
+    hnsw_storage: str = "float32"  # HNSW copy of the prefix: float32 (IndexHNSWFlat) or float16 (IndexHNSWSQ fp16)
     ef_construction: int = 40  # HNSW build beam
     ef_search: list[int] = field(default_factory=lambda: [200, 300, 400])  # HNSW query beam sweep (>= K')
     nprobe: list[int] = field(default_factory=lambda: [32, 64])  # IVF cells visited sweep
@@ -76,6 +77,8 @@ class OnDiskBenchConfig:
             raise ConfigError(f"dtype must be float16 or float32, got {self.dtype!r}")
         if self.index not in ("hnsw", "ivf", "flat"):
             raise ConfigError(f"shortlist index must be hnsw, ivf or flat, got {self.index!r}")
+        if self.hnsw_storage not in ("float16", "float32"):
+            raise ConfigError(f"hnsw_storage must be float16 or float32, got {self.hnsw_storage!r}")
         if not 1 <= self.shortlist_dim < self.full_dim:
             raise ConfigError(f"shortlist_dim must be in 1..{self.full_dim - 1}")
         return self
@@ -197,6 +200,10 @@ def new_shortlist_index(cfg: OnDiskBenchConfig, x, nlist: int):
     lo = cfg.shortlist_dim
     if cfg.index == "flat":
         return faiss.IndexFlatIP(lo), 0.0
+    if cfg.index == "hnsw" and cfg.hnsw_storage == "float16":  # half the bytes a hop reads
+        index = faiss.IndexHNSWSQ(lo, faiss.ScalarQuantizer.QT_fp16, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+        return index, 0.0
     if cfg.index == "hnsw":
         index = faiss.IndexHNSWFlat(lo, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
@@ -276,7 +283,8 @@ def exact_truth(cfg: OnDiskBenchConfig, folder: Path, x, queries: np.ndarray):
 
 
 def index_tag(cfg: OnDiskBenchConfig, nlist: int) -> str:
-    return {"hnsw": f"hnsw-d{cfg.shortlist_dim}-M{cfg.hnsw_m}-efc{cfg.ef_construction}",
+    sq = "-fp16" if cfg.hnsw_storage == "float16" else ""
+    return {"hnsw": f"hnsw-d{cfg.shortlist_dim}-M{cfg.hnsw_m}-efc{cfg.ef_construction}{sq}",
             "ivf": f"ivf{nlist}-d{cfg.shortlist_dim}-s{cfg.seed}", "flat": f"flat-d{cfg.shortlist_dim}"}[cfg.index]
 
 
@@ -363,7 +371,7 @@ def knobs(cfg: OnDiskBenchConfig, index, nlist: int):
     lo = cfg.shortlist_dim
     if cfg.index == "hnsw":
         for ef in cfg.ef_search:
-            yield f"hnsw@{lo} M={cfg.hnsw_m} ef={ef}", lambda ef=ef: setattr(index.hnsw, "efSearch", ef)
+            yield f"hnsw{'-fp16' if cfg.hnsw_storage == 'float16' else ''}@{lo} M={cfg.hnsw_m} ef={ef}", lambda ef=ef: setattr(index.hnsw, "efSearch", ef)
     elif cfg.index == "flat":
         yield f"faiss flat@{lo} (exact scan)", lambda: None
     else:

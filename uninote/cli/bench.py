@@ -52,7 +52,7 @@ def run_on_disk(args) -> int:
                             dtype=args.store_dtype, shortlists=args.shortlist, shortlist_dim=args.shortlist_dim,
                             index=args.shortlist_index, ef_search=args.ef_search, nprobe=args.nprobe or [64],
                             n_queries=args.queries, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                            in_ram_baseline=not args.no_ram_baseline, seed=args.seed)
+                            hnsw_storage=args.hnsw_storage, in_ram_baseline=not args.no_ram_baseline, seed=args.seed)
     if args.ceiling_only:
         print(ceilings(cfg, args.out))
         return 0
@@ -102,6 +102,9 @@ def register(subparsers) -> None:
                    help="on-disk: shortlist index on the prefix (its --ef-search or --nprobe are swept)")
     p.add_argument("--hnsw-m", type=int, default=16, help="on-disk: HNSW links per vector of the shortlist index")
     p.add_argument("--ef-construction", type=int, default=40, help="on-disk: HNSW build beam of the shortlist index")
+    p.add_argument("--hnsw-storage", default="float32", choices=["float32", "float16"],
+                   help="on-disk: dtype of the HNSW index's copy of the prefix (float16 = faiss IndexHNSWSQ fp16: "
+                        "half the memory, faster hops)")
     p.add_argument("--ceiling-only", action="store_true",
                    help="on-disk: only the recall@10 of the exact top-K' of the --shortlist-dim prefix (what any "
                         "index on that prefix can reach at each --shortlist K'), from the truth pass; no index")

@@ -38,6 +38,23 @@ def test_on_disk_bench_reuses_its_shards_and_finds_the_exact_neighbours(tmp_path
     assert "| 3,000 | memmap float16 | hnsw@64" in capsys.readouterr().out
 
 
+def test_float16_hnsw_is_its_own_cached_index_with_half_the_bytes_per_vector(tmp_path):
+    import faiss
+
+    base = dict(sizes=[3000], work=tmp_path, shortlist_dim=32, shortlists=[50], ef_search=[100], n_queries=12,
+                in_ram_baseline=False)
+    flat, half = run_ondisk(OnDiskBenchConfig(**base)), run_ondisk(OnDiskBenchConfig(**base, hnsw_storage="float16"))
+    folder = next(tmp_path.glob("synthetic-n3000-*"))
+    stored = {p.name: faiss.read_index(str(p)) for p in folder.glob("hnsw-*.faiss")}
+    assert sorted(stored) == ["hnsw-d32-M16-efc40-fp16.faiss", "hnsw-d32-M16-efc40.faiss"]
+    assert isinstance(stored["hnsw-d32-M16-efc40-fp16.faiss"], faiss.IndexHNSWSQ)
+    assert stored["hnsw-d32-M16-efc40-fp16.faiss"].storage.sa_code_size() == 32 * 2
+    assert half[0]["index"].startswith("hnsw-fp16@32") and flat[0]["index"].startswith("hnsw@32")
+    assert min(r["recall@10"] for r in half) >= min(r["recall@10"] for r in flat) - 0.05
+    with pytest.raises(Exception, match="hnsw_storage"):
+        OnDiskBenchConfig(**base, hnsw_storage="int8").validate()
+
+
 def test_flat_shortlist_is_exact_at_the_prefix(tmp_path):
     cfg = OnDiskBenchConfig(sizes=[2000], work=tmp_path, index="flat", shortlists=[2000], n_queries=10)
     rows = run_ondisk(cfg)
