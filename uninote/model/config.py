@@ -44,6 +44,11 @@ class UniNoteConfig(JsonConfig):
         "conv (320 -> 1280, 1x1), 2 = also the last MBConv block (192 -> 320 at 7x7), and so on. "
         "The feature cache then keeps the feature map at the first trained block's input, and "
         "checkpoints store those blocks beside the heads. --full-finetune trains every block instead.")})
+    image_colour_bins: int = field(default=0, metadata={"help": (
+        "Append a colour histogram of the photo (and of each region cell) to its backbone features: "
+        "bins per RGB channel, so bins**3 values (near-white background left out; see "
+        "towers.colour_histograms). 0 = off. ImageNet backbones are trained with colour jitter and "
+        "keep little of a photo's colour, which catalogue relevance depends on.")})
     tiny_width: int = field(default=32, metadata={"help": "Feature width of the 'tiny' test towers."})
     seed: int = field(default=0, metadata={"help": "Seed for head initialisation (and tiny towers)."})
 
@@ -79,6 +84,12 @@ class UniNoteConfig(JsonConfig):
             if not self.freeze_backbones:
                 raise ConfigError("image_trained_blocks applies to frozen backbones; full fine-tuning "
                                   "(freeze_backbones=False) trains every block already: set it to 0")
+        if self.image_colour_bins and not 2 <= self.image_colour_bins <= 16:
+            raise ConfigError(f"image_colour_bins={self.image_colour_bins} must be 0 (off) or in [2, 16] "
+                              "(bins per RGB channel; 8 gives 512 values)")
+        if self.image_colour_bins and self.image_trained_blocks:
+            raise ConfigError("image_colour_bins comes from the photo's pixels, which the map cache of "
+                              "image_trained_blocks does not keep: use one or the other")
         if self.text_pooling not in TEXT_POOLINGS:
             raise ConfigError(f"text_pooling={self.text_pooling!r} must be one of {TEXT_POOLINGS}")
         if self.text_pooling == "attention" and self.text_tower == "use-m3":
@@ -89,6 +100,11 @@ class UniNoteConfig(JsonConfig):
     @property
     def n_region_cells(self) -> int:
         return self.n_regions * self.n_regions
+
+    @property
+    def colour_dim(self) -> int:
+        """Width of the colour histogram appended to every photo and region feature (0 = none)."""
+        return self.image_colour_bins ** 3 if self.image_colour_bins else 0
 
     @property
     def image_cut(self) -> int | None:

@@ -128,6 +128,8 @@ def fingerprint(corpus, cfg, int8: bool = False) -> str:
         settings.append("int8")
     if cfg.text_pooling == "attention":
         settings.append("token-states")  # a separate, larger entry; mean-pooling caches keep their key
+    if getattr(cfg, "image_colour_bins", 0):
+        settings.append(f"colour-{cfg.image_colour_bins}")  # histograms follow the features; other caches keep their key
     if getattr(cfg, "image_cut", None) is not None:
         settings.append(f"image-map-{cfg.image_cut}")  # maps at the first trained block; frozen caches keep theirs
     h = hashlib.sha256(json.dumps(settings).encode())
@@ -206,7 +208,7 @@ def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
             maps.append(model.pixel_maps(torch.zeros(1, 3, model.config.image_size, model.config.image_size,
                                                      dtype=torch.uint8)).half().cpu()[:0])
         return {**part, "image": None, "region": None, "image_map": torch.cat(maps)}
-    f_img, cells = model.image_tower.feature_dim, model.config.n_region_cells
+    f_img, cells = model.image_feature_dim, model.config.n_region_cells
     return {**part, "image": torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
             "region": torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
             "image_map": None}

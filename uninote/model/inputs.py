@@ -12,11 +12,16 @@ import torch
 
 from uninote.data.images import load_image
 from uninote.model.onnx_runtime import inference_tower
-from uninote.model.towers import load_pixels, normalize_pixels, pool_image, run_blocks
+from uninote.model.towers import colour_histograms, load_pixels, normalize_pixels, pool_image, run_blocks
 
 
 class FeatureInputs:
     runtime: str | None = None  # 'auto' | 'onnx' | 'torch' | 'onnx-int8'; None: $UNINOTE_RUNTIME (see onnx_runtime)
+
+    @property
+    def image_feature_dim(self) -> int:
+        """Width of a photo's (and a region's) features: the image backbone's, plus the colour histogram."""
+        return self.image_tower.feature_dim + getattr(self.config, "colour_dim", 0)
 
     def backbone(self, kind: str):
         """The ``kind`` ('text' | 'image') tower this call runs: torch, or its ONNX Runtime twin."""
@@ -43,13 +48,19 @@ class FeatureInputs:
     def image_features(self, images) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled (B, F) and region (B, R, F) features of PIL images."""
         if not images:
-            width = self.image_tower.feature_dim
+            width = self.image_feature_dim
             return torch.zeros(0, width), torch.zeros(0, self.config.n_region_cells, width)
         return self.pixel_features(load_pixels(images, self.config.image_size))
 
     def pixel_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled (B, F) and region (B, R, F) features of uint8 pixels (B, 3, S, S) from ``load_pixels``."""
-        return self.map_features(self.pixel_maps(pixels))
+        """Pooled (B, F) and region (B, R, F) features of uint8 pixels (B, 3, S, S) from ``load_pixels``
+        (with ``image_colour_bins``, the photo's and each cell's colour histogram follow the backbone's F)."""
+        pooled, regions = self.map_features(self.pixel_maps(pixels))
+        if not self.config.image_colour_bins:
+            return pooled, regions
+        colour, cells = colour_histograms(pixels.to(pooled.device), self.config.image_colour_bins,
+                                          self.config.n_regions)
+        return torch.cat([pooled, colour], -1), torch.cat([regions, cells], -1)
 
     def pixel_maps(self, pixels: torch.Tensor) -> torch.Tensor:
         """The frozen part's feature map of uint8 pixels: the whole tower's output map, or with

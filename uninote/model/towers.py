@@ -279,6 +279,39 @@ def pool_image(feature_map: torch.Tensor, n_regions: int) -> tuple[torch.Tensor,
     return pooled, regions
 
 
+def colour_histograms(pixels: torch.Tensor, bins: int, n_regions: int,
+                      white: int = 235) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 pixels (B, 3, S, S) -> colour histograms of each photo (B, bins**3) and of each cell of
+    its n x n grid (B, n*n, bins**3), row-major cells like ``pool_image``'s regions.
+
+    The photo is averaged over 4 x 4 pixel blocks (photos of 64 px and up), each RGB channel is cut
+    into ``bins`` equal ranges, and pixels whose three channels are all >= ``white`` (a catalogue's
+    studio background) are left out, unless nothing else is in the photo or cell. Rows and columns
+    are cut into n equal bands for the cells. A bin's value is the square root of its share of the
+    pixels (the Hellinger map: unit length, and cosines of two of them are Bhattacharyya overlaps),
+    so a one-colour photo has a single 1 and no value outweighs a backbone feature's."""
+    k, cells = bins ** 3, n_regions * n_regions
+    x = pixels.float()
+    if x.shape[-1] >= 64:
+        x = F.avg_pool2d(x, 4)
+    b, _, h, w = x.shape
+    q = (x * bins / 256.0).long().clamp_(0, bins - 1)
+    code = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]  # (B, h, w)
+    rows = torch.arange(h, device=x.device) * n_regions // h
+    cols = torch.arange(w, device=x.device) * n_regions // w
+    cell = rows[:, None] * n_regions + cols[None, :]  # (h, w)
+    flat = ((torch.arange(b, device=x.device)[:, None, None] * cells + cell) * k + code).flatten()
+    counts = torch.bincount(flat, minlength=b * cells * k).view(b, cells, k).float()
+    kept = torch.bincount(flat, weights=(x < white).any(1).flatten().float(), minlength=b * cells * k)
+    kept = kept.view(b, cells, k).float()
+
+    def shares(kept: torch.Tensor, every: torch.Tensor) -> torch.Tensor:
+        use = torch.where(kept.sum(-1, keepdim=True) > 0, kept, every)
+        return torch.sqrt(use / use.sum(-1, keepdim=True).clamp_min(1.0))
+
+    return shares(kept.sum(1), counts.sum(1)), shares(kept, counts)
+
+
 def run_blocks(tower: nn.Module, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """``tower``'s blocks ``[start, stop)`` applied to ``x``: pixels when ``start`` is 0, else the
     feature map at the input of block ``start`` (what the feature cache keeps). The whole chain is

@@ -69,7 +69,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
         self.text_pool = TokenAttentionPool(self.text_tower.feature_dim)
         self.text_pool.query.requires_grad_(cfg.text_pooling == "attention")  # unused (no gradient) otherwise
         self.text_head = ProjectionHead(self.text_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
-        self.image_head = ProjectionHead(self.image_tower.feature_dim, cfg.embed_dim, cfg.hidden_dim)
+        self.image_head = ProjectionHead(self.image_feature_dim, cfg.embed_dim, cfg.hidden_dim)
         self.fusion = NoteFusion(cfg.embed_dim, cfg.hidden_dim)
         segments = matryoshka_segments(list(cfg.matryoshka_dims), cfg.embed_dim)
         self.register_buffer("segment_of_dim", segments, persistent=False)
@@ -133,13 +133,14 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """Short hash of the config and the trainable weights: names an embedding space.
 
         Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
-        pooling and a frozen image tower are left out, so checkpoints written before they existed
-        keep their version."""
+        pooling, a frozen image tower and no colour histogram are left out, so checkpoints written
+        before they existed keep their version."""
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
             del config["text_pooling"]
-        if not config["image_trained_blocks"]:
-            del config["image_trained_blocks"]
+        for name in ("image_trained_blocks", "image_colour_bins"):
+            if not config[name]:
+                del config[name]
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for k, v in sorted(self.trainable_state_dict().items()):
             if k in IDENTITY_AT_ZERO and not v.any():
@@ -207,7 +208,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
             if batch.get("region_image") is not None:
                 region_feats = region_feats[batch["region_image"].to(region_feats.device, torch.long)]
         if image_feats is None:
-            image_feats = torch.zeros(0, self.image_tower.feature_dim)
+            image_feats = torch.zeros(0, self.image_feature_dim)
         text = self.text_head(text_feats)
         image = self.image_head(image_feats.to(dev, torch.float32))
         image_mean, has_image = mean_by_owner(F.normalize(image, dim=-1), owner, n)

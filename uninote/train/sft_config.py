@@ -26,6 +26,9 @@ class SFTConfig(JsonConfig):
         "EfficientNet-Lite0: 1 = its head conv, 2 = also the last MBConv block (see UniNoteConfig). "
         "Their input feature maps are cached once per corpus (float16); --full-finetune trains every "
         "block instead and needs 0 here.")})
+    image_colour_bins: int = field(default=0, metadata={"help": (
+        "Colour histogram (bins per RGB channel, bins**3 values) appended to every photo and region "
+        "feature (0 = off; see UniNoteConfig).")})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
@@ -105,4 +108,5 @@ class SFTConfig(JsonConfig):
                              matryoshka_dims=list(self.matryoshka_dims), n_regions=self.n_regions,
                              image_size=self.image_size, hidden_dim=self.hidden_dim,
                              freeze_backbones=not self.full_finetune, image_trained_blocks=self.image_trained_blocks,
+                             image_colour_bins=self.image_colour_bins,
                              seed=self.seed).validate()
