@@ -153,3 +153,25 @@ def test_train_rl_starts_from_a_checkpoint_with_trained_image_blocks(graded_stor
     emb = rl.embed_corpus(corpus, progress=False)
     query = rl.encode_query(corpus.notes[3], corpus.root)
     assert abs(float(emb.image[3] @ query.images[0]) - 1.0) < 1e-3
+
+
+def test_train_rl_starts_from_a_checkpoint_with_colour_histograms(graded_store):
+    import shutil
+
+    from uninote.data import load_corpus
+
+    tmp, url, root = graded_store
+    shutil.rmtree(tmp / "sft")
+    sft = UniNoteModel(UniNoteConfig(text_tower="tiny", image_tower="tiny", embed_dim=16, matryoshka_dims=[8, 16],
+                                     hidden_dim=32, tiny_width=16, n_regions=2, image_size=32,
+                                     image_colour_bins=4))
+    sft.save_pretrained(tmp / "sft")
+    rc = main(["train-rl", "--init", str(tmp / "sft"), "--db", url, "--corpus", str(root), "--out",
+               str(tmp / "rl"), *ARGS])
+    assert rc == 0
+    rl = UniNoteModel.from_pretrained(tmp / "rl")
+    assert rl.config.image_colour_bins == 4 and rl.version != sft.version
+    corpus = load_corpus(root)
+    emb = rl.embed_corpus(corpus, progress=False)
+    query = rl.encode_query(corpus.notes[3], corpus.root)  # an upload's histogram is the corpus photo's
+    assert abs(float(emb.image[3] @ query.images[0]) - 1.0) < 1e-3
