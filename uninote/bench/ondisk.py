@@ -8,10 +8,12 @@ Per corpus size N (see uninote/index/synthetic.py for the vectors):
    two shared shard buffers), so its memory does not grow with N.
 2. One pass over the shards (65,536 rows at a time) computes the ground truth (exact top-10 at the
    full dim over the stored vectors, for every query) and fills the shortlist index on the
-   re-normalised 64-d prefix: HNSW (default), IVF (flat codes, HNSW coarse quantizer, trained on a
-   sample first) or a flat exact scan of the prefix (faiss ``IndexFlatIP``: N x 64 x 4 bytes of
-   RAM). Index and truth are cached beside the shards.
-3. ``adaptive`` search: a shortlist of K' rows from that index at 64 dims, exact re-rank of those rows at the full
+   re-normalised ``shortlist_dim`` prefix (64 by default; 128 is the 10M recipe): HNSW (default:
+   M=32, efConstruction 100, its copy of the prefix as fp16 codes, or float32 with
+   ``hnsw_storage``), IVF (flat codes,
+   HNSW coarse quantizer, trained on a sample first) or a flat exact scan of the prefix (faiss
+   ``IndexFlatIP``: N x dim x 4 bytes of RAM). Index and truth are cached beside the shards.
+3. ``adaptive`` search: a shortlist of K' rows from that index, exact re-rank of those rows at the full
    dim read from the memory-mapped shards. Measured twice on one thread: with the shard files
    dropped from the page cache first (cold: every re-ranked row is a disk read) and again (warm),
    reporting wall-clock QPS and QPS per CPU-second of the querying thread (the two differ on a
@@ -55,9 +57,9 @@ class OnDiskBenchConfig:
     shortlist_dim: int = 64  # dim of the shortlist index (the Matryoshka prefix)
     shortlists: list[int] = field(default_factory=lambda: [200])  # K' sweep
     index: str = "hnsw"  # shortlist index on the prefix: hnsw, ivf (IVF flat, HNSW quantizer) or flat (exact scan)
-    hnsw_m: int = 16  # HNSW links per vector
-    hnsw_storage: str = "float32"  # HNSW copy of the prefix: float32 (IndexHNSWFlat) or float16 (IndexHNSWSQ fp16)
-    ef_construction: int = 40  # HNSW build beam
+    hnsw_m: int = 32  # HNSW links per vector (16 does not hold recall at 10M: docs/results/index.md)
+    hnsw_storage: str = "float16"  # HNSW copy of the prefix: float16 (IndexHNSWSQ fp16) or float32 (IndexHNSWFlat)
+    ef_construction: int = 100  # HNSW build beam
     ef_search: list[int] = field(default_factory=lambda: [200, 300, 400])  # HNSW query beam sweep (>= K')
     nprobe: list[int] = field(default_factory=lambda: [32, 64])  # IVF cells visited sweep
     nlist: int = 0  # IVF cells; 0 = 4 * sqrt(N)

@@ -27,7 +27,7 @@ examples:
   uninote bench --embeddings emb/fashion --out bench-real.json
   uninote bench --synthetic 10000,100000 --dims 64,128,256,768 --queries 100
   uninote bench --synthetic 1000000 --dims 64,128 --ann-dims 128 --strategies exact,ann --queries 200
-  uninote bench --synthetic 10000000,1000000 --on-disk --shortlist-dim 128 --ef-search 64,128,256 --shortlist 50,100
+  uninote bench --synthetic 10000000,1000000 --on-disk --shortlist-dim 128 --ef-search 64,128 --shortlist 50
   uninote bench --synthetic 10000000 --on-disk --shortlist-dim 64 --shortlist 10,50,100,200,400 --ceiling-only
   uninote bench --scale synthetic --synthetic 100000,1000000 --dim 64 --shortlist-dim 16 --ef-search 64
   uninote bench --scale embed --corpus ../shared/data/fashion-product-images-small --scale-notes 600
@@ -100,9 +100,9 @@ def register(subparsers) -> None:
     p.add_argument("--shortlist-dim", type=int, default=64, help="on-disk: dim of the shortlist index")
     p.add_argument("--shortlist-index", default="hnsw", choices=["hnsw", "ivf", "flat"],
                    help="on-disk: shortlist index on the prefix (its --ef-search or --nprobe are swept)")
-    p.add_argument("--hnsw-m", type=int, default=16, help="on-disk: HNSW links per vector of the shortlist index")
-    p.add_argument("--ef-construction", type=int, default=40, help="on-disk: HNSW build beam of the shortlist index")
-    p.add_argument("--hnsw-storage", default="float32", choices=["float32", "float16"],
+    p.add_argument("--hnsw-m", type=int, default=32, help="on-disk: HNSW links per vector of the shortlist index")
+    p.add_argument("--ef-construction", type=int, default=100, help="on-disk: HNSW build beam of the shortlist index")
+    p.add_argument("--hnsw-storage", default="float16", choices=["float32", "float16"],
                    help="on-disk: dtype of the HNSW index's copy of the prefix (float16 = faiss IndexHNSWSQ fp16: "
                         "half the memory, faster hops)")
     p.add_argument("--ceiling-only", action="store_true",

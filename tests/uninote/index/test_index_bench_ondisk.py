@@ -35,15 +35,15 @@ def test_on_disk_bench_reuses_its_shards_and_finds_the_exact_neighbours(tmp_path
     again = json.loads(out.read_text())
     assert again[0]["write_s"] == 0 and again[0]["cached"] is True
     assert [r["recall@10"] for r in again] == [r["recall@10"] for r in rows]
-    assert "| 3,000 | memmap float16 | hnsw@64" in capsys.readouterr().out
+    assert "| 3,000 | memmap float16 | hnsw-fp16@64 M=32" in capsys.readouterr().out
 
 
 def test_float16_hnsw_is_its_own_cached_index_with_half_the_bytes_per_vector(tmp_path):
     import faiss
 
     base = dict(sizes=[3000], work=tmp_path, shortlist_dim=32, shortlists=[50], ef_search=[100], n_queries=12,
-                in_ram_baseline=False)
-    flat, half = run_ondisk(OnDiskBenchConfig(**base)), run_ondisk(OnDiskBenchConfig(**base, hnsw_storage="float16"))
+                in_ram_baseline=False, hnsw_m=16, ef_construction=40)
+    flat, half = (run_ondisk(OnDiskBenchConfig(**base, hnsw_storage=s)) for s in ("float32", "float16"))
     folder = next(tmp_path.glob("synthetic-n3000-*"))
     stored = {p.name: faiss.read_index(str(p)) for p in folder.glob("hnsw-*.faiss")}
     assert sorted(stored) == ["hnsw-d32-M16-efc40-fp16.faiss", "hnsw-d32-M16-efc40.faiss"]
