@@ -88,12 +88,14 @@ def test_opening_reads_no_vectors(tmp_path):
     emb = NoteEmbeddings.load(tmp_path / "big")
     grown = _anon_bytes() - before
     assert isinstance(emb.note, ShardedArray) and all(isinstance(p, np.memmap) for p in emb.note.parts)
-    # reading the vectors would grow by vector_bytes; the ids' cost varies with the allocator by
-    # a few MB from one load to the next, hence the margin
-    assert grown - ids_cost < 0.2 * vector_bytes, (grown, ids_cost, vector_bytes)
+    # reading the vectors would grow by vector_bytes (230 MB); the ids cost about 45 MB, measured
+    # on the small copy, but the allocator can hand memory back during that load (a negative
+    # cost), so the cost is taken as at least 0 and the margin is half the vectors
+    ids_cost = max(ids_cost, 0)
+    assert grown - ids_cost < 0.5 * vector_bytes, (grown, ids_cost, vector_bytes)
     rows = np.array([3, 123_456, 299_999])
     np.testing.assert_array_equal(emb.note[rows][:, 0], [0, 100_000, 250_000])
-    assert _anon_bytes() - before - ids_cost < 0.2 * vector_bytes
+    assert _anon_bytes() - before - ids_cost < 0.5 * vector_bytes
     assert len(small) == len(emb) == n
 
 
