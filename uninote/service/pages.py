@@ -8,10 +8,11 @@ pages it no longer uses. ``release_mapped`` drops those mappings (``madvise(MADV
 pages stay in the page cache, and a later read maps them again without disk I/O), so RSS stays
 close to what the process holds itself (``RssAnon``).
 
-``prefetch`` reads the served version's full-dim vector files through once, into the page cache,
-when they fit in a share of the memory available: a re-rank after a restart then reads its rows
-from RAM, not from the disk (at a million notes, the slow tail of Explore's searches was such
-reads). It reads with ``pread`` into one small buffer, so nothing is mapped into the process and
+``read_ahead`` reads groups of file ranges through once, into the page cache, each while it fits
+in a share of the memory available (``vector_ranges``: the served version's full-dim vectors;
+``file_groups``: whole files, such as a lazily read corpus and the thumbnails): a re-rank after a
+restart then reads its rows from RAM, not from the disk (at a million notes, the slow tail of
+Explore's searches was such reads). It reads with ``pread`` into one small buffer, so nothing is mapped into the process and
 its RSS does not grow; under memory pressure the kernel drops those pages first. (A
 ``posix_fadvise(WILLNEED)`` would be cheaper, but the kernel caps it at one readahead window,
 about a megabyte.)
@@ -105,18 +106,6 @@ def read_ahead(groups, share: float = PREFETCH_SHARE, available: int | None = No
     return done
 
 
-def prefetch(served, granularities=GRANULARITIES, share: float = PREFETCH_SHARE,
-             available: int | None = None) -> int:
-    """``read_ahead`` of the served version's full-dim vectors of ``granularities``."""
-    return read_ahead(vector_ranges(served, granularities), share, available)
-
-
-def read_files(paths, share: float = PREFETCH_SHARE, available: int | None = None) -> int:
-    """``read_ahead`` of whole files: what a search reads besides the vectors (a lazily read
-    corpus's notes and index, the thumbnails)."""
-    return read_ahead(file_groups(paths), share, available)
-
-
 def _read_through(path: str, offset: int, n: int) -> int:
     """Read ``n`` bytes of ``path`` from ``offset`` into a scratch buffer; the bytes read."""
     buf, done = memoryview(bytearray(min(CHUNK, max(n, 1)))), 0
@@ -128,5 +117,5 @@ def _read_through(path: str, offset: int, n: int) -> int:
                     break
                 done += got
     except OSError as exc:  # a version folder removed meanwhile: nothing to read ahead
-        log.warning("prefetch %s: %s", path, exc)
+        log.warning("read-ahead %s: %s", path, exc)
     return done

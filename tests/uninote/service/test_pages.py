@@ -14,7 +14,7 @@ import pytest
 from uninote.embeddings import NoteEmbeddings
 from uninote.index import Retriever
 from uninote.index.synthetic import synthetic_embeddings
-from uninote.service.pages import file_ranges, prefetch, read_files, release_mapped
+from uninote.service.pages import file_groups, file_ranges, read_ahead, release_mapped, vector_ranges
 from uninote.service.types import ServedVersion
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
@@ -83,10 +83,10 @@ def test_prefetch_reads_the_vectors_into_the_page_cache_not_into_the_process(tmp
         os.close(fd)
     if max(_cached_share(*r) for r in ranges) > 0.5:
         pytest.skip("this file system keeps the pages cached (tmpfs?)")
-    too_small = prefetch(served, granularities=("note",), available=1_000_000)  # 18 MB > half of 1 MB
+    too_small = read_ahead(vector_ranges(served, ("note",)), available=1_000_000)  # 18 MB > half of 1 MB
     assert too_small == 0 and max(_cached_share(*r) for r in ranges) < 0.5
     before = _rss_file()
-    assert prefetch(served, granularities=("note",)) >= 6_000 * 768 * 4
+    assert read_ahead(vector_ranges(served, ("note",))) >= 6_000 * 768 * 4
     assert min(_cached_share(*r) for r in ranges) >= 0.99
     assert _rss_file() - before < 2e6  # cached, not mapped into this process
 
@@ -104,6 +104,6 @@ def test_read_files_caches_whole_files_in_order_within_the_budget(tmp_path):
     if max(_cached_share(str(p), 0, p.stat().st_size) for p in files) > 0.5:
         pytest.skip("this file system keeps the pages cached (tmpfs?)")
     # half of 12 MB is 6 MB: the first file fits, the second would not, the third still does
-    assert read_files(files + [tmp_path / "missing.bin"], available=12_000_000) == 5_000_000
+    assert read_ahead(file_groups(files + [tmp_path / "missing.bin"]), available=12_000_000) == 5_000_000
     shares = [_cached_share(str(p), 0, p.stat().st_size) for p in files]
     assert shares[0] >= 0.99 and shares[1] < 0.5 and shares[2] >= 0.99
