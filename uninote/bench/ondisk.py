@@ -202,12 +202,11 @@ def new_shortlist_index(cfg: OnDiskBenchConfig, x, nlist: int):
     lo = cfg.shortlist_dim
     if cfg.index == "flat":
         return faiss.IndexFlatIP(lo), 0.0
-    if cfg.index == "hnsw" and cfg.hnsw_storage == "float16":  # two-thirds of the index, same recall
-        index = faiss.IndexHNSWSQ(lo, faiss.ScalarQuantizer.QT_fp16, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = cfg.ef_construction
-        return index, 0.0
     if cfg.index == "hnsw":
-        index = faiss.IndexHNSWFlat(lo, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        if cfg.hnsw_storage == "float16":  # two-thirds of the index, same recall
+            index = faiss.IndexHNSWSQ(lo, faiss.ScalarQuantizer.QT_fp16, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWFlat(lo, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
         return index, 0.0
     rng = np.random.default_rng(cfg.seed)
