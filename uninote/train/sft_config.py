@@ -9,7 +9,8 @@ from uninote.config import DEVICES, RUNTIMES, JsonConfig
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
 
-LOSS_TERMS = ("note", "image_note", "text_note", "image_text", "image_image", "region")
+LOSS_TERMS = ("note", "image_note", "text_note", "image_text", "image_image", "region", "image_note_kd",
+              "image_image_kd")
 
 
 @dataclass
@@ -39,7 +40,9 @@ class SFTConfig(JsonConfig):
     hard_negatives: int = field(default=2, metadata={"help": "Hard negatives per pair taken from pairs.jsonl."})
     loss_weights: dict[str, float] = field(default_factory=lambda: {
         "note": 1.0, "image_note": 0.5, "text_note": 0.5, "image_text": 0.5, "image_image": 0.5,
-        "region": 0.25}, metadata={"help": f"Weight per training signal; keys {LOSS_TERMS}."})
+        "region": 0.25},
+        metadata={"help": f"Weight per training signal (uninote/train/sft_objective.py; the _kd ones distil "
+                         f"the note's ranking into the photo); keys {LOSS_TERMS}."})
     region_pairs: int = field(default=64, metadata={"help": (
         "Pairs per batch whose photo regions enter the region loss (its cost grows with the square).")})
     mask_grade: int = field(default=3, metadata={"help": (

@@ -9,6 +9,14 @@ Signals (each an InfoNCE with in-batch + hard negatives unless noted), for a bat
 - ``image_text``  photo(u) <-> text(u)  for every note u in the batch (learned alignment)
 - ``image_image`` photo(q) -> photo(p)  (image granularity)
 - ``region``      regions(photo q) vs regions(photo p), Chamfer max-sim InfoNCE
+- ``image_note_kd``  photo(u) -> every note of the batch, taught by note(u)'s ranking of them
+- ``image_image_kd`` photo(u) -> every photo of the batch, taught by note(u)'s ranking of their notes
+
+The two ``_kd`` signals are distillation (Hinton et al. 2015): a KL divergence from the softmax of
+the note's own similarities (detached; the note vector, text included, is the strongest ranker)
+to the photo's, over every note u in the batch with a photo, u itself left out. An InfoNCE pair
+tells the photo which one note is its positive; the teacher grades all of the batch, so a photo
+learns that a same-type other-colour note ranks above an other-type one.
 
 ``SFTObjective`` is a plain base loss ``(embeddings, index) -> scalar`` so ``MatryoshkaLoss``
 can wrap it: it truncates the embedding tensors, the integer index tensors pass through.
@@ -17,6 +25,7 @@ can wrap it: it truncates the embedding tensors, the integer index tensors pass 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from uninote.losses import InfoNCELoss, RegionMaxSimLoss
@@ -30,10 +39,19 @@ def first_rows(owner: torch.Tensor, n: int) -> torch.Tensor:
     return torch.where(first == len(owner), torch.full_like(first, -1), first)
 
 
+def distill(student: torch.Tensor, teacher: torch.Tensor, skip: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over rows of KL(softmax(teacher / t) || softmax(student / t)), ``skip`` cells left out."""
+    neg_inf = torch.finfo(student.dtype).min
+    log_s = F.log_softmax((student / temperature).masked_fill(skip, neg_inf), dim=-1)
+    log_t = F.log_softmax((teacher / temperature).masked_fill(skip, neg_inf), dim=-1)
+    return (log_t.exp() * (log_t - log_s)).masked_fill(skip, 0.0).sum(-1).mean()
+
+
 class SFTObjective(nn.Module):
     def __init__(self, weights: dict[str, float], temperature: float = 0.05):
         super().__init__()
         self.weights = {k: float(v) for k, v in weights.items() if v}
+        self.temperature = temperature
         self.nce = InfoNCELoss(temperature)
         self.nce_sym = InfoNCELoss(temperature, symmetric=True)
         self.region_loss = RegionMaxSimLoss(temperature)
@@ -62,10 +80,18 @@ class SFTObjective(nn.Module):
         if "image_image" in self.weights and has_both.any():
             s = has_both
             terms["image_image"] = self.nce_sym(image[q_img[s]], image[p_img[s]], None, None, mask[s][:, s])
-        if "image_text" in self.weights and len(image):
-            owners = torch.unique(emb["image_owner"])
-            rows = first_img[owners]
-            terms["image_text"] = self.nce_sym(image[rows], text[owners])
+        owners = torch.unique(emb["image_owner"])  # notes with a photo, sorted
+        photo = image[first_img[owners]]  # each one's first photo
+        if "image_text" in self.weights and len(owners):
+            terms["image_text"] = self.nce_sym(photo, text[owners])
+        if self.weights.keys() & {"image_note_kd", "image_image_kd"} and len(owners):
+            teacher = (note[owners] @ note.T).detach()  # each note's ranking of every batch note
+            itself = F.one_hot(owners, len(note)).bool()
+            if "image_note_kd" in self.weights:
+                terms["image_note_kd"] = distill(photo @ note.T, teacher, itself, self.temperature)
+            if "image_image_kd" in self.weights:
+                terms["image_image_kd"] = distill(photo @ photo.T, teacher[:, owners], itself[:, owners],
+                                                  self.temperature)
         if "region" in self.weights and len(emb["region"]) and "region_q" in idx:
             rq, rp = idx["region_q"], idx["region_p"]
             valid = (rq >= 0).all(1) & (rp >= 0).all(1)
