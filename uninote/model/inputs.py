@@ -55,7 +55,12 @@ class FeatureInputs:
     def pixel_features(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Pooled (B, F) and region (B, R, F) features of uint8 pixels (B, 3, S, S) from ``load_pixels``
         (with ``image_colour_bins``, the photo's and each cell's colour histogram follow the backbone's F)."""
-        pooled, regions = self.map_features(self.pixel_maps(pixels))
+        return self.with_colour(pixels, *self.map_features(self.pixel_maps(pixels)))
+
+    def with_colour(self, pixels: torch.Tensor, pooled: torch.Tensor,
+                    regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Backbone features of uint8 ``pixels`` with their colour histograms appended (with
+        ``image_colour_bins``; unchanged without)."""
         if not self.config.image_colour_bins:
             return pooled, regions
         colour, cells = colour_histograms(pixels.to(pooled.device), self.config.image_colour_bins,

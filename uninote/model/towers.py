@@ -281,8 +281,8 @@ def pool_image(feature_map: torch.Tensor, n_regions: int) -> tuple[torch.Tensor,
 
 def colour_histograms(pixels: torch.Tensor, bins: int, n_regions: int,
                       white: int = 235) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 pixels (B, 3, S, S) -> colour histograms of each photo (B, bins**3) and of each cell of
-    its n x n grid (B, n*n, bins**3), row-major cells like ``pool_image``'s regions.
+    """uint8 (or [0, 1] float) pixels (B, 3, S, S) -> colour histograms of each photo (B, bins**3)
+    and of each cell of its n x n grid (B, n*n, bins**3), row-major cells like ``pool_image``'s regions.
 
     The photo is averaged over 4 x 4 pixel blocks (photos of 64 px and up), each RGB channel is cut
     into ``bins`` equal ranges, and pixels whose three channels are all >= ``white`` (a catalogue's
@@ -291,7 +291,7 @@ def colour_histograms(pixels: torch.Tensor, bins: int, n_regions: int,
     pixels (the Hellinger map: unit length, and cosines of two of them are Bhattacharyya overlaps),
     so a one-colour photo has a single 1 and no value outweighs a backbone feature's."""
     k, cells = bins ** 3, n_regions * n_regions
-    x = pixels.float()
+    x = pixels.float() if pixels.dtype == torch.uint8 else pixels.float() * 255.0  # [0, 1] floats too
     if x.shape[-1] >= 64:
         x = F.avg_pool2d(x, 4)
     b, _, h, w = x.shape

@@ -244,10 +244,11 @@ class UniNoteModel(FeatureInputs, nn.Module):
         feats.update(self.text_inputs(batch["texts"]))
         pixels = batch["pixels"].to(self.device, non_blocking=True)
         if len(pixels):
-            pixels = normalize_pixels(pixels, self.image_tower.mean, self.image_tower.std)
+            x = normalize_pixels(pixels, self.image_tower.mean, self.image_tower.std)
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_backbones):
-                maps = run_blocks(self.image_tower, pixels, 0, self.config.image_cut)
-            feats["image"], feats["region"] = self.map_features(maps)  # trained blocks (if any) get gradients
+                maps = run_blocks(self.image_tower, x, 0, self.config.image_cut)
+            # trained blocks (if any) get gradients; the colour histograms come from the same pixels
+            feats["image"], feats["region"] = self.with_colour(pixels, *self.map_features(maps))
         return self.forward_features(feats)
 
     # --- inference API ---------------------------------------------------------------------------

@@ -49,6 +49,12 @@ def test_small_photos_are_not_averaged_first():
     assert pooled[0, bin_of(RED, 4)] == pytest.approx(0.5 ** 0.5)
 
 
+def test_float_pixels_give_the_histograms_of_their_uint8_twins():
+    pixels = photo(RED, BLUE)
+    for got, want in zip(colour_histograms(pixels.float() / 255, 4, 2), colour_histograms(pixels, 4, 2)):
+        assert torch.allclose(got, want)
+
+
 @pytest.fixture
 def corpus(synthetic_corpus):
     return synthetic_corpus(12)
