@@ -27,9 +27,9 @@ class SFTConfig(JsonConfig):
         "EfficientNet-Lite0: 1 = its head conv, 2 = also the last MBConv block (see UniNoteConfig). "
         "Their input feature maps are cached once per corpus (float16); --full-finetune trains every "
         "block instead and needs 0 here.")})
-    image_colour_bins: int = field(default=0, metadata={"help": (
+    image_colour_bins: int = field(default=8, metadata={"help": (
         "Colour histogram (bins per RGB channel, bins**3 values) appended to every photo and region "
-        "feature (0 = off; see UniNoteConfig).")})
+        "feature (0 = off, and required by --image-trained-blocks; see UniNoteConfig).")})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
@@ -40,7 +40,7 @@ class SFTConfig(JsonConfig):
     hard_negatives: int = field(default=2, metadata={"help": "Hard negatives per pair taken from pairs.jsonl."})
     loss_weights: dict[str, float] = field(default_factory=lambda: {
         "note": 1.0, "image_note": 0.5, "text_note": 0.5, "image_text": 0.5, "image_image": 0.5,
-        "region": 0.25},
+        "region": 0.25, "image_note_kd": 3.0, "image_image_kd": 3.0},
         metadata={"help": f"Weight per training signal (uninote/train/sft_objective.py; the _kd ones distil "
                          f"the note's ranking into the photo); keys {LOSS_TERMS}."})
     region_pairs: int = field(default=64, metadata={"help": (

@@ -41,7 +41,8 @@ def test_training_changes_trainable_weights_only_and_lowers_the_loss(corpus, tmp
     assert saved["batch_size"] == 8 and saved["matryoshka"] is True
     m = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert m["peak_rss_mb"] > 0 and m["wall_seconds"] > 0 and len(m["loss_curve"]) == m["steps"]
-    assert set(m["loss_terms"][-1]) >= {"note", "image_note", "text_note", "image_text", "region"}
+    assert set(m["loss_terms"][-1]) >= {"note", "image_note", "text_note", "image_text", "region",
+                                        "image_note_kd", "image_image_kd"}
 
 
 def test_training_is_deterministic(corpus, tmp_path):
@@ -74,7 +75,7 @@ def test_no_matryoshka_trains_full_dim_only(corpus, tmp_path):
 
 
 def test_full_finetune_updates_backbones(corpus, tmp_path):
-    cfg = tiny_sft(full_finetune=True, max_steps=4, num_workers=2)
+    cfg = tiny_sft(full_finetune=True, max_steps=4, num_workers=2, image_colour_bins=4)  # histograms from raw pixels
     before = UniNoteModel(cfg.model_config())
     model, metrics = train_sft(corpus, tmp_path / "ff", cfg, progress=False)  # on CUDA when there is one
     model = model.cpu()
@@ -82,7 +83,7 @@ def test_full_finetune_updates_backbones(corpus, tmp_path):
     assert not torch.equal(before.image_tower.net[0].weight, model.image_tower.net[0].weight)
     assert not torch.equal(before.text_tower.embed.weight, model.text_tower.embed.weight)
     again = UniNoteModel.from_pretrained(tmp_path / "ff")
-    assert again.version == model.version
+    assert again.version == model.version and again.config.image_colour_bins == 4
 
 
 def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
@@ -108,6 +109,7 @@ def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
     (dict(temperature=0), "temperature"),
     (dict(matryoshka_dims=[8, 64]), "strictly increasing"),
     (dict(device="gpu"), "device='gpu'"),
+    (dict(image_trained_blocks=1), r"--image-colour-bins 0"),  # the colour default needs the pixels
 ])
 def test_sft_config_validation(kw, match):
     with pytest.raises(ConfigError, match=match):
@@ -183,7 +185,7 @@ def test_full_finetune_benchmark_runs_and_both_pixel_formats_train_alike(tmp_pat
 
 
 def test_trained_image_blocks_change_and_the_frozen_ones_do_not(corpus, tmp_path):
-    cfg = tiny_sft(image_trained_blocks=1, map_crop=3, image_blocks_lr_scale=1.0)
+    cfg = tiny_sft(image_trained_blocks=1, image_colour_bins=0, map_crop=3, image_blocks_lr_scale=1.0)
     before = UniNoteModel(cfg.model_config())
     model, metrics = train_sft(corpus, tmp_path / "out", cfg, progress=False)
     curve = metrics["loss_curve"]
@@ -218,4 +220,4 @@ def test_map_crop_needs_trained_blocks():
     with pytest.raises(ConfigError, match="map_crop=3: crops of cached maps need --image-trained-blocks"):
         tiny_sft(map_crop=3).validate()
     with pytest.raises(ConfigError, match="full fine-tuning"):
-        tiny_sft(image_trained_blocks=1, full_finetune=True).validate()
+        tiny_sft(image_trained_blocks=1, image_colour_bins=0, full_finetune=True).validate()
