@@ -49,6 +49,10 @@ class UniNoteConfig(JsonConfig):
         "bins per RGB channel, so bins**3 values (near-white background left out; see "
         "towers.colour_histograms). 0 = off. ImageNet backbones are trained with colour jitter and "
         "keep little of a photo's colour, which catalogue relevance depends on.")})
+    image_colour_scale: float = field(default=1.0, metadata={"help": (
+        "Factor on the colour histogram where it enters the image head. Its values are square-rooted "
+        "shares of unit length, about 15x smaller per dimension than the backbone's pooled features, "
+        "so the head's LayerNorm all but drowns them at 1.")})
     tiny_width: int = field(default=32, metadata={"help": "Feature width of the 'tiny' test towers."})
     seed: int = field(default=0, metadata={"help": "Seed for head initialisation (and tiny towers)."})
 
@@ -87,6 +91,8 @@ class UniNoteConfig(JsonConfig):
         if self.image_colour_bins and not 2 <= self.image_colour_bins <= 16:
             raise ConfigError(f"image_colour_bins={self.image_colour_bins} must be 0 (off) or in [2, 16] "
                               "(bins per RGB channel; 8 gives 512 values)")
+        if self.image_colour_scale <= 0:
+            raise ConfigError(f"image_colour_scale={self.image_colour_scale} must be > 0")
         if self.image_colour_bins and self.image_trained_blocks:
             raise ConfigError("image_colour_bins comes from the photo's pixels, which the map cache of "
                               "image_trained_blocks does not keep: set image_colour_bins to 0 to train "

@@ -133,14 +133,16 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """Short hash of the config and the trainable weights: names an embedding space.
 
         Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
-        pooling, a frozen image tower and no colour histogram are left out, so checkpoints written
-        before they existed keep their version."""
+        pooling, a frozen image tower, no colour histogram and an unscaled one are left out, so
+        checkpoints written before they existed keep their version."""
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
             del config["text_pooling"]
         for name in ("image_trained_blocks", "image_colour_bins"):
             if not config[name]:
                 del config[name]
+        if config["image_colour_scale"] == 1:
+            del config["image_colour_scale"]
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for k, v in sorted(self.trainable_state_dict().items()):
             if k in IDENTITY_AT_ZERO and not v.any():
@@ -210,7 +212,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
         if image_feats is None:
             image_feats = torch.zeros(0, self.image_feature_dim)
         text = self.text_head(text_feats)
-        image = self.image_head(image_feats.to(dev, torch.float32))
+        image = self.photo_head(image_feats.to(dev, torch.float32))
         image_mean, has_image = mean_by_owner(F.normalize(image, dim=-1), owner, n)
         note = self.fusion(text, has_text, image_mean, has_image)
         out = {"note": note, "text": text, "image": image, "image_owner": owner, "has_image": has_image}
@@ -218,7 +220,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
             m, r, _ = region_feats.shape
             photos = batch.get("region_image")
             photos = torch.arange(m, device=dev) if photos is None else photos.to(dev, torch.long)
-            out["region"] = self.image_head(region_feats.to(dev, torch.float32).reshape(m * r, -1))
+            out["region"] = self.photo_head(region_feats.to(dev, torch.float32).reshape(m * r, -1))
             out["region_image"] = photos.repeat_interleave(r)
         else:
             out["region"] = image.new_zeros(0, self.embed_dim)
@@ -252,6 +254,14 @@ class UniNoteModel(FeatureInputs, nn.Module):
         return self.forward_features(feats)
 
     # --- inference API ---------------------------------------------------------------------------
+    def photo_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """The image head on photo or region features (.., F_img), the colour histogram at their end
+        multiplied by ``image_colour_scale`` first."""
+        width, scale = self.config.colour_dim, self.config.image_colour_scale
+        if width and scale != 1:
+            feats = torch.cat([feats[..., :-width], feats[..., -width:] * scale], -1)
+        return self.image_head(feats)
+
     @torch.inference_mode()
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """(B, D) text vectors."""
@@ -261,13 +271,13 @@ class UniNoteModel(FeatureInputs, nn.Module):
     @torch.inference_mode()
     def encode_image(self, images, normalize: bool = True) -> torch.Tensor:
         """(B, D) one vector per PIL image."""
-        out = self._gain(self.image_head(self.image_features(list(images))[0]))
+        out = self._gain(self.photo_head(self.image_features(list(images))[0]))
         return F.normalize(out, dim=-1) if normalize else out
 
     @torch.inference_mode()
     def encode_regions(self, images, normalize: bool = True) -> torch.Tensor:
         """(B, R, D) region vectors per PIL image (R = n_regions**2 grid cells, row-major)."""
-        out = self._gain(self.image_head(self.image_features(list(images))[1]))
+        out = self._gain(self.photo_head(self.image_features(list(images))[1]))
         return F.normalize(out, dim=-1) if normalize else out
 
     @torch.inference_mode()

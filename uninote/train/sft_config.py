@@ -30,6 +30,9 @@ class SFTConfig(JsonConfig):
     image_colour_bins: int = field(default=8, metadata={"help": (
         "Colour histogram (bins per RGB channel, bins**3 values) appended to every photo and region "
         "feature (0 = off, and required by --image-trained-blocks; see UniNoteConfig).")})
+    image_colour_scale: float = field(default=1.0, metadata={"help": (
+        "Factor on the colour histogram where it enters the image head (see UniNoteConfig; 4 lifts "
+        "photo queries and lowers note queries at 64 dims, docs/results/model.md).")})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
@@ -111,5 +114,5 @@ class SFTConfig(JsonConfig):
                              matryoshka_dims=list(self.matryoshka_dims), n_regions=self.n_regions,
                              image_size=self.image_size, hidden_dim=self.hidden_dim,
                              freeze_backbones=not self.full_finetune, image_trained_blocks=self.image_trained_blocks,
-                             image_colour_bins=self.image_colour_bins,
+                             image_colour_bins=self.image_colour_bins, image_colour_scale=self.image_colour_scale,
                              seed=self.seed).validate()

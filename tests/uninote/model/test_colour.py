@@ -98,7 +98,41 @@ def test_checkpoint_keeps_the_bins_and_old_ones_their_version(tmp_path):
     ({"image_colour_bins": 1}, "in \\[2, 16\\]"),
     ({"image_colour_bins": 17}, "in \\[2, 16\\]"),
     ({"image_colour_bins": 4, "image_trained_blocks": 1}, "map cache"),
+    ({"image_colour_bins": 4, "image_colour_scale": 0}, "must be > 0"),
 ])
 def test_bad_colour_settings_fail_loudly(overrides, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(**overrides).validate()
+
+
+def test_the_colour_scale_weights_the_histogram_where_it_enters_the_head(corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    model = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=3.0)).eval()
+    feats = corpus_features(corpus, model, progress=False)
+    width = model.config.colour_dim
+    scaled = torch.cat([feats.image[:, :-width], feats.image[:, -width:] * 3.0], -1)
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(model.image_head(scaled), dim=-1)
+        assert torch.allclose(model.photo_head(feats.image), model.image_head(scaled))
+    emb = embed_from_features(model, feats, progress=False)  # the feature path: forward_features
+    assert np.allclose(emb.image, want.numpy(), atol=1e-3)  # stored as float16
+    photo = Image.open(corpus.image_path(corpus.notes[0], 0))
+    assert np.allclose(model.encode_image([photo]).numpy(), want[:1].numpy(), atol=1e-4)  # uploads
+
+
+def test_checkpoint_keeps_the_colour_scale_and_unscaled_ones_their_version(tmp_path):
+    torch.manual_seed(0)
+    scaled = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=4.0))
+    scaled.save_pretrained(tmp_path / "scaled")
+    loaded = UniNoteModel.from_pretrained(tmp_path / "scaled")
+    assert loaded.config.image_colour_scale == 4.0 and loaded.version == scaled.version
+    plain = UniNoteModel(tiny_config(image_colour_bins=4))
+    plain.load_state_dict(scaled.state_dict())
+    assert plain.version != scaled.version  # the same weights read the histogram otherwise
+    plain.save_pretrained(tmp_path / "plain")
+    config = json.loads((tmp_path / "plain/config.json").read_text())
+    del config["image_colour_scale"]  # written before the field existed
+    (tmp_path / "plain/config.json").write_text(json.dumps(config))
+    old = UniNoteModel.from_pretrained(tmp_path / "plain")
+    assert old.config.image_colour_scale == 1.0 and old.version == plain.version
