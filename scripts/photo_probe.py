@@ -38,10 +38,10 @@ def photo_features(corpus, model) -> tuple[list[str], np.ndarray, np.ndarray]:
     return ids, feats.image[first[keep]].float().numpy(), labels
 
 
-def probe(model, fit, val, k: int = 10, strength: float = 0.05) -> dict:
+def probe(model, fit, val, k: int = 10, strength: float = 0.05, standardise: bool = True) -> dict:
     _, x_fit, y_fit = photo_features(fit, model)
     ids, x_val, y_val = photo_features(val, model)
-    mean, std = x_fit.mean(0), x_fit.std(0) + 1e-6
+    mean, std = (x_fit.mean(0), x_fit.std(0) + 1e-6) if standardise else (0.0, 1.0)
     z_fit, z_val = (x_fit - mean) / std, (x_val - mean) / std
     kind, colour = (LogisticRegression(C=strength, max_iter=3000).fit(z_fit, y_fit[:, j]) for j in (0, 1))
     p_kind = align(kind, z_val, y_val[:, 0])  # (N, N): P(candidate's type | query photo)
@@ -84,10 +84,12 @@ def main() -> None:
     parser.add_argument("--fit", required=True, help="prepared corpus the probes learn on")
     parser.add_argument("--val", required=True, help="prepared corpus with qrels.tsv they are scored on")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for feature extraction")
+    parser.add_argument("--raw", action="store_true", help="fit the probes on the features as they are, "
+                        "not standardised per dimension")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     model = UniNoteModel.from_pretrained(args.model).eval()
-    r = probe(model, load_corpus(args.fit), load_corpus(args.val))
+    r = probe(model, load_corpus(args.fit), load_corpus(args.val), standardise=not args.raw)
     print(f"| features | type accuracy | colour accuracy | probe image -> note ndcg@10 ({r['queries']} queries) |")
     print("|---|---|---|---|")
     print(f"| {r['features']} | {r['type_accuracy']:.3f} | {r['colour_accuracy']:.3f} | {r['ndcg@10']:.4f} |")
