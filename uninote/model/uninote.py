@@ -253,7 +253,6 @@ class UniNoteModel(FeatureInputs, nn.Module):
             feats["image"], feats["region"] = self.with_colour(pixels, *self.map_features(maps))
         return self.forward_features(feats)
 
-    # --- inference API ---------------------------------------------------------------------------
     def photo_head(self, feats: torch.Tensor) -> torch.Tensor:
         """The image head on photo or region features (.., F_img), the colour histogram at their end
         multiplied by ``image_colour_scale`` first."""
@@ -262,6 +261,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
             feats = torch.cat([feats[..., :-width], feats[..., -width:] * scale], -1)
         return self.image_head(feats)
 
+    # --- inference API ---------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_text(self, texts: list[str], normalize: bool = True) -> torch.Tensor:
         """(B, D) text vectors."""
