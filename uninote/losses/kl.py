@@ -18,6 +18,10 @@ on the sampled rankings' Plackett-Luce log-probabilities; unbiased and always >=
 Example::
 
     loss = pg_loss + beta * listwise_kl(sim / tau, sim_ref / tau, valid)
+
+Distillation (``distill``; Hinton et al. 2015, SFT's ``image_note_kd`` / ``image_image_kd``) is the
+other direction, KL(p_teacher || p_student) with the teacher detached by the caller: the student
+is pulled to cover every candidate the teacher ranks high, rather than kept near a reference.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ def listwise_kl(logits: torch.Tensor, ref_logits: torch.Tensor,
     if valid is not None:
         terms = terms.masked_fill(~valid, 0.0)
     return terms.sum(dim=-1).mean()
+
+
+def distill(student: torch.Tensor, teacher: torch.Tensor, skip: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Mean over rows of KL(softmax(teacher / t) || softmax(student / t)), both (Q, P), ``skip``
+    (Q, P) bool cells left out of both softmaxes."""
+    neg_inf = torch.finfo(student.dtype).min
+    log_s = F.log_softmax((student / temperature).masked_fill(skip, neg_inf), dim=-1)
+    log_t = F.log_softmax((teacher / temperature).masked_fill(skip, neg_inf), dim=-1)
+    return (log_t.exp() * (log_t - log_s)).masked_fill(skip, 0.0).sum(-1).mean()
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from uninote.losses import InfoNCELoss, RegionMaxSimLoss
+from uninote.losses.kl import distill
 
 
 def first_rows(owner: torch.Tensor, n: int) -> torch.Tensor:
@@ -37,14 +38,6 @@ def first_rows(owner: torch.Tensor, n: int) -> torch.Tensor:
     first = torch.full((n,), len(owner), dtype=torch.long, device=owner.device)
     first = first.scatter_reduce(0, owner, idx, reduce="amin")
     return torch.where(first == len(owner), torch.full_like(first, -1), first)
-
-
-def distill(student: torch.Tensor, teacher: torch.Tensor, skip: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean over rows of KL(softmax(teacher / t) || softmax(student / t)), ``skip`` cells left out."""
-    neg_inf = torch.finfo(student.dtype).min
-    log_s = F.log_softmax((student / temperature).masked_fill(skip, neg_inf), dim=-1)
-    log_t = F.log_softmax((teacher / temperature).masked_fill(skip, neg_inf), dim=-1)
-    return (log_t.exp() * (log_t - log_s)).masked_fill(skip, 0.0).sum(-1).mean()
 
 
 class SFTObjective(nn.Module):

@@ -1,7 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from uninote.train.sft_objective import SFTObjective, distill
+from uninote.losses.kl import distill
+from uninote.train.sft_objective import SFTObjective
 
 
 def test_distill_is_zero_only_when_the_student_ranks_like_the_teacher():
