@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import plotly.graph_objects as go
+
+# plotly's validators (a request thread drawing a figure) and scikit-learn (the background UMAP
+# thread, uninote/service/maps.py) both import narwhals.stable lazily; two threads importing it
+# for the first time at once can hit Python's import-lock deadlock check (_DeadlockError). Importing
+# it here, in the main thread before any of them starts, leaves both to find it loaded (versions of
+# them without narwhals never import it, hence no error when it is absent).
+with contextlib.suppress(ImportError):
+    import narwhals.stable  # noqa: F401
 
 GRADE_COLOURS = ["#c9ced6", "#8fb3e0", "#4a86d0", "#1d4f91"]
 _LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=20, t=50, b=40), height=380,
