@@ -93,10 +93,6 @@ class UniNoteConfig(JsonConfig):
                               "(bins per RGB channel; 8 gives 512 values)")
         if self.image_colour_scale <= 0:
             raise ConfigError(f"image_colour_scale={self.image_colour_scale} must be > 0")
-        if self.image_colour_bins and self.image_trained_blocks:
-            raise ConfigError("image_colour_bins comes from the photo's pixels, which the map cache of "
-                              "image_trained_blocks does not keep: set image_colour_bins to 0 to train "
-                              "image blocks (train-sft --image-colour-bins 0)")
         if self.text_pooling not in TEXT_POOLINGS:
             raise ConfigError(f"text_pooling={self.text_pooling!r} must be one of {TEXT_POOLINGS}")
         if self.text_pooling == "attention" and self.text_tower == "use-m3":

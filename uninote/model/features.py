@@ -60,6 +60,8 @@ class CorpusFeatures:
     tokens: torch.Tensor | None = None  # (sum of text lengths, F_text) token states, or None
     token_offsets: torch.Tensor | None = None  # (N + 1,) long: note i's tokens are [o[i], o[i+1])
     image_map: torch.Tensor | None = None  # (M, C, h, w) maps at the first trained image block, or None
+    colour: torch.Tensor | None = None  # (M, 1 + R, K) beside image_map with image_colour_bins: the photo's
+    #                                     colour histogram, then each region cell's (the map keeps no pixels)
 
     def __post_init__(self):
         n = len(self.note_ids)
@@ -84,6 +86,8 @@ class CorpusFeatures:
                "image_rows": img}
         if self.image_map is not None:
             out["image_map"] = self.image_map[img]
+            if self.colour is not None:
+                out["image_colour"] = self.colour[img]
         else:
             out["image"], out["region"] = self.image[img], self.region[img]
         if self.tokens is not None:
@@ -117,7 +121,8 @@ def subset_features(feats: CorpusFeatures, note_ids) -> CorpusFeatures:
     pick = lambda x: None if x is None else x[i]  # noqa: E731
     return CorpusFeatures([feats.note_ids[r] for r in rows], feats.text[t], feats.has_text[t], pick(feats.image),
                           torch.from_numpy(owner).long(), feats.image_index[i], pick(feats.region),
-                          tokens=tokens, token_offsets=offsets, image_map=pick(feats.image_map))
+                          tokens=tokens, token_offsets=offsets, image_map=pick(feats.image_map),
+                          colour=pick(feats.colour))
 
 
 def fingerprint(corpus, cfg, int8: bool = False) -> str:
@@ -149,7 +154,7 @@ def extract_features(corpus, model, batch_size: int = 64, progress: bool = True,
     of the same corpus and image settings whose photo part is reused (only the texts are run)."""
     text, has_text, tokens, offsets = _text_part(corpus, model, batch_size, progress)
     image_part = _photo_part(corpus, model, batch_size, progress) if photos is None else {
-        k: getattr(photos, k) for k in ("image", "image_owner", "image_index", "region", "image_map", "info")}
+        k: getattr(photos, k) for k in ("image", "image_owner", "image_index", "region", "image_map", "colour", "info")}
     return CorpusFeatures(note_ids=[n.note_id for n in corpus.notes], text=text, has_text=has_text,
                           tokens=tokens, token_offsets=offsets, **image_part)
 
@@ -183,7 +188,7 @@ def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
     refs = [(r, i) for r, note in enumerate(corpus.notes) for i in range(len(note.images))]
     paths = [corpus.image_path(corpus.notes[r], i) for r, i in refs]
     with_maps = getattr(model.config, "image_cut", None) is not None
-    pooled, regions, maps, owner, index, broken = [], [], [], [], [], []
+    pooled, regions, maps, colour, owner, index, broken = [], [], [], [], [], [], []
     bar = tqdm(total=len(refs), desc="image features", disable=not progress)
     for s, (pixels, kept, unreadable) in zip(range(0, len(refs), batch_size),
                                               photo_batches(paths, model.config.image_size, batch_size)):
@@ -191,6 +196,8 @@ def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
         if pixels is not None:
             if with_maps:
                 maps.append(model.pixel_maps(pixels).half().cpu())
+                if model.config.image_colour_bins:
+                    colour.append(model.colour_of(pixels).half().cpu())
             else:
                 p, g = model.pixel_features(pixels)
                 pooled.append(p.half().cpu())
@@ -207,34 +214,43 @@ def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
         if not maps:  # the map's shape is the frozen part's: run it once on a blank photo
             maps.append(model.pixel_maps(torch.zeros(1, 3, model.config.image_size, model.config.image_size,
                                                      dtype=torch.uint8)).half().cpu()[:0])
-        return {**part, "image": None, "region": None, "image_map": torch.cat(maps)}
+        colours = None
+        if model.config.image_colour_bins:
+            cells, k = model.config.n_region_cells, model.config.colour_dim
+            colours = torch.cat(colour) if colour else torch.zeros(0, 1 + cells, k, dtype=torch.half)
+        return {**part, "image": None, "region": None, "image_map": torch.cat(maps), "colour": colours}
     f_img, cells = model.image_feature_dim, model.config.n_region_cells
     return {**part, "image": torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
             "region": torch.cat(regions) if regions else torch.zeros(0, cells, f_img, dtype=torch.half),
-            "image_map": None}
+            "image_map": None, "colour": None}
 
 
 @torch.inference_mode()
 def pool_maps(feats: CorpusFeatures, model, batch_size: int = 256) -> CorpusFeatures:
     """``feats`` with ``image_map`` replaced by pooled and region features (float16, as the cache
-    keeps them) from the model's trained image blocks; features without maps come back as they are."""
+    keeps them) from the model's trained image blocks, the colour histograms kept beside the maps
+    appended; features without maps come back as they are."""
     if feats.image_map is None:
         return feats
     pooled, regions = [], []
     for s in range(0, len(feats.image_map), batch_size):
         p, g = model.map_features(feats.image_map[s:s + batch_size])
+        if feats.colour is not None:
+            p, g = model.append_colour(p, g, feats.colour[s:s + batch_size])
         pooled.append(p.half().cpu())
         regions.append(g.half().cpu())
     if not pooled:
         p, g = model.map_features(feats.image_map[:1].new_zeros(1, *feats.image_map.shape[1:]))
+        if feats.colour is not None:
+            p, g = model.append_colour(p, g, feats.colour[:1].new_zeros(1, *feats.colour.shape[1:]))
         pooled, regions = [p.half()[:0]], [g.half()[:0]]
-    return replace(feats, image=torch.cat(pooled), region=torch.cat(regions), image_map=None)
+    return replace(feats, image=torch.cat(pooled), region=torch.cat(regions), image_map=None, colour=None)
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
     tensors = {k: getattr(feats, k).contiguous() for k in
                ("text", "has_text", "image", "image_owner", "image_index", "region", "tokens", "token_offsets",
-                "image_map") if getattr(feats, k) is not None}
+                "image_map", "colour") if getattr(feats, k) is not None}
     atomic_write(directory / "features.json", json.dumps({"note_ids": feats.note_ids, "info": feats.info}).encode())
     atomic_write(directory / "features.safetensors", save(tensors))  # written last: its presence means complete
 
@@ -244,7 +260,7 @@ def load_features(directory: Path) -> CorpusFeatures:
     meta = json.loads((directory / "features.json").read_text())
     return CorpusFeatures(meta["note_ids"], t["text"], t["has_text"], t.get("image"), t["image_owner"],
                           t["image_index"], t.get("region"), meta.get("info", {}), t.get("tokens"),
-                          t.get("token_offsets"), t.get("image_map"))
+                          t.get("token_offsets"), t.get("image_map"), t.get("colour"))
 
 
 def corpus_features(corpus, model, progress: bool = True, use_cache: bool | None = None,

@@ -63,9 +63,19 @@ class FeatureInputs:
         ``image_colour_bins``; unchanged without)."""
         if not self.config.image_colour_bins:
             return pooled, regions
-        colour, cells = colour_histograms(pixels.to(pooled.device), self.config.image_colour_bins,
-                                          self.config.n_regions)
-        return torch.cat([pooled, colour], -1), torch.cat([regions, cells], -1)
+        return self.append_colour(pooled, regions, self.colour_of(pixels.to(pooled.device)))
+
+    def colour_of(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 1 + R, K) colour histograms of uint8 ``pixels``: the photo's, then each region cell's."""
+        colour, cells = colour_histograms(pixels, self.config.image_colour_bins, self.config.n_regions)
+        return torch.cat([colour[:, None], cells], 1)
+
+    @staticmethod
+    def append_colour(pooled: torch.Tensor, regions: torch.Tensor,
+                      colour: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled (B, F) and region (B, R, F) features with ``colour_of``'s histograms appended."""
+        colour = colour.to(pooled.device, pooled.dtype)
+        return torch.cat([pooled, colour[:, 0]], -1), torch.cat([regions, colour[:, 1:]], -1)
 
     def pixel_maps(self, pixels: torch.Tensor) -> torch.Tensor:
         """The frozen part's feature map of uint8 pixels: the whole tower's output map, or with

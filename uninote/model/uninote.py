@@ -193,6 +193,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
           ``image_map``   (M, C, h, w) instead of ``image`` and ``region``, for a model with
                           ``image_trained_blocks``: the frozen part's map per photo (the feature
                           cache's), which the trained blocks and the pooling turn into both
+          ``image_colour`` (M, 1 + R, K) with ``image_map`` for a colour model: the histograms the
+                          cache keeps beside the maps (``FeatureInputs.colour_of``), appended
         Returns (rows L2-normalised when ``normalize``):
           ``note`` (B, D), ``text`` (B, D), ``image`` (M, D), ``region`` (M*R, D),
           ``image_owner`` (M,), ``region_owner`` (M*R,), ``region_image`` (M*R,) the photo row
@@ -207,6 +209,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
         image_feats, region_feats = batch.get("image"), batch.get("region")
         if "image_map" in batch:  # maps at the first trained block: run the trained blocks, then pool
             image_feats, region_feats = self.map_features(batch["image_map"])
+            if "image_colour" in batch:  # the histograms the cache keeps beside the maps
+                image_feats, region_feats = self.append_colour(image_feats, region_feats, batch["image_colour"])
             if batch.get("region_image") is not None:
                 region_feats = region_feats[batch["region_image"].to(region_feats.device, torch.long)]
         if image_feats is None:

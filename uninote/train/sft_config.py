@@ -29,7 +29,8 @@ class SFTConfig(JsonConfig):
         "block instead and needs 0 here.")})
     image_colour_bins: int = field(default=8, metadata={"help": (
         "Colour histogram (bins per RGB channel, bins**3 values) appended to every photo and region "
-        "feature (0 = off, and required by --image-trained-blocks; see UniNoteConfig).")})
+        "feature (0 = off; see UniNoteConfig). With --image-trained-blocks the cache keeps the "
+        "histograms beside the maps.")})
     image_colour_scale: float = field(default=1.0, metadata={"help": (
         "Factor on the colour histogram where it enters the image head (see UniNoteConfig; 4 lifts "
         "photo queries and lowers note queries at 64 dims, docs/results/model.md).")})

@@ -97,7 +97,6 @@ def test_checkpoint_keeps_the_bins_and_old_ones_their_version(tmp_path):
 @pytest.mark.parametrize("overrides, message", [
     ({"image_colour_bins": 1}, "in \\[2, 16\\]"),
     ({"image_colour_bins": 17}, "in \\[2, 16\\]"),
-    ({"image_colour_bins": 4, "image_trained_blocks": 1}, "map cache"),
     ({"image_colour_bins": 4, "image_colour_scale": 0}, "must be > 0"),
 ])
 def test_bad_colour_settings_fail_loudly(overrides, message):

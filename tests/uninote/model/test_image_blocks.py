@@ -21,8 +21,8 @@ def corpus(synthetic_corpus):
     return synthetic_corpus(16)
 
 
-def blocks_model(blocks=1):
-    model = UniNoteModel(tiny_config(image_trained_blocks=blocks))
+def blocks_model(blocks=1, **overrides):
+    model = UniNoteModel(tiny_config(image_trained_blocks=blocks, **overrides))
     with torch.no_grad():  # trained-looking blocks: not the tower's random init
         for p in model.trained_image_blocks().parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -64,10 +64,14 @@ def test_only_the_trained_blocks_are_trainable_and_stored():
     assert not any(k.startswith("image_tower.") for k in frozen.trainable_state_dict())
 
 
-def test_cached_maps_give_the_full_towers_outputs(corpus):
-    model = blocks_model(1)
+@pytest.mark.parametrize("bins", [0, 4])  # 4: colour histograms kept beside the maps, appended after the blocks
+def test_cached_maps_give_the_full_towers_outputs(corpus, bins):
+    model = blocks_model(1, image_colour_bins=bins)
     maps = corpus_features(corpus, model, progress=False, maps=True)
     assert maps.image is None and maps.image_map.dtype == torch.float16
+    assert (maps.colour is None) == (bins == 0)
+    if bins:
+        assert maps.colour.shape == (len(maps.image_map), 1 + model.config.n_region_cells, bins ** 3)
     assert maps.image_map.shape[0] == maps.info["n_images"] - maps.info["skipped_images"] > 0
     emb = embed_from_features(model, corpus_features(corpus, model, progress=False), progress=False)
     batch = model.note_batch(corpus.notes[1:], corpus.root)  # raw photos through the whole tower (note 0's is broken)
@@ -86,6 +90,8 @@ def test_cached_maps_give_the_full_towers_outputs(corpus):
     assert torch.allclose(from_maps["region"], torch.from_numpy(emb.region), atol=1e-3)
     part = subset_features(maps, maps.note_ids[3:9])
     assert torch.equal(part.image_map, maps.batch(np.arange(3, 9))["image_map"])
+    if bins:
+        assert torch.equal(part.colour, maps.batch(np.arange(3, 9))["image_colour"])
 
 
 def test_maps_cache_has_its_own_key_and_frozen_keys_stay(corpus):
@@ -133,8 +139,12 @@ def test_an_old_checkpoint_without_blocks_loads_unchanged(tmp_path):
     assert set(loaded.trainable_state_dict()) == set(model.trainable_state_dict())
 
 
-def test_trained_blocks_under_onnx_run_the_frozen_part_there(corpus):
-    model, reference = blocks_model(1), blocks_model(1)
+@pytest.mark.parametrize("bins", [0, 4])
+def test_trained_blocks_under_onnx_run_the_frozen_part_there(corpus, bins):
+    torch.manual_seed(0)
+    model = blocks_model(1, image_colour_bins=bins)
+    reference = UniNoteModel(model.config)
+    reference.load_state_dict(model.state_dict())
     model.runtime, reference.runtime = "onnx", "torch"
     twin = inference_tower(model, "image")
     assert isinstance(twin, OnnxImageTower) and isinstance(reference.backbone("image"), TowerPrefix)

@@ -109,7 +109,6 @@ def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
     (dict(temperature=0), "temperature"),
     (dict(matryoshka_dims=[8, 64]), "strictly increasing"),
     (dict(device="gpu"), "device='gpu'"),
-    (dict(image_trained_blocks=1), r"--image-colour-bins 0"),  # the colour default needs the pixels
 ])
 def test_sft_config_validation(kw, match):
     with pytest.raises(ConfigError, match=match):
@@ -184,8 +183,9 @@ def test_full_finetune_benchmark_runs_and_both_pixel_formats_train_alike(tmp_pat
     assert all(float(r[5]) >= 0 and float(r[6]) > 0 for r in rows)  # waited / building seconds
 
 
-def test_trained_image_blocks_change_and_the_frozen_ones_do_not(corpus, tmp_path):
-    cfg = tiny_sft(image_trained_blocks=1, image_colour_bins=0, map_crop=3, image_blocks_lr_scale=1.0)
+@pytest.mark.parametrize("bins", [0, 4])  # 4: the cache keeps the colour histograms beside the maps
+def test_trained_image_blocks_change_and_the_frozen_ones_do_not(corpus, tmp_path, bins):
+    cfg = tiny_sft(image_trained_blocks=1, image_colour_bins=bins, map_crop=3, image_blocks_lr_scale=1.0)
     before = UniNoteModel(cfg.model_config())
     model, metrics = train_sft(corpus, tmp_path / "out", cfg, progress=False)
     curve = metrics["loss_curve"]
@@ -199,6 +199,7 @@ def test_trained_image_blocks_change_and_the_frozen_ones_do_not(corpus, tmp_path
     assert loaded.version == model.version == metrics["version"]
     assert torch.equal(loaded.image_tower.net[2].weight, model.image_tower.net[2].weight)
     emb = loaded.embed_corpus(corpus, progress=False)  # serving: the feature cache's maps + trained blocks
+    assert loaded.image_feature_dim == loaded.image_tower.feature_dim + bins ** 3
     query = loaded.encode_query(corpus.notes[5], corpus.root)  # an upload: raw photo through the tower
     assert abs(float(emb.note[5] @ query.note) - 1.0) < 1e-3
     assert np.abs(emb.region[emb.region_owner == 5] - query.regions).max() < 2e-3
