@@ -127,7 +127,8 @@ def test_train_rl_help_shows_each_real_default_once():
     assert "(default: ['image_head'])" in text and "(default: 0.02)" in text
 
 
-def test_train_rl_starts_from_a_checkpoint_with_trained_image_blocks(graded_store, capsys):
+@pytest.mark.parametrize("bins", [0, 4])  # 4: with colour histograms kept beside the maps
+def test_train_rl_starts_from_a_checkpoint_with_trained_image_blocks(graded_store, bins):
     import shutil
 
     import torch
@@ -136,7 +137,7 @@ def test_train_rl_starts_from_a_checkpoint_with_trained_image_blocks(graded_stor
     shutil.rmtree(tmp / "sft")
     sft = UniNoteModel(UniNoteConfig(text_tower="tiny", image_tower="tiny", embed_dim=16, matryoshka_dims=[8, 16],
                                      hidden_dim=32, tiny_width=16, n_regions=2, image_size=32,
-                                     image_trained_blocks=1))
+                                     image_trained_blocks=1, image_colour_bins=bins))
     with torch.no_grad():
         sft.image_tower.net[2].weight.mul_(1.5)  # blocks unlike the tower's init
     sft.save_pretrained(tmp / "sft")
@@ -144,7 +145,7 @@ def test_train_rl_starts_from_a_checkpoint_with_trained_image_blocks(graded_stor
                str(tmp / "rl"), *ARGS])
     assert rc == 0
     rl = UniNoteModel.from_pretrained(tmp / "rl")
-    assert rl.config.image_trained_blocks == 1
+    assert rl.config.image_trained_blocks == 1 and rl.config.image_colour_bins == bins
     assert torch.equal(rl.image_tower.net[2].weight, sft.image_tower.net[2].weight)  # RL leaves the blocks
     assert rl.version != sft.version  # its heads moved
     from uninote.data import load_corpus
