@@ -87,7 +87,8 @@ def random_crops(maps: torch.Tensor, size: int, generator: torch.Generator) -> t
 
 class FeatureBatches:
     """Cached-feature batches: (forward_features input, objective index) per step. With ``map_crop``
-    each cached map is cut to a random window (seeded)."""
+    each cached map is cut to a random window (seeded); colour histograms kept beside the maps stay
+    the whole photo's and its cells'."""
 
     def __init__(self, feats, table, n_cells: int, region_pairs: int | None = None, map_crop: int = 0,
                  seed: int = 0):
