@@ -212,12 +212,10 @@ def _photo_part(corpus, model, batch_size: int, progress: bool) -> dict:
             "info": {"skipped_images": len(broken), "n_images": len(refs)}}
     if with_maps:
         if not maps:  # the map's shape is the frozen part's: run it once on a blank photo
-            maps.append(model.pixel_maps(torch.zeros(1, 3, model.config.image_size, model.config.image_size,
-                                                     dtype=torch.uint8)).half().cpu()[:0])
-        colours = None
-        if model.config.image_colour_bins:
-            cells, k = model.config.n_region_cells, model.config.colour_dim
-            colours = torch.cat(colour) if colour else torch.zeros(0, 1 + cells, k, dtype=torch.half)
+            blank = torch.zeros(1, 3, model.config.image_size, model.config.image_size, dtype=torch.uint8)
+            maps.append(model.pixel_maps(blank).half().cpu()[:0])
+            colour.append(model.colour_of(blank).half()[:0] if model.config.image_colour_bins else None)
+        colours = torch.cat(colour) if model.config.image_colour_bins else None
         return {**part, "image": None, "region": None, "image_map": torch.cat(maps), "colour": colours}
     f_img, cells = model.image_feature_dim, model.config.n_region_cells
     return {**part, "image": torch.cat(pooled) if pooled else torch.zeros(0, f_img, dtype=torch.half),
@@ -232,19 +230,18 @@ def pool_maps(feats: CorpusFeatures, model, batch_size: int = 256) -> CorpusFeat
     appended; features without maps come back as they are."""
     if feats.image_map is None:
         return feats
+    maps, colour, n = feats.image_map, feats.colour, len(feats.image_map)
+    if not n:  # no photos: one blank row gives the output shapes
+        maps = maps.new_zeros(1, *maps.shape[1:])
+        colour = None if colour is None else colour.new_zeros(1, *colour.shape[1:])
     pooled, regions = [], []
-    for s in range(0, len(feats.image_map), batch_size):
-        p, g = model.map_features(feats.image_map[s:s + batch_size])
-        if feats.colour is not None:
-            p, g = model.append_colour(p, g, feats.colour[s:s + batch_size])
+    for s in range(0, len(maps), batch_size):
+        p, g = model.map_features(maps[s:s + batch_size])
+        if colour is not None:
+            p, g = model.append_colour(p, g, colour[s:s + batch_size])
         pooled.append(p.half().cpu())
         regions.append(g.half().cpu())
-    if not pooled:
-        p, g = model.map_features(feats.image_map[:1].new_zeros(1, *feats.image_map.shape[1:]))
-        if feats.colour is not None:
-            p, g = model.append_colour(p, g, feats.colour[:1].new_zeros(1, *feats.colour.shape[1:]))
-        pooled, regions = [p.half()[:0]], [g.half()[:0]]
-    return replace(feats, image=torch.cat(pooled), region=torch.cat(regions), image_map=None, colour=None)
+    return replace(feats, image=torch.cat(pooled)[:n], region=torch.cat(regions)[:n], image_map=None, colour=None)
 
 
 def save_features(feats: CorpusFeatures, directory: Path) -> None:
