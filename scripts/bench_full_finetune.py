@@ -8,6 +8,8 @@ Where the step's time goes: for each DataLoader worker count and pixel format it
 BERT of MiniLM's shape, so no text weights need to travel to a GPU box) and prints the median
 step time, how long the loop waited for batches, and how long building them took. ``float`` is the
 baseline: the batch's pixels sent as float32 (four times the bytes of ``uint8``, the default).
+--checkpointing on adds rows with ``--gradient-checkpointing`` (the image backbone's blocks
+recomputed in the backward pass) and the peak GPU memory column shows what it saves.
 --extract-corpus also times ``extract_features`` (frozen backbones, every photo and text of a
 corpus) and decoding alone. On a GPU this runs bf16 autocast; on the CPU it works but is slow.
 """
@@ -15,6 +17,7 @@ corpus) and decoding alone. On a GPU this runs bf16 autocast; on the CPU it work
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -65,17 +68,19 @@ def time_training(corpus, bert: str, work: Path, args) -> list[tuple]:
     rows = []
     torch.optim.AdamW.step = timed_step
     try:
-        for workers in args.workers:
-            for pixels in args.pixels:
-                sft.RawBatches.__call__ = float_pixels if pixels == "float" else build
-                stamps.clear()
-                cfg = SFTConfig(text_tower=bert, full_finetune=True, batch_size=args.batch_size, epochs=100,
-                                max_steps=args.steps, num_workers=workers, image_size=args.image_size,
-                                threads=args.threads)
-                _, m = sft.train_sft(corpus, work / f"w{workers}-{pixels}", cfg, progress=False)
-                steps_ms = [1000 * (b - a) for a, b in zip(stamps, stamps[1:])]
-                rows.append((workers, pixels, m["device"], statistics.median(steps_ms), m["train_seconds"],
-                             m["data_wait_seconds"], m["batch_build_seconds"], m["loss_curve"][-1]))
+        for workers, pixels, recompute in itertools.product(args.workers, args.pixels, args.checkpointing):
+            sft.RawBatches.__call__ = float_pixels if pixels == "float" else build
+            stamps.clear()
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            cfg = SFTConfig(text_tower=bert, full_finetune=True, batch_size=args.batch_size, epochs=100,
+                            max_steps=args.steps, num_workers=workers, image_size=args.image_size,
+                            threads=args.threads, gradient_checkpointing=recompute == "on")
+            _, m = sft.train_sft(corpus, work / f"w{workers}-{pixels}-{recompute}", cfg, progress=False)
+            steps_ms = [1000 * (b - a) for a, b in zip(stamps, stamps[1:])]
+            peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+            rows.append((workers, pixels, recompute, m["device"], statistics.median(steps_ms), peak,
+                         m["train_seconds"], m["data_wait_seconds"], m["batch_build_seconds"], m["loss_curve"][-1]))
     finally:
         torch.optim.AdamW.step, sft.RawBatches.__call__ = step, build
     return rows
@@ -110,6 +115,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 4], help="DataLoader worker counts to time")
     ap.add_argument("--pixels", nargs="+", default=["uint8", "float"], choices=["uint8", "float"])
+    ap.add_argument("--checkpointing", nargs="+", default=["off"], choices=["off", "on"],
+                    help="train without and/or with --gradient-checkpointing")
     ap.add_argument("--steps", type=int, default=10, help="training steps per setting (the first is not timed)")
     ap.add_argument("--batch-size", type=int, default=64, help="pairs per step")
     ap.add_argument("--notes", type=int, default=512, help="synthetic corpus size")
@@ -129,11 +136,12 @@ def main() -> None:
     print(f"device: {name}, torch {torch.__version__}, batch {args.batch_size} pairs, {args.image_size} px")
     if args.workers:
         corpus = load_native(make_synthetic_corpus(work / "corpus", n_notes=args.notes, text_only=8, multi_image=32))
-        print("| workers | pixels | device | median ms/step | train s | waited for batches s | building batches s "
-              "| last loss |")
-        print("|---|---|---|---|---|---|---|---|")
-        for w, px, dev, ms, train, wait, build, loss in time_training(corpus, bert, work, args):
-            print(f"| {w} | {px} | {dev} | {ms:.0f} | {train:.2f} | {wait:.2f} | {build:.2f} | {loss:.4f} |")
+        print("| workers | pixels | checkpointing | device | median ms/step | peak GPU GiB | train s "
+              "| waited for batches s | building batches s | last loss |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for w, px, ck, dev, ms, peak, train, wait, build, loss in time_training(corpus, bert, work, args):
+            print(f"| {w} | {px} | {ck} | {dev} | {ms:.0f} | {peak:.2f} | {train:.2f} | {wait:.2f} | {build:.2f} "
+                  f"| {loss:.4f} |")
     if args.extract_corpus:
         notes, photos, seconds, decode = time_extraction(args.extract_corpus, bert, args.extract_batch)
         print(f"\nextract_features: {notes} notes, {photos} photos in {seconds:.2f} s = {notes / seconds:.1f} notes/s; "

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
             p.add_argument("--no-matryoshka", dest="matryoshka", action="store_false",
                            default=argparse.SUPPRESS,
                            help="train without the Matryoshka loss (full dim only)")
-        elif f.name in ("full_finetune",):
+        elif f.name in ("full_finetune", "gradient_checkpointing"):
             p.add_argument(flag(f.name), action="store_true", help=help_)
         elif f.name == "bf16":
             p.add_argument("--no-bf16", dest="bf16", action="store_false", default=argparse.SUPPRESS,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from uninote.errors import ConfigError
 from uninote.model.config import UniNoteConfig
@@ -168,8 +170,18 @@ class EfficientNetLiteTower(nn.Module):
         self.net.load_state_dict(state)
         self.net._fc = nn.Identity()  # classifier unused
 
+    gradient_checkpointing = False  # see recomputed(); set by UniNoteModel.gradient_checkpointing
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(pixels)
+        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+            return self.net.extract_features(pixels)
+        # extract_features' own chain (stochastic depth rising with depth), each block recomputed
+        net, blocks = self.net, self.blocks()
+        x = recomputed(blocks[0], pixels)
+        rate = net._global_params.drop_connect_rate
+        for idx, block in enumerate(net._blocks):
+            x = recomputed(block, x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+        return recomputed(blocks[-1], x)
 
     def blocks(self) -> list[nn.Module]:
         """The stem, the 16 MBConv blocks and the head conv, in order (``EFFICIENTNET_BLOCKS``)."""
@@ -210,6 +222,18 @@ class HFImageTower(nn.Module):
         self.native_size = int(getattr(conf, "image_size", 224))
         self.mean = tuple(getattr(conf, "image_mean", self.mean))
 
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """The encoder's own gradient checkpointing (Hugging Face's, per layer)."""
+        return self.encoder.is_gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, on: bool) -> None:
+        if on:
+            self.encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            self.encoder.gradient_checkpointing_disable()
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.shape[-1] != self.native_size:
             pixels = F.interpolate(pixels, size=(self.native_size, self.native_size), mode="bilinear",
@@ -235,8 +259,14 @@ class TinyImageTower(nn.Module):
                                  nn.Conv2d(width, width, 3, stride=2, padding=1), nn.GELU(),
                                  nn.AdaptiveAvgPool2d(4))
 
+    gradient_checkpointing = False
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.net(pixels)
+        if not (self.gradient_checkpointing and torch.is_grad_enabled()):
+            return self.net(pixels)
+        for block in self.blocks():
+            pixels = recomputed(block, pixels)
+        return pixels
 
     def blocks(self) -> list[nn.Module]:
         """Two blocks: the first conv, then the second conv and the pooling."""
@@ -310,6 +340,30 @@ def colour_histograms(pixels: torch.Tensor, bins: int, n_regions: int,
         return torch.sqrt(use / use.sum(-1, keepdim=True).clamp_min(1.0))
 
     return shares(kept.sum(1), counts.sum(1)), shares(kept, counts)
+
+
+def recomputed(block: nn.Module, *args, **kwargs) -> torch.Tensor:
+    """``block(*args, **kwargs)`` keeping only its inputs for the backward pass, which runs it again
+    to get its activations back (gradient checkpointing): a fraction of a training step's
+    activation memory for about one more forward pass. The second run draws the same random
+    numbers (stochastic depth) and leaves BatchNorm's running statistics as the first run left
+    them, so training is the same as without it."""
+    return checkpoint(block, *args, use_reentrant=False,
+                      context_fn=lambda: (nullcontext(), batchnorm_statistics_kept(block)), **kwargs)
+
+
+@contextmanager
+def batchnorm_statistics_kept(module: nn.Module):
+    """Inside: the running statistics of ``module``'s BatchNorm layers move; after: back as they were."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    saved = [[b.clone() for b in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    try:
+        yield
+    finally:
+        for m, (mean, var, count) in zip(norms, saved):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(count)
 
 
 def run_blocks(tower: nn.Module, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:

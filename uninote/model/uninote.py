@@ -106,6 +106,13 @@ class UniNoteModel(FeatureInputs, nn.Module):
             self.image_tower.eval()
         return self
 
+    def gradient_checkpointing(self, on: bool = True) -> "UniNoteModel":
+        """Have the image backbone recompute its activations in the backward pass instead of keeping
+        them (``towers.recomputed``): full fine-tuning in a fraction of the memory, for about one
+        more forward pass of the backbone per step. Training itself is unchanged."""
+        self.image_tower.gradient_checkpointing = on
+        return self
+
     def trained_image_blocks(self) -> nn.ModuleList:
         """The image tower's blocks that train with frozen backbones (empty unless ``image_trained_blocks``)."""
         cut = self.config.image_cut

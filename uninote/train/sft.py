@@ -172,6 +172,8 @@ def train_sft(corpus, out_dir: str | Path, cfg: SFTConfig, progress: bool = True
     rank, world = init_distributed(device) if cfg.full_finetune else (0, 1)
     model = UniNoteModel(cfg.model_config()).to(device)
     model.runtime = cfg.runtime
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing()
     table = pair_table(corpus, cfg.hard_negatives, cfg.mask_grade)
     feature_seconds = 0.0
     if cfg.full_finetune:

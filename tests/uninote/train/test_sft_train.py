@@ -86,6 +86,26 @@ def test_full_finetune_updates_backbones(corpus, tmp_path):
     assert again.version == model.version and again.config.image_colour_bins == 4
 
 
+def test_gradient_checkpointing_trains_the_same_model(corpus, tmp_path, monkeypatch):
+    """--gradient-checkpointing recomputes the image backbone's blocks in the backward pass and
+    ends at the same weights; without --full-finetune it is a clear error."""
+    import uninote.model.towers as towers
+
+    calls, recomputed = [], towers.recomputed
+    monkeypatch.setattr(towers, "recomputed", lambda *a, **k: calls.append(1) or recomputed(*a, **k))
+    runs = {on: train_sft(corpus, tmp_path / str(on), tiny_sft(full_finetune=True, max_steps=3, num_workers=0,
+                                                              device="cpu", gradient_checkpointing=on),
+                          progress=False)
+            for on in (False, True)}
+    assert len(calls) == 3 * 2  # three steps through the tiny tower's two blocks
+    assert runs[True][1]["loss_curve"] == pytest.approx(runs[False][1]["loss_curve"], rel=1e-5)
+    kept, recomputing = (runs[on][0].state_dict() for on in (False, True))
+    for name in kept:
+        torch.testing.assert_close(recomputing[name], kept[name], msg=name)
+    with pytest.raises(ConfigError, match="gradient_checkpointing recomputes the backbone"):
+        tiny_sft(gradient_checkpointing=True).validate()
+
+
 def test_ddp_path_runs_with_gloo_world_size_one(corpus, tmp_path, monkeypatch):
     import torch.distributed as dist
 
@@ -167,20 +187,21 @@ def test_full_finetune_under_torchrun_two_cpu_ranks_stay_in_sync(corpus, tmp_pat
 @pytest.mark.integration
 def test_full_finetune_benchmark_runs_and_both_pixel_formats_train_alike(tmp_path):
     """scripts/bench_full_finetune.py (real EfficientNet-Lite0): uint8 and float32 batches carry the
-    same photos, so the same steps end at the same loss; the table reports the input pipeline."""
+    same photos and recomputed blocks give the same gradients, so the same steps end at the same
+    loss; the table reports the input pipeline."""
     import subprocess
     import sys
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[3] / "scripts" / "bench_full_finetune.py"
     proc = subprocess.run([sys.executable, str(script), "--workers", "0", "--steps", "3", "--batch-size", "4",
-                           "--notes", "24", "--image-size", "64", "--bert-layers", "1", "--threads", "1"],
-                          capture_output=True, text=True, timeout=600)
+                           "--notes", "24", "--image-size", "64", "--bert-layers", "1", "--threads", "1",
+                           "--checkpointing", "off", "on"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| 0 |")]
-    assert [r[1].strip() for r in rows] == ["uint8", "float"]
-    assert rows[0][-1] == rows[1][-1]  # identical last loss
-    assert all(float(r[5]) >= 0 and float(r[6]) > 0 for r in rows)  # waited / building seconds
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in proc.stdout.splitlines() if line.startswith("| 0 |")]
+    assert [(r[1], r[2]) for r in rows] == [("uint8", "off"), ("uint8", "on"), ("float", "off"), ("float", "on")]
+    assert len({r[-1] for r in rows}) == 1  # identical last loss
+    assert all(float(r[7]) >= 0 and float(r[8]) > 0 for r in rows)  # waited / building seconds
 
 
 @pytest.mark.parametrize("bins", [0, 4])  # 4: the cache keeps the colour histograms beside the maps
