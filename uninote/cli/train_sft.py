@@ -40,7 +40,7 @@ def register(subparsers) -> None:
         elif f.name == "loss_weights":
             p.add_argument(flag(f.name), type=json.loads, default=default, help=help_ + " (JSON object)")
         else:
-            typ = int if f.name == "max_steps" else type(default)
+            typ = {"max_steps": int, "note_colour_scale": float}.get(f.name, type(default))
             p.add_argument(flag(f.name), type=typ, default=default, help=help_)
     p.set_defaults(func=run)
 

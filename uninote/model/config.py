@@ -53,6 +53,10 @@ class UniNoteConfig(JsonConfig):
         "Factor on the colour histogram where it enters the image head. Its values are square-rooted "
         "shares of unit length, about 15x smaller per dimension than the backbone's pooled features, "
         "so the head's LayerNorm all but drowns them at 1.")})
+    note_colour_scale: float | None = field(default=None, metadata={"help": (
+        "The same factor for the photos a note vector fuses (None = image_colour_scale). Photo and "
+        "region vectors, which photo queries are ranked by, can then weight colour more than the "
+        "note vector does, whose text names the colour already.")})
     tiny_width: int = field(default=32, metadata={"help": "Feature width of the 'tiny' test towers."})
     seed: int = field(default=0, metadata={"help": "Seed for head initialisation (and tiny towers)."})
 
@@ -91,8 +95,10 @@ class UniNoteConfig(JsonConfig):
         if self.image_colour_bins and not 2 <= self.image_colour_bins <= 16:
             raise ConfigError(f"image_colour_bins={self.image_colour_bins} must be 0 (off) or in [2, 16] "
                               "(bins per RGB channel; 8 gives 512 values)")
-        if self.image_colour_scale <= 0:
-            raise ConfigError(f"image_colour_scale={self.image_colour_scale} must be > 0")
+        for name in ("image_colour_scale", "note_colour_scale"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name}={value} must be > 0")
         if self.text_pooling not in TEXT_POOLINGS:
             raise ConfigError(f"text_pooling={self.text_pooling!r} must be one of {TEXT_POOLINGS}")
         if self.text_pooling == "attention" and self.text_tower == "use-m3":

@@ -140,7 +140,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """Short hash of the config and the trainable weights: names an embedding space.
 
         Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
-        pooling, a frozen image tower, no colour histogram and an unscaled one are left out, so
+        pooling, a frozen image tower, no colour histogram, an unscaled one and a note colour scale
+        that follows the photo's are left out, so
         checkpoints written before they existed keep their version."""
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
@@ -148,6 +149,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
         for name in ("image_trained_blocks", "image_colour_bins"):
             if not config[name]:
                 del config[name]
+        if config["note_colour_scale"] in (None, config["image_colour_scale"]):
+            del config["note_colour_scale"]
         if config["image_colour_scale"] == 1:
             del config["image_colour_scale"]
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
@@ -224,7 +227,10 @@ class UniNoteModel(FeatureInputs, nn.Module):
             image_feats = torch.zeros(0, self.image_feature_dim)
         text = self.text_head(text_feats)
         image = self.photo_head(image_feats.to(dev, torch.float32))
-        image_mean, has_image = mean_by_owner(F.normalize(image, dim=-1), owner, n)
+        fused = image
+        if self.config.note_colour_scale not in (None, self.config.image_colour_scale):
+            fused = self.photo_head(image_feats.to(dev, torch.float32), self.config.note_colour_scale)
+        image_mean, has_image = mean_by_owner(F.normalize(fused, dim=-1), owner, n)
         note = self.fusion(text, has_text, image_mean, has_image)
         out = {"note": note, "text": text, "image": image, "image_owner": owner, "has_image": has_image}
         if region_feats is not None and len(region_feats):
@@ -264,10 +270,11 @@ class UniNoteModel(FeatureInputs, nn.Module):
             feats["image"], feats["region"] = self.with_colour(pixels, *self.map_features(maps))
         return self.forward_features(feats)
 
-    def photo_head(self, feats: torch.Tensor) -> torch.Tensor:
+    def photo_head(self, feats: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         """The image head on photo or region features (.., F_img), the colour histogram at their end
-        multiplied by ``image_colour_scale`` first."""
-        width, scale = self.config.colour_dim, self.config.image_colour_scale
+        multiplied by ``scale`` first (default ``image_colour_scale``; a note's fused photos take
+        ``note_colour_scale``)."""
+        width, scale = self.config.colour_dim, self.config.image_colour_scale if scale is None else scale
         if width and scale != 1:
             feats = torch.cat([feats[..., :-width], feats[..., -width:] * scale], -1)
         return self.image_head(feats)

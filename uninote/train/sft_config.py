@@ -34,6 +34,9 @@ class SFTConfig(JsonConfig):
     image_colour_scale: float = field(default=1.0, metadata={"help": (
         "Factor on the colour histogram where it enters the image head (see UniNoteConfig; 4 lifts "
         "photo queries and lowers note queries at 64 dims, docs/results/model.md).")})
+    note_colour_scale: float | None = field(default=None, metadata={"help": (
+        "Factor on the colour histogram of the photos a note vector fuses (see UniNoteConfig; unset = "
+        "--image-colour-scale); photo and region vectors take --image-colour-scale.")})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
@@ -125,4 +128,5 @@ class SFTConfig(JsonConfig):
                              image_size=self.image_size, hidden_dim=self.hidden_dim,
                              freeze_backbones=not self.full_finetune, image_trained_blocks=self.image_trained_blocks,
                              image_colour_bins=self.image_colour_bins, image_colour_scale=self.image_colour_scale,
+                             note_colour_scale=self.note_colour_scale,
                              seed=self.seed).validate()

@@ -135,3 +135,42 @@ def test_checkpoint_keeps_the_colour_scale_and_unscaled_ones_their_version(tmp_p
     (tmp_path / "plain/config.json").write_text(json.dumps(config))
     old = UniNoteModel.from_pretrained(tmp_path / "plain")
     assert old.config.image_colour_scale == 1.0 and old.version == plain.version
+
+
+def test_note_colour_scale_weights_the_notes_photos_and_leaves_photo_vectors_alone(corpus, tmp_path, monkeypatch):
+    """image_colour_scale 3 with note_colour_scale 1: photo and region vectors are those of scale 3
+    everywhere, note vectors those of scale 1, on the feature path and for uploads alike."""
+    monkeypatch.setenv("UNINOTE_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    split = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=3.0, note_colour_scale=1.0)).eval()
+    photos_like = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=3.0)).eval()
+    notes_like = UniNoteModel(tiny_config(image_colour_bins=4)).eval()
+    for twin in (photos_like, notes_like):
+        twin.load_state_dict(split.state_dict())
+    feats = corpus_features(corpus, split, progress=False)
+    emb = {name: embed_from_features(m, feats, progress=False)
+           for name, m in (("split", split), ("photos", photos_like), ("notes", notes_like))}
+    assert np.array_equal(emb["split"].image, emb["photos"].image)
+    assert np.array_equal(emb["split"].region, emb["photos"].region)
+    assert np.array_equal(emb["split"].note, emb["notes"].note)
+    assert not np.allclose(emb["split"].note, emb["photos"].note, atol=1e-3)  # the scale does reach notes
+    notes = [n for n in corpus.notes if n.images and not any("broken" in p for p in n.images)][:3]
+    rows = [list(emb["split"].note_ids).index(n.note_id) for n in notes]
+    with torch.no_grad():
+        note = split.encode_note(notes, corpus.root)
+    assert np.allclose(note.numpy(), emb["split"].note[rows], atol=1e-3)  # uploads: stored as float16
+
+
+def test_note_colour_scale_enters_the_version_only_when_it_differs(tmp_path):
+    torch.manual_seed(0)
+    follows = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=4.0))
+    same = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=4.0, note_colour_scale=4.0))
+    split = UniNoteModel(tiny_config(image_colour_bins=4, image_colour_scale=4.0, note_colour_scale=1.0))
+    for m in (same, split):
+        m.load_state_dict(follows.state_dict())
+    assert same.version == follows.version != split.version
+    split.save_pretrained(tmp_path / "split")
+    loaded = UniNoteModel.from_pretrained(tmp_path / "split")
+    assert loaded.config.note_colour_scale == 1.0 and loaded.version == split.version
+    with pytest.raises(ConfigError, match="note_colour_scale=0 must be > 0"):
+        tiny_config(image_colour_bins=4, note_colour_scale=0).validate()
