@@ -31,12 +31,12 @@ class SFTConfig(JsonConfig):
         "Colour histogram (bins per RGB channel, bins**3 values) appended to every photo and region "
         "feature (0 = off; see UniNoteConfig). With --image-trained-blocks the cache keeps the "
         "histograms beside the maps.")})
-    image_colour_scale: float = field(default=1.0, metadata={"help": (
-        "Factor on the colour histogram where it enters the image head (see UniNoteConfig; 4 lifts "
-        "photo queries and lowers note queries at 64 dims, docs/results/model.md).")})
-    note_colour_scale: float | None = field(default=None, metadata={"help": (
-        "Factor on the colour histogram of the photos a note vector fuses (see UniNoteConfig; unset = "
-        "--image-colour-scale); photo and region vectors take --image-colour-scale.")})
+    image_colour_scale: float = field(default=4.0, metadata={"help": (
+        "Factor on the colour histogram where it enters the image head for photo and region vectors "
+        "(see UniNoteConfig; docs/results/model.md).")})
+    note_colour_scale: float | None = field(default=1.0, metadata={"help": (
+        "The same factor for the photos a note vector fuses (see UniNoteConfig). 4 for photo vectors "
+        "and 1 here lifts photo queries without moving note and text queries (docs/results/model.md).")})
     # objective
     matryoshka: bool = field(default=True, metadata={"help": "Wrap the objective in the Matryoshka loss."})
     matryoshka_dims: list[int] = field(default_factory=lambda: list(MATRYOSHKA_DIMS), metadata={
@@ -46,7 +46,7 @@ class SFTConfig(JsonConfig):
     temperature: float = field(default=0.05, metadata={"help": "InfoNCE temperature tau."})
     hard_negatives: int = field(default=2, metadata={"help": "Hard negatives per pair taken from pairs.jsonl."})
     loss_weights: dict[str, float] = field(default_factory=lambda: {
-        "note": 1.0, "image_note": 0.5, "text_note": 0.5, "image_text": 0.5, "image_image": 0.5,
+        "note": 1.0, "image_note": 0.5, "text_note": 1.0, "image_text": 0.5, "image_image": 0.5,
         "region": 0.25, "image_note_kd": 3.0, "image_image_kd": 3.0},
         metadata={"help": f"Weight per training signal (uninote/train/sft_objective.py; the _kd ones distil "
                          f"the note's ranking into the photo); keys {LOSS_TERMS}."})
