@@ -141,8 +141,8 @@ class UniNoteModel(FeatureInputs, nn.Module):
 
         Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
         pooling, a frozen image tower, no colour histogram, an unscaled one and a note colour scale
-        that follows the photo's are left out, so
-        checkpoints written before they existed keep their version."""
+        that follows the photo's are left out, so checkpoints written before they existed keep
+        their version."""
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
             del config["text_pooling"]
