@@ -140,19 +140,19 @@ class UniNoteModel(FeatureInputs, nn.Module):
         """Short hash of the config and the trainable weights: names an embedding space.
 
         Weights still at their identity (all zero ``IDENTITY_AT_ZERO``) and the default mean text
-        pooling, a frozen image tower, no colour histogram, an unscaled one and a note colour scale
-        that follows the photo's are left out, so checkpoints written before they existed keep
-        their version."""
+        pooling, a frozen image tower, no colour histogram (and its scales, which then scale
+        nothing), an unscaled one and a note colour scale that follows the photo's are left out, so
+        checkpoints written before they existed keep their version."""
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
             del config["text_pooling"]
+        if config["note_colour_scale"] in (None, config["image_colour_scale"]) or not config["image_colour_bins"]:
+            del config["note_colour_scale"]  # follows the photo's, or there is no histogram to scale
+        if config["image_colour_scale"] == 1 or not config["image_colour_bins"]:
+            del config["image_colour_scale"]
         for name in ("image_trained_blocks", "image_colour_bins"):
             if not config[name]:
                 del config[name]
-        if config["note_colour_scale"] in (None, config["image_colour_scale"]):
-            del config["note_colour_scale"]
-        if config["image_colour_scale"] == 1:
-            del config["image_colour_scale"]
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for k, v in sorted(self.trainable_state_dict().items()):
             if k in IDENTITY_AT_ZERO and not v.any():

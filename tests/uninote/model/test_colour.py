@@ -172,5 +172,9 @@ def test_note_colour_scale_enters_the_version_only_when_it_differs(tmp_path):
     split.save_pretrained(tmp_path / "split")
     loaded = UniNoteModel.from_pretrained(tmp_path / "split")
     assert loaded.config.note_colour_scale == 1.0 and loaded.version == split.version
+    without = UniNoteModel(tiny_config(image_colour_scale=4.0, note_colour_scale=1.0))
+    plain = UniNoteModel(tiny_config())
+    plain.load_state_dict(without.state_dict())
+    assert without.version == plain.version  # no histogram: the scales scale nothing
     with pytest.raises(ConfigError, match="note_colour_scale=0 must be > 0"):
         tiny_config(image_colour_bins=4, note_colour_scale=0).validate()
