@@ -26,6 +26,7 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 60_000
+PAIR_SHOWN = "#tab-annotate .un-card .un-id"  # an Annotate pair is on screen
 LOOP_BUDGET_S = 900  # sign-in to a search answered by the RL version (about 3 min on 2 loaded cores)
 TINY = {"text_tower": "tiny", "image_tower": "tiny", "embed_dim": 32, "matryoshka_dims": [16, 32],
         "n_regions": 2, "image_size": 32, "hidden_dim": 32}
@@ -66,7 +67,7 @@ def sign_in(browser, url: str, user: str):
 def grade_in_annotate(page, n: int) -> None:
     open_tab(page, "Annotate")
     for i in range(n):
-        page.wait_for_selector("#annotate-query-photo img")
+        page.wait_for_selector(PAIR_SHOWN)  # the query's card: a text-only query has no photo
         page.locator("body").click(position={"x": 5, "y": 5})
         # look at the pair as a person would: a key sooner than min_view_s (0.4 s) after the pair was
         # shown, or within 600 ms of the last key, is a double press that the app refuses
@@ -112,7 +113,7 @@ def test_grade_train_serve_loop_under_the_demo_app(browser, demo_app):
     open_tab(ana, "Annotate")
     assert "Error" not in ana.inner_text("#tab-annotate")
     # ... and the first pair appears when the version is ready, without a reload
-    ana.wait_for_selector("#annotate-query-photo img", timeout=300_000)
+    ana.wait_for_selector(PAIR_SHOWN, timeout=300_000)
     built_s = time.perf_counter() - t0
     assert ana.inner_text("#annotate-message").strip() == ""
     app_log = log.read_text()
