@@ -116,6 +116,11 @@ class UniNoteConfig(JsonConfig):
         return self.image_colour_bins ** 3 if self.image_colour_bins else 0
 
     @property
+    def note_colour_factor(self) -> float:
+        """The colour factor the photos a note fuses take: ``note_colour_scale``, or the photo's."""
+        return self.image_colour_scale if self.note_colour_scale is None else self.note_colour_scale
+
+    @property
     def image_cut(self) -> int | None:
         """Index of the first trained image block, None when the image tower is frozen whole."""
         if not self.image_trained_blocks:

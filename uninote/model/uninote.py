@@ -146,7 +146,7 @@ class UniNoteModel(FeatureInputs, nn.Module):
         config = self.config.to_dict()
         if config["text_pooling"] == "mean":
             del config["text_pooling"]
-        if config["note_colour_scale"] in (None, config["image_colour_scale"]) or not config["image_colour_bins"]:
+        if self.config.note_colour_factor == self.config.image_colour_scale or not self.config.image_colour_bins:
             del config["note_colour_scale"]  # follows the photo's, or there is no histogram to scale
         if config["image_colour_scale"] == 1 or not config["image_colour_bins"]:
             del config["image_colour_scale"]
@@ -226,10 +226,10 @@ class UniNoteModel(FeatureInputs, nn.Module):
         if image_feats is None:
             image_feats = torch.zeros(0, self.image_feature_dim)
         text = self.text_head(text_feats)
-        image = self.photo_head(image_feats.to(dev, torch.float32))
-        fused = image
-        if self.config.note_colour_scale not in (None, self.config.image_colour_scale):
-            fused = self.photo_head(image_feats.to(dev, torch.float32), self.config.note_colour_scale)
+        image_feats = image_feats.to(dev, torch.float32)
+        image = self.photo_head(image_feats)
+        factor = self.config.note_colour_factor  # the note's photos may weight colour otherwise
+        fused = image if factor == self.config.image_colour_scale else self.photo_head(image_feats, factor)
         image_mean, has_image = mean_by_owner(F.normalize(fused, dim=-1), owner, n)
         note = self.fusion(text, has_text, image_mean, has_image)
         out = {"note": note, "text": text, "image": image, "image_owner": owner, "has_image": has_image}
